@@ -1,0 +1,65 @@
+"""The base API view: per-user rate limit headers, idempotent execution, exact JSON."""
+from django.db import IntegrityError
+from django.http import HttpResponse
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from casino.api.rendering import dumps
+from casino.api.throttling import PerUserRateThrottle
+from casino.errors import HouseError
+from casino.services.idempotency import (
+    MAX_KEY_LENGTH,
+    IdempotencySlot,
+    idempotency_lookup,
+    request_fingerprint,
+)
+
+
+class HouseAPIView(APIView):
+    throttle_classes = [PerUserRateThrottle]
+    rate_group: str = ""
+    rate: str | None = None
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        for name, value in getattr(self, "rate_headers", {}).items():
+            response[name] = value
+        return response
+
+    def run_idempotent(self, request, *, execute, render_body, status_code: int = 200):
+        """Run ``execute(slot)`` once per Idempotency-Key; replay the stored response after that.
+
+        ``render_body(result)`` builds the response body; the service stores it inside
+        its own transaction through ``slot.record(result)``.
+        """
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return Response(render_body(execute(None)), status=status_code)
+        if not key or len(key) > MAX_KEY_LENGTH:
+            raise HouseError("Invalid Idempotency-Key", code="invalid_idempotency_key")
+        scope = f"{request.user.rate_key}:{request.method}:{request.path}"
+        fingerprint = request_fingerprint(dumps(request.data if request.data is not None else {}))
+        stored = idempotency_lookup(scope=scope, key=key)
+        if stored is not None:
+            return self._replay(stored, fingerprint)
+        slot = IdempotencySlot(scope=scope, key=key, request_hash=fingerprint,
+                               render=lambda result: (status_code, dumps(render_body(result))))
+        try:
+            execute(slot)
+        except IntegrityError:
+            stored = idempotency_lookup(scope=scope, key=key)
+            if stored is None:
+                raise
+            return self._replay(stored, fingerprint)
+        return self._raw(slot.stored.response_body, slot.stored.status_code)
+
+    def _replay(self, stored, fingerprint: str):
+        if stored.request_hash != fingerprint:
+            raise HouseError("Idempotency-Key already used with a different request", code="idempotency_key_reused", status=409)
+        response = self._raw(stored.response_body, stored.status_code)
+        response["Idempotent-Replayed"] = "true"
+        return response
+
+    @staticmethod
+    def _raw(body: str, status_code: int) -> HttpResponse:
+        return HttpResponse(body, status=status_code, content_type="application/json")

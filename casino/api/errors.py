@@ -1,0 +1,40 @@
+"""DRF exception handler: every error is {"error": <message>} (+ "code"), never a stack trace."""
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from casino.errors import HouseError
+
+log = logging.getLogger("house.api")
+
+
+def error_response(message: str, *, code: str, status_code: int, headers: dict | None = None, extra: dict | None = None) -> Response:
+    return Response({"error": message, "code": code, **(extra or {})}, status=status_code, headers=headers)
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, HouseError):
+        return Response(exc.body(), status=exc.status)
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        return error_response("Unauthorized", code="unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, (exceptions.PermissionDenied, DjangoPermissionDenied)):
+        message = str(getattr(exc, "detail", "")) or "Admin access required"
+        return error_response(message, code="forbidden", status_code=403)
+    if isinstance(exc, exceptions.Throttled):
+        headers = {"Retry-After": str(int(exc.wait or 1))}
+        return error_response("Rate limit exceeded", code="rate_limited", status_code=429, headers=headers)
+    if isinstance(exc, exceptions.ParseError):
+        return error_response("Malformed JSON", code="malformed_json", status_code=400)
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return error_response("Content-Type must be application/json", code="unsupported_media_type", status_code=415)
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        return error_response("Method not allowed", code="method_not_allowed", status_code=405)
+    if isinstance(exc, (exceptions.NotFound, Http404)):
+        return error_response("Not found", code="not_found", status_code=404)
+    if isinstance(exc, exceptions.APIException):
+        return error_response(str(exc.detail), code=str(exc.default_code), status_code=exc.status_code)
+    log.exception("unhandled error in %s", context.get("view").__class__.__name__ if context.get("view") else "?")
+    return error_response("Internal server error", code="internal_error", status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)

@@ -1,0 +1,87 @@
+"""Domain objects to the reference document's wire shapes (field names, number formats)."""
+from datetime import UTC, datetime
+
+from casino.money import money, plain
+
+
+def iso(dt: datetime) -> str:
+    dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def trade_result(result) -> dict:
+    body = {
+        "success": True,
+        "tradeId": str(result.trade_id),
+        "positionId": str(result.position_id),
+        "executionPrice": plain(result.execution_price),
+        "shares": plain(result.shares),
+        "cost": money(result.cost),
+        "newBalance": money(result.new_balance),
+    }
+    if result.realized_pnl is not None:
+        body["realizedPnl"] = money(result.realized_pnl)
+    return body
+
+
+def quote(q) -> dict:
+    return {
+        "executionPrice": plain(q.execution_price),
+        "shares": plain(q.shares),
+        "cost": money(q.cost),
+        "spreadPct": plain(q.spread),
+        "payout": money(q.payout),
+        "midPrice": plain(q.mid_price),
+    }
+
+
+def ledger_entry(e) -> dict:
+    return {
+        "id": str(e.id),
+        "user_id": str(e.player_id),
+        "amount": money(e.amount),
+        "type": e.type,
+        "description": e.description,
+        "balance_after": money(e.balance_after),
+        "trade_id": str(e.trade_id) if e.trade_id else None,
+        "created_at": iso(e.created_at),
+    }
+
+
+def position(p) -> dict:
+    return {
+        "id": str(p.id),
+        "user_id": str(p.player_id),
+        "market_id": p.market_id,
+        "market_title": p.market_title,
+        "outcome": p.outcome,
+        "shares": plain(p.shares),
+        "avg_price": plain(p.avg_price),
+        "status": p.status,
+        "realized_pnl": money(p.realized_pnl),
+        "operator_id": str(p.operator_id),
+        "created_at": iso(p.created_at),
+        "updated_at": iso(p.updated_at),
+    }
+
+
+def trade(t) -> dict:
+    return {
+        "id": str(t.id),
+        "user_id": str(t.player_id),
+        "market_id": t.market_id,
+        "market_title": t.market_title,
+        "side": t.side,
+        "outcome": t.outcome,
+        "shares": plain(t.shares),
+        "price_mid": plain(t.price_mid),
+        "price_executed": plain(t.price_executed),
+        "spread_applied": plain(t.spread_applied),
+        "cost": money(t.cost),
+        "balance_before": money(t.balance_before),
+        "balance_after": money(t.balance_after),
+        "realized_pnl": money(t.realized_pnl),
+        "operator_id": str(t.operator_id),
+        "s2s_transaction_id": str(t.wallet_transaction_id) if t.wallet_transaction_id and t.operator.wallet_mode == "s2s" else None,
+        "created_at": iso(t.created_at),
+    }

@@ -1,0 +1,33 @@
+"""JSON in and out with exact decimals: numbers parse to Decimal, Decimals render as numbers."""
+import json
+from decimal import Decimal
+
+import simplejson
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
+class DecimalJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            raw = stream.read() if stream is not None else b""
+            data = json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=_refuse_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ParseError("Malformed JSON") from exc
+        return data
+
+
+def dumps(data) -> str:
+    return simplejson.dumps(data, use_decimal=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class DecimalJSONRenderer(JSONRenderer):
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if data is None:
+            return b""
+        return dumps(data).encode("utf-8")

@@ -1,0 +1,178 @@
+"""Player-facing endpoints of the Casino API (session bearer token), plus quote and markets."""
+from decimal import Decimal
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from casino import selectors
+from casino.api import inputs, presenters
+from casino.api import schemas as s
+from casino.api.auth import IsPlayer, PlayerPrincipal
+from casino.api.base import HouseAPIView
+from casino.errors import HouseError
+from casino.models import PositionStatus
+from casino.money import money, plain
+from casino.services.markets import casino_settings, market_with_price
+from casino.services.pricing import quote_build, spread_effective
+from casino.services.trade_executor import TradeRequest, trade_execute
+from risk.services.assessment import player_spread_extra
+from wallets.selectors import ledger_recent
+from wallets.services.balances import wallet_balance
+from wallets.services.transfers import wallet_deposit, wallet_withdraw
+
+
+class TradeView(HouseAPIView):
+    permission_classes = [IsPlayer]
+    rate_group, rate = "trade", "20/m"
+
+    @extend_schema(request=s.TradeRequestSerializer, responses={200: s.TradeResponseSerializer, 400: s.ErrorSerializer},
+                   parameters=[s.IDEMPOTENCY_HEADER], summary="Buy or sell shares")
+    def post(self, request):
+        data = inputs.require_object(request.data)
+        inputs.require_fields(data, "marketId", "side", "outcome", "amount", "midPrice")
+        side = inputs.choice_field(data["side"], "side", ("buy", "sell"))
+        outcome = inputs.choice_field(data["outcome"], "outcome", ("yes", "no"))
+        trade = TradeRequest(
+            market_id=inputs.market_id_field(data["marketId"]),
+            side=side,
+            outcome=outcome,
+            amount=inputs.amount_field(data["amount"], places=2 if side == "buy" else 6),
+            mid_price=inputs.mid_price_field(data["midPrice"]),
+            market_title=inputs.text_field(data.get("marketTitle"), "marketTitle"),
+            category=inputs.text_field(data.get("category"), "category", max_length=64),
+            liquidity=inputs.decimal_field(data["liquidity"], "liquidity") if data.get("liquidity") is not None else None,
+        )
+        player = request.user.player
+        return self.run_idempotent(
+            request,
+            execute=lambda slot: trade_execute(player=player, request=trade, idempotency=slot),
+            render_body=presenters.trade_result,
+        )
+
+
+class QuoteView(HouseAPIView):
+    permission_classes = [AllowAny]
+    rate_group, rate = "quote", "60/m"
+
+    @extend_schema(parameters=s.QUOTE_PARAMETERS, responses={200: s.QuoteResponseSerializer, 400: s.ErrorSerializer},
+                   summary="Price a prospective trade (no authentication required)")
+    def get(self, request):
+        params = request.query_params
+        inputs.require_fields(params, "side", "outcome", "amount", "midPrice")
+        side = inputs.choice_field(params["side"], "side", ("buy", "sell"))
+        inputs.choice_field(params["outcome"], "outcome", ("yes", "no"))
+        amount = inputs.amount_field(params["amount"], places=2 if side == "buy" else 6)
+        mid = inputs.mid_price_field(params["midPrice"])
+        market = None
+        if params.get("marketId"):
+            market, _ = market_with_price(market_id=inputs.market_id_field(params["marketId"]), outcome=params["outcome"])
+        extra = player_spread_extra(player=request.user.player) if isinstance(request.user, PlayerPrincipal) else Decimal("0")
+        spread = spread_effective(casino=casino_settings(), market=market, sharp_extra=extra)
+        return Response(presenters.quote(quote_build(side=side, amount=amount, mid_price=mid, spread=spread)))
+
+
+class BalanceView(HouseAPIView):
+    permission_classes = [IsPlayer]
+    rate_group, rate = "balance", "60/m"
+
+    @extend_schema(parameters=[OpenApiParameter("ledger", str, description='"true" to include the 50 most recent ledger entries')],
+                   responses={200: s.BalanceResponseSerializer}, summary="Current balance (and ledger)")
+    def get(self, request):
+        player = request.user.player
+        body = {"balance": money(_player_balance(player)), "ledger": None}
+        if request.query_params.get("ledger", "").lower() == "true":
+            body["ledger"] = [presenters.ledger_entry(e) for e in ledger_recent(player=player, limit=50)]
+        return Response(body)
+
+
+def _player_balance(player) -> Decimal:
+    if player.operator.wallet_mode != "internal":
+        from wallets.adapters import wallet_adapter_for
+
+        return wallet_adapter_for(player.operator).balance(player=player)
+    return wallet_balance(player=player)
+
+
+class DepositView(HouseAPIView):
+    permission_classes = [IsPlayer]
+    rate_group, rate = "deposit", "5/m"
+
+    @extend_schema(request=s.AmountRequestSerializer, responses={200: s.DepositResponseSerializer, 400: s.ErrorSerializer},
+                   parameters=[s.IDEMPOTENCY_HEADER], summary="Deposit (internal wallets; balance cap $100,000)")
+    def post(self, request):
+        data = inputs.require_object(request.data)
+        inputs.require_fields(data, "amount")
+        amount = inputs.amount_field(data["amount"], places=2)
+        player = request.user.player
+        return self.run_idempotent(
+            request,
+            execute=lambda slot: wallet_deposit(player=player, amount=amount, idempotency=slot),
+            render_body=lambda change: {"balance": money(change.balance_after)},
+        )
+
+
+class WithdrawView(HouseAPIView):
+    permission_classes = [IsPlayer]
+    rate_group, rate = "withdraw", "5/m"
+
+    @extend_schema(request=s.AmountRequestSerializer, responses={200: s.WithdrawResponseSerializer, 400: s.ErrorSerializer},
+                   parameters=[s.IDEMPOTENCY_HEADER], summary="Withdraw (internal wallets; $100,000 per request)")
+    def post(self, request):
+        data = inputs.require_object(request.data)
+        inputs.require_fields(data, "amount")
+        amount = inputs.amount_field(data["amount"], places=2)
+        player = request.user.player
+        return self.run_idempotent(
+            request,
+            execute=lambda slot: wallet_withdraw(player=player, amount=amount, idempotency=slot),
+            render_body=lambda change: {"success": True, "newBalance": money(change.balance_after), "amount": money(amount)},
+        )
+
+
+class PositionsView(HouseAPIView):
+    permission_classes = [IsPlayer]
+    rate_group, rate = "positions", "30/m"
+
+    @extend_schema(parameters=[OpenApiParameter("status", str, enum=list(PositionStatus.values), description="Default: open")],
+                   responses={200: s.PositionsResponseSerializer}, summary="The player's positions")
+    def get(self, request):
+        status = request.query_params.get("status", "open")
+        if status not in PositionStatus.values:
+            raise HouseError("Invalid status", code="invalid_status")
+        rows = selectors.positions_for_player(player=request.user.player, status=status)
+        return Response({"positions": [presenters.position(p) for p in rows]})
+
+
+class TradesView(HouseAPIView):
+    permission_classes = [IsPlayer]
+    rate_group, rate = "trades", "30/m"
+
+    @extend_schema(parameters=[OpenApiParameter("limit", int, description="Default 50, max 200"), OpenApiParameter("marketId", str)],
+                   responses={200: s.TradesResponseSerializer}, summary="The player's trade history")
+    def get(self, request):
+        raw_limit = request.query_params.get("limit", "50")
+        if not raw_limit.isdigit() or int(raw_limit) < 1:
+            raise HouseError("Invalid limit", code="invalid_limit")
+        limit = min(int(raw_limit), 200)
+        market_id = request.query_params.get("marketId")
+        if market_id is not None:
+            market_id = inputs.market_id_field(market_id)
+        rows = selectors.trades_for_player(player=request.user.player, limit=limit, market_id=market_id)
+        return Response({"trades": [presenters.trade(t) for t in rows]})
+
+
+class MarketsView(HouseAPIView):
+    permission_classes = [AllowAny]
+    rate_group, rate = "markets", "30/m"
+
+    @extend_schema(responses={200: s.MarketsResponseSerializer}, summary="Market configuration (no authentication required)")
+    def get(self, request):
+        config = selectors.market_configuration()
+        return Response({
+            "blockedCategories": config["blocked_categories"],
+            "disabledMarketIds": config["disabled_market_ids"],
+            "criteria": {k: plain(v) for k, v in config["criteria"].items()},
+            "customSpreads": {k: plain(v) for k, v in config["custom_spreads"].items()},
+            "defaultSpread": plain(config["default_spread"]),
+        })

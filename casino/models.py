@@ -1,0 +1,255 @@
+"""Operators, players, sessions, markets and their configuration, trades, positions, exposure."""
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+MONEY = {"max_digits": 14, "decimal_places": 2}
+SHARES = {"max_digits": 20, "decimal_places": 6}
+PRICE = {"max_digits": 8, "decimal_places": 4}
+
+
+class WalletMode(models.TextChoices):
+    INTERNAL = "internal", "Internal (house-held balances)"
+    S2S = "s2s", "S2S seamless wallet"
+
+
+class Outcome(models.TextChoices):
+    YES = "yes", "YES"
+    NO = "no", "NO"
+
+
+class Side(models.TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
+
+
+class Operator(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, unique=True)
+    # sha256 of the API key; the key itself is shown once, at creation or rotation.
+    api_key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    api_key_prefix = models.CharField(max_length=16, editable=False, help_text="First characters of the key, to recognise it.")
+    wallet_mode = models.CharField(max_length=16, choices=WalletMode.choices, default=WalletMode.INTERNAL)
+    currency = models.CharField(max_length=3, default="USD")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "casino_operators"
+        constraints = [models.CheckConstraint(condition=Q(wallet_mode__in=["internal", "s2s"]), name="operator_wallet_mode_valid")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Player(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="players")
+    external_id = models.CharField(max_length=128, help_text="The operator's own player id.")
+    tier = models.CharField(max_length=32, default="standard")
+    currency = models.CharField(max_length=3, default="USD")
+    total_wagered = models.DecimalField(**MONEY, default=Decimal("0"))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "casino_players"
+        constraints = [models.UniqueConstraint(fields=["operator", "external_id"], name="player_unique_per_operator")]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} @ {self.operator_id}"
+
+
+class PlayerSession(models.Model):
+    token_hash = models.CharField(max_length=64, primary_key=True)
+    player = models.ForeignKey(Player, on_delete=models.CASCADE, related_name="sessions")
+    expires_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "casino_player_sessions"
+
+
+class StaffToken(models.Model):
+    token_hash = models.CharField(max_length=64, primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="house_tokens")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked = models.BooleanField(default=False)
+
+    class Meta:
+        db_table = "casino_staff_tokens"
+
+
+class MarketStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    RESOLVING = "resolving", "Resolving (settlement in progress)"
+    RESOLVED = "resolved", "Resolved"
+    VOIDED = "voided", "Voided"
+
+
+class Market(models.Model):
+    # Polymarket condition id (0x + 64 hex), or any id the price feed uses.
+    id = models.CharField(primary_key=True, max_length=128)
+    title = models.CharField(max_length=500, blank=True, default="")
+    category = models.CharField(max_length=64, blank=True, default="")
+    liquidity = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True, help_text="Known liquidity; overrides the client's value when set.")
+    status = models.CharField(max_length=16, choices=MarketStatus.choices, default=MarketStatus.OPEN)
+    outcome = models.CharField(max_length=3, choices=Outcome.choices, null=True, blank=True)
+    disabled = models.BooleanField(default=False, help_text="Manually disabled: no trading.")
+    custom_spread = models.DecimalField(**PRICE, null=True, blank=True, help_text="Spread in price points; empty = default spread.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "casino_markets"
+        constraints = [
+            models.CheckConstraint(condition=Q(custom_spread__isnull=True) | Q(custom_spread__gte=0, custom_spread__lt=100), name="market_custom_spread_range"),
+            models.CheckConstraint(condition=~Q(status="resolved") | Q(outcome__isnull=False), name="market_resolved_has_outcome"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.id
+
+
+class CasinoSettings(models.Model):
+    """The single row of house-wide market configuration (pk is always 1)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    blocked_categories = models.JSONField(default=list, blank=True)
+    min_liquidity = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("5000"))
+    min_price = models.DecimalField(**PRICE, default=Decimal("5"))
+    max_price = models.DecimalField(**PRICE, default=Decimal("95"))
+    default_spread = models.DecimalField(**PRICE, default=Decimal("4"))
+    price_tolerance = models.DecimalField(**PRICE, default=Decimal("2"), help_text="Max distance (price points) between the client's midPrice and the house reference.")
+    price_max_age_seconds = models.PositiveIntegerField(default=300, help_text="A reference price older than this is stale: trades are refused with 'Price moved'.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "casino_settings"
+        verbose_name = "casino settings"
+        verbose_name_plural = "casino settings"
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="casino_settings_singleton")]
+
+    def __str__(self) -> str:
+        return "Casino settings"
+
+
+class ReferencePrice(models.Model):
+    """The house's own mid price per market and outcome; the client's midPrice is checked against it."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="reference_prices")
+    outcome = models.CharField(max_length=3, choices=Outcome.choices)
+    mid_price = models.DecimalField(**PRICE)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "casino_reference_prices"
+        constraints = [
+            models.UniqueConstraint(fields=["market", "outcome"], name="reference_price_unique"),
+            models.CheckConstraint(condition=Q(mid_price__gt=0, mid_price__lt=100), name="reference_price_range"),
+        ]
+
+
+class Trade(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    player = models.ForeignKey(Player, on_delete=models.PROTECT, related_name="trades")
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="trades")
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="trades")
+    market_title = models.CharField(max_length=500, blank=True, default="")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    outcome = models.CharField(max_length=3, choices=Outcome.choices)
+    shares = models.DecimalField(**SHARES)
+    price_mid = models.DecimalField(**PRICE)
+    price_executed = models.DecimalField(**PRICE)
+    spread_applied = models.DecimalField(**PRICE, help_text="Half the spread: distance between mid and execution price.")
+    cost = models.DecimalField(**MONEY, help_text="Stake (buy) or proceeds (sell).")
+    balance_before = models.DecimalField(**MONEY)
+    balance_after = models.DecimalField(**MONEY)
+    realized_pnl = models.DecimalField(**MONEY, default=Decimal("0"))
+    wallet_transaction_id = models.UUIDField(null=True, blank=True, help_text="The wallet transaction (ledger id) that moved the money.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "casino_trades"
+        indexes = [
+            models.Index(fields=["player", "-created_at"], name="trade_player_recent"),
+            models.Index(fields=["player", "market", "-created_at"], name="trade_player_market_recent"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(shares__gt=0), name="trade_shares_positive"),
+            models.CheckConstraint(condition=Q(cost__gte=0), name="trade_cost_nonnegative"),
+            models.CheckConstraint(condition=Q(price_executed__gte=1, price_executed__lte=99), name="trade_price_range"),
+        ]
+
+
+class PositionStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+    RESOLVED = "resolved", "Resolved"
+    VOIDED = "voided", "Voided"
+
+
+class Position(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    player = models.ForeignKey(Player, on_delete=models.PROTECT, related_name="positions")
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="positions")
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="positions")
+    market_title = models.CharField(max_length=500, blank=True, default="")
+    outcome = models.CharField(max_length=3, choices=Outcome.choices)
+    shares = models.DecimalField(**SHARES, default=Decimal("0"))
+    avg_price = models.DecimalField(**PRICE, default=Decimal("0"))
+    status = models.CharField(max_length=10, choices=PositionStatus.choices, default=PositionStatus.OPEN)
+    realized_pnl = models.DecimalField(**MONEY, default=Decimal("0"))
+    # Optimistic concurrency: every write is "UPDATE ... WHERE version = <read version>".
+    version = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "casino_positions"
+        constraints = [
+            models.UniqueConstraint(fields=["player", "market", "outcome"], name="position_unique_per_outcome"),
+            models.CheckConstraint(condition=Q(shares__gte=0), name="position_shares_nonnegative"),
+        ]
+        indexes = [models.Index(fields=["player", "status", "-updated_at"], name="position_player_status")]
+
+
+class MarketExposure(models.Model):
+    """One shard of a market's book, as the house sees it.
+
+    A market's book is split over HOUSE_EXPOSURE_SHARDS rows so concurrent trades on one hot
+    market update different rows. The market totals are the sums over its shards:
+    worst-case loss = max(yes_shares, no_shares) - cash_in. Each shard carries a slice of
+    the cap (``quota``); the slices add up to the cap, so while every shard stays inside its
+    own slice the market stays inside its cap. See casino/services/exposure.py.
+    """
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="exposure_shards")
+    shard = models.PositiveSmallIntegerField()
+    yes_shares = models.DecimalField(**SHARES, default=Decimal("0"))
+    no_shares = models.DecimalField(**SHARES, default=Decimal("0"))
+    cash_in = models.DecimalField(**MONEY, default=Decimal("0"), help_text="Stakes collected minus proceeds paid.")
+    quota = models.DecimalField(**MONEY, default=Decimal("0"))
+    cap = models.DecimalField(**MONEY, default=Decimal("0"), help_text="The market cap the quotas were cut from.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "casino_exposure"
+        constraints = [models.UniqueConstraint(fields=["market", "shard"], name="exposure_shard_unique")]
+
+
+class IdempotencyRecord(models.Model):
+    """First response to a client's Idempotency-Key, per caller and endpoint."""
+
+    scope = models.CharField(max_length=200, help_text="caller + endpoint")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    response_body = models.TextField(help_text="The JSON body exactly as first sent.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "casino_idempotency"
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="idempotency_unique")]

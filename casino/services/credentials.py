@@ -1,0 +1,114 @@
+"""Operator API keys, player session tokens and staff tokens: issue, hash, look up.
+
+Only sha256 hashes are stored; a key or token is shown once, when it is issued.
+Prefixes tell the kinds apart so a bearer token costs one indexed look-up.
+"""
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from casino.models import Operator, Player, PlayerSession, StaffToken, WalletMode
+
+OPERATOR_KEY_PREFIX = "op_"
+SESSION_TOKEN_PREFIX = "ps_"
+STAFF_TOKEN_PREFIX = "st_"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _new_secret(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class IssuedOperator:
+    operator: Operator
+    api_key: str
+    wallet_secret: str
+
+
+def operator_create(*, name: str, wallet_mode: str = WalletMode.INTERNAL, currency: str = "USD", wallet_url: str = "") -> IssuedOperator:
+    from wallets.services.operator_wallet import operator_wallet_configure
+
+    api_key = _new_secret(OPERATOR_KEY_PREFIX)
+    with transaction.atomic():
+        operator = Operator.objects.create(
+            name=name, wallet_mode=wallet_mode, currency=currency.upper(), api_key_hash=token_hash(api_key), api_key_prefix=api_key[:10]
+        )
+        wallet_secret = operator_wallet_configure(operator=operator, base_url=wallet_url)
+    return IssuedOperator(operator=operator, api_key=api_key, wallet_secret=wallet_secret)
+
+
+def operator_rotate_key(*, operator: Operator) -> str:
+    api_key = _new_secret(OPERATOR_KEY_PREFIX)
+    Operator.objects.filter(pk=operator.pk).update(api_key_hash=token_hash(api_key), api_key_prefix=api_key[:10])
+    operator.api_key_hash, operator.api_key_prefix = token_hash(api_key), api_key[:10]
+    return api_key
+
+
+def operator_by_key(api_key: str) -> Operator | None:
+    if not api_key.startswith(OPERATOR_KEY_PREFIX) or len(api_key) > 200:
+        return None
+    return Operator.objects.filter(api_key_hash=token_hash(api_key), is_active=True).first()
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    token: str
+    player: Player
+    expires_at: datetime
+
+
+def session_open(*, operator: Operator, external_player_id: str, currency: str | None = None, tier: str | None = None) -> IssuedSession:
+    """Open a session for the operator's player, creating the player (and wallet) on first use."""
+    from wallets.services.balances import wallet_ensure
+
+    with transaction.atomic():
+        player, created = Player.objects.get_or_create(
+            operator=operator, external_id=external_player_id, defaults={"currency": (currency or operator.currency).upper(), "tier": tier or "standard"}
+        )
+        if not created and tier and player.tier != tier:
+            Player.objects.filter(pk=player.pk).update(tier=tier)
+            player.tier = tier
+        if operator.wallet_mode == WalletMode.INTERNAL:
+            wallet_ensure(player=player)
+        token = _new_secret(SESSION_TOKEN_PREFIX)
+        expires_at = timezone.now() + timedelta(seconds=settings.HOUSE_SESSION_TTL_SECONDS)
+        PlayerSession.objects.create(token_hash=token_hash(token), player=player, expires_at=expires_at)
+    return IssuedSession(token=token, player=player, expires_at=expires_at)
+
+
+def session_player(token: str) -> Player | None:
+    session = (
+        PlayerSession.objects.select_related("player__operator")
+        .filter(token_hash=token_hash(token), expires_at__gt=timezone.now(), player__operator__is_active=True)
+        .first()
+    )
+    return session.player if session else None
+
+
+def staff_token_create(*, username: str) -> str:
+    User = get_user_model()
+    with transaction.atomic():
+        user, created = User.objects.get_or_create(username=username, defaults={"is_staff": True})
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        elif not user.is_staff:
+            User.objects.filter(pk=user.pk).update(is_staff=True)
+        token = _new_secret(STAFF_TOKEN_PREFIX)
+        StaffToken.objects.create(token_hash=token_hash(token), user=user)
+    return token
+
+
+def staff_by_token(token: str):
+    row = StaffToken.objects.select_related("user").filter(token_hash=token_hash(token), revoked=False, user__is_active=True, user__is_staff=True).first()
+    return row.user if row else None

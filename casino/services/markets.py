@@ -1,0 +1,50 @@
+"""Markets, their house-wide configuration, and the house reference prices."""
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from casino.errors import HouseError
+from casino.models import CasinoSettings, Market, Outcome, ReferencePrice
+
+HUNDRED = Decimal("100")
+
+
+def casino_settings() -> CasinoSettings:
+    row = CasinoSettings.objects.filter(pk=1).first()
+    if row is None:
+        row, _ = CasinoSettings.objects.get_or_create(pk=1)
+    return row
+
+
+@dataclass(frozen=True)
+class PriceSet:
+    market: Market
+    yes: Decimal
+    no: Decimal
+
+
+def reference_price_set(*, market_id: str, outcome: str, mid_price: Decimal, title: str = "", category: str = "") -> PriceSet:
+    """Set the house mid for an outcome (and the complement for the other); creates the market if new."""
+    if not (Decimal("0") < mid_price < HUNDRED):
+        raise HouseError("Invalid midPrice", code="invalid_midprice")
+    yes = mid_price if outcome == Outcome.YES else HUNDRED - mid_price
+    now = timezone.now()
+    with transaction.atomic():
+        market, created = Market.objects.get_or_create(id=market_id, defaults={"title": title, "category": category})
+        if not created and ((title and title != market.title) or (category and category != market.category)):
+            market.title = title or market.title
+            market.category = category or market.category
+            market.save(update_fields=["title", "category", "updated_at"])
+        for side, value in ((Outcome.YES, yes), (Outcome.NO, HUNDRED - yes)):
+            ReferencePrice.objects.update_or_create(market=market, outcome=side, defaults={"mid_price": value, "updated_at": now})
+    return PriceSet(market=market, yes=yes, no=HUNDRED - yes)
+
+
+def market_with_price(*, market_id: str, outcome: str) -> tuple[Market | None, ReferencePrice | None]:
+    """The market and the reference price of one outcome, in one query."""
+    ref = ReferencePrice.objects.select_related("market").filter(market_id=market_id, outcome=outcome).first()
+    if ref is not None:
+        return ref.market, ref
+    return Market.objects.filter(pk=market_id).first(), None

@@ -1,0 +1,10 @@
+"""Celery application; eager (in-process) when no REDIS_URL is configured."""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("predictu_house")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

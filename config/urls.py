@@ -1,0 +1,33 @@
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from casino.api import health
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/casino/", include("casino.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("healthz", health.healthz),
+    path("readyz", health.readyz),
+    path("metrics", health.metrics),
+]
+
+
+def json_404(request, exception=None):
+    return JsonResponse({"error": "Not found", "code": "not_found"}, status=404)
+
+
+def json_500(request):
+    return JsonResponse({"error": "Internal server error", "code": "internal_error"}, status=500)
+
+
+def json_400(request, exception=None):
+    return JsonResponse({"error": "Bad request", "code": "bad_request"}, status=400)
+
+
+handler404 = json_404
+handler500 = json_500
+handler400 = json_400

@@ -1,0 +1,1 @@
+"""Settlement records (resolve / void) live here; built out with the settlement capability."""

@@ -1,0 +1,80 @@
+"""Player balances held by the house, the append-only wallet ledger, operator wallet settings."""
+import uuid
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+
+
+class LedgerType(models.TextChoices):
+    TRADE_DEBIT = "trade_debit", "Trade debit"
+    TRADE_CREDIT = "trade_credit", "Trade credit"
+    PAYOUT = "payout", "Payout"
+    REFUND = "refund", "Refund"
+    ROLLBACK = "rollback", "Rollback"
+    DEPOSIT = "deposit", "Deposit"
+    WITHDRAWAL = "withdrawal", "Withdrawal"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+
+class PlayerWallet(models.Model):
+    """Balance of a player of an internal-wallet operator. Only wallets.services write it."""
+
+    player = models.OneToOneField("casino.Player", on_delete=models.PROTECT, primary_key=True, related_name="wallet")
+    balance = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "wallet_balances"
+        constraints = [models.CheckConstraint(condition=Q(balance__gte=0), name="wallet_balance_nonnegative")]
+
+
+class LedgerEntry(models.Model):
+    """One balance change. Append-only (PostgreSQL refuses UPDATE and DELETE by trigger).
+
+    ``id`` is the wallet transaction id: the idempotency id of the money movement, also the
+    ``transaction_id`` sent to an S2S operator. Amounts are signed (debits negative), so a
+    player's ledger sums to their balance.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="ledger")
+    operator = models.ForeignKey("casino.Operator", on_delete=models.PROTECT, related_name="ledger")
+    type = models.CharField(max_length=16, choices=LedgerType.choices)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    balance_after = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    description = models.CharField(max_length=500, blank=True, default="")
+    trade_id = models.UUIDField(null=True, blank=True, db_index=True)
+    round_id = models.CharField(max_length=64, blank=True, default="", help_text="Trade or settlement the movement belongs to.")
+    reference_id = models.UUIDField(null=True, blank=True, help_text="Ledger entry this one reverses (rollbacks).")
+    actor = models.CharField(max_length=150, blank=True, default="", help_text="Who asked for it: player, staff:<username>, system.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "s2s_transactions"
+        verbose_name = "ledger entry"
+        verbose_name_plural = "ledger"
+        indexes = [models.Index(fields=["player", "-created_at"], name="ledger_player_recent")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="ledger_amount_nonzero"),
+            models.CheckConstraint(
+                condition=(Q(type__in=["trade_debit", "withdrawal"], amount__lt=0) | Q(type__in=["trade_credit", "payout", "refund", "deposit"], amount__gt=0) | Q(type__in=["rollback", "adjustment"])),
+                name="ledger_amount_sign_matches_type",
+            ),
+        ]
+
+
+class OperatorWallet(models.Model):
+    """S2S wallet server settings of an operator (used when its wallet mode is s2s)."""
+
+    operator = models.OneToOneField("casino.Operator", on_delete=models.CASCADE, primary_key=True, related_name="wallet_config")
+    base_url = models.URLField(blank=True, default="")
+    # The HMAC secret must be usable, so it is stored, never displayed after creation/rotation.
+    secret = models.CharField(max_length=128, editable=False)
+    timeout_seconds = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("5"))
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "wallet_operator_config"
