@@ -1,0 +1,16 @@
+.PHONY: run test lint bench
+
+# Set up and run the product on the embedded default (SQLite, eager Celery, local cache).
+run:
+	scripts/run
+
+# Set up and run the whole test suite on real PostgreSQL and Redis (started and removed here).
+test:
+	scripts/test
+
+lint:
+	scripts/bootstrap requirements-dev.txt && .venv/bin/ruff check .
+
+# HTTP trade benchmark against gunicorn + PostgreSQL, and the pgbench raw-SQL ceiling.
+bench:
+	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/run.py

@@ -1,0 +1,70 @@
+"""seed_demo: a demo operator, players with balances, markets with reference prices, keys printed.
+
+Safe to run again: it adds a fresh API key, staff token and player sessions each time and
+refreshes the reference prices (so they are not stale), without duplicating data.
+"""
+import json
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from casino.models import Operator
+from casino.services.credentials import operator_create, operator_rotate_key, session_open, staff_token_create
+from casino.services.markets import casino_settings, reference_price_set
+from wallets.services.balances import wallet_balance
+from wallets.services.transfers import wallet_deposit
+
+DEMO_OPERATOR = "Demo Casino"
+DEMO_MARKETS = [
+    ("0x1234abcd00000000000000000000000000000000000000000000000000000001", "Will Bitcoin hit $100k by June?", "crypto", Decimal("62")),
+    ("0x1234abcd00000000000000000000000000000000000000000000000000000002", "Will the Fed cut rates in September?", "economics", Decimal("45")),
+    ("0x1234abcd00000000000000000000000000000000000000000000000000000003", "Will Team A win the final?", "sports", Decimal("30")),
+]
+DEMO_PLAYERS = [("alice", Decimal("100")), ("bob", Decimal("500")), ("carol", Decimal("1000"))]
+
+
+class Command(BaseCommand):
+    help = "Seed a demo operator, players, markets and prices; print keys and tokens as JSON."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--admin-password", default="", help="Also create/update a Django admin superuser 'admin' with this password.")
+        parser.add_argument("--price-max-age", type=int, default=None,
+                            help="Seconds a reference price stays fresh (demo: a day, so the README examples work without a price feed).")
+
+    def handle(self, *args, admin_password, price_max_age, **options):
+        with transaction.atomic():
+            operator = Operator.objects.filter(name=DEMO_OPERATOR).first()
+            if operator is None:
+                issued = operator_create(name=DEMO_OPERATOR, wallet_mode="internal", currency="USD")
+                operator, api_key = issued.operator, issued.api_key
+            else:
+                api_key = operator_rotate_key(operator=operator)
+            if price_max_age is not None:
+                settings_row = casino_settings()
+                settings_row.price_max_age_seconds = price_max_age
+                settings_row.save(update_fields=["price_max_age_seconds", "updated_at"])
+            for market_id, title, category, mid in DEMO_MARKETS:
+                reference_price_set(market_id=market_id, outcome="yes", mid_price=mid, title=title, category=category)
+            players = {}
+            for external_id, balance in DEMO_PLAYERS:
+                session = session_open(operator=operator, external_player_id=external_id)
+                current = wallet_balance(player=session.player)
+                if current < balance:
+                    wallet_deposit(player=session.player, amount=balance - current)
+                players[external_id] = {"userId": str(session.player.pk), "token": session.token, "balance": str(max(current, balance))}
+            staff_token = staff_token_create(username="demo-staff")
+            if admin_password:
+                User = get_user_model()
+                admin, _ = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
+                admin.is_staff = admin.is_superuser = True
+                admin.set_password(admin_password)
+                admin.save()
+        self.stdout.write(json.dumps({
+            "operatorId": str(operator.pk),
+            "operatorApiKey": api_key,
+            "staffToken": staff_token,
+            "players": players,
+            "markets": [{"marketId": m, "title": t, "category": c, "yesMid": str(p)} for m, t, c, p in DEMO_MARKETS],
+        }, indent=2))
