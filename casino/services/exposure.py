@@ -16,8 +16,14 @@ Cap invariant: each shard holds a ``quota`` and the quotas add up to at most the
   consolidate the book into shard 0 and cut fresh quotas from the remaining headroom.
 
 Near the cap every trade takes the slow path and trades serialize, which is exactly when
-they must. A failed fast-path UPDATE locks nothing, and the slow path always locks in
-shard order, so the two paths cannot deadlock.
+they must.
+
+Deadlock freedom: a fast-path UPDATE that waited for a locked shard and then failed its
+re-check still holds that row (PostgreSQL locks the newest row version before it
+re-evaluates the WHERE clause). So a failed fast path never goes on to lock the other
+shards in the same transaction: it raises ExposureNeedsLock, the caller rolls the whole
+unit of work back (dropping every lock) and retries with ``locked=True``, which takes the
+shards in shard order while holding none of them.
 """
 import random
 from dataclasses import dataclass
@@ -29,7 +35,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.db.models.lookups import LessThanOrEqual
 
-from casino.errors import exposure_cap_reached
+from casino.errors import ConcurrentUpdate, exposure_cap_reached
 from casino.models import MarketExposure
 
 ZERO = Decimal("0")
@@ -51,21 +57,28 @@ class Book:
         return self.yes_shares - self.no_shares
 
 
+class ExposureNeedsLock(ConcurrentUpdate):
+    """The fast path could not take the trade; retry the transaction with locked=True."""
+
+
 def _shard_count() -> int:
     return max(1, settings.HOUSE_EXPOSURE_SHARDS)
 
 
-def exposure_apply(*, market_id: str, outcome: str, shares_delta: Decimal, cash_delta: Decimal, cap: Decimal) -> None:
+def exposure_apply(*, market_id: str, outcome: str, shares_delta: Decimal, cash_delta: Decimal, cap: Decimal, locked: bool = False) -> None:
     """Add a trade to the market's book inside the caller's transaction, or refuse it.
 
     ``shares_delta``: shares the house owes on ``outcome`` (+ buy, - sell);
     ``cash_delta``: money the house received (+ stake, - proceeds).
-    Raises HouseError "Market exposure cap reached".
+    Raises HouseError "Market exposure cap reached", or ExposureNeedsLock when the
+    caller must roll back and retry with ``locked=True``.
     """
     dy, dn = (shares_delta, ZERO) if outcome == "yes" else (ZERO, shares_delta)
-    if connection.vendor == "postgresql" and _apply_fast(market_id, dy, dn, cash_delta, cap):
-        return
-    _apply_locked(market_id, dy, dn, cash_delta, cap)
+    if connection.vendor != "postgresql" or locked:
+        # SQLite serializes writers anyway; there the exact locked path is all there is.
+        _apply_locked(market_id, dy, dn, cash_delta, cap)
+    elif not _apply_fast(market_id, dy, dn, cash_delta, cap):
+        raise ExposureNeedsLock()
 
 
 def _apply_fast(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: Decimal) -> bool:

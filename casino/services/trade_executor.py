@@ -39,6 +39,7 @@ from casino.models import (
     Side,
     Trade,
 )
+from casino.services.exposure import ExposureNeedsLock
 from casino.services.markets import casino_settings, market_with_price
 from casino.services.pricing import Quote, quote_build, spread_effective
 from risk.services.assessment import RiskTicket, player_spread_extra, risk_assess
@@ -91,6 +92,7 @@ class _Context:
     position: Position | None = None
     move: WalletMove | None = None
     realized_pnl: Decimal | None = None
+    exposure_locked: bool = False
 
 
 def trade_execute(*, player: Player, request: TradeRequest, idempotency=None) -> TradeResult:
@@ -206,6 +208,8 @@ def _execute_locally(ctx: _Context, idempotency) -> TradeResult:
                 if idempotency is not None:
                     idempotency.record(result)
             return result
+        except ExposureNeedsLock:
+            ctx.exposure_locked = True  # the retry takes the market's exposure shards in order
         except errors.ConcurrentUpdate:
             log.info("position changed under trade %s, retrying (attempt %d)", ctx.trade_id, attempt + 1)
         except IntegrityError:
@@ -299,7 +303,7 @@ def _update_exposure(ctx: _Context) -> None:
     """Step 11. Buy: the house owes the shares and holds the stake. Sell: the reverse."""
     q = ctx.quote
     sign = Decimal("1") if q.side == Side.BUY else Decimal("-1")
-    ctx.risk.reserve_exposure(outcome=ctx.request.outcome, shares_delta=sign * q.shares, cash_delta=sign * q.cost)
+    ctx.risk.reserve_exposure(outcome=ctx.request.outcome, shares_delta=sign * q.shares, cash_delta=sign * q.cost, locked=ctx.exposure_locked)
 
 
 def _result(ctx: _Context) -> TradeResult:

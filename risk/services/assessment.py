@@ -29,9 +29,12 @@ class RiskTicket:
     market_cap: Decimal
     spread_extra: Decimal = Decimal("0")
 
-    def reserve_exposure(self, *, outcome: str, shares_delta: Decimal, cash_delta: Decimal) -> None:
-        """Wall 3: take the trade's exposure on the market book, or raise 'Market exposure cap reached'."""
-        exposure_apply(market_id=self.market_id, outcome=outcome, shares_delta=shares_delta, cash_delta=cash_delta, cap=self.market_cap)
+    def reserve_exposure(self, *, outcome: str, shares_delta: Decimal, cash_delta: Decimal, locked: bool = False) -> None:
+        """Wall 3: take the trade's exposure on the market book, or raise 'Market exposure cap reached'.
+
+        May raise ExposureNeedsLock (a ConcurrentUpdate): roll back, retry with locked=True."""
+        exposure_apply(market_id=self.market_id, outcome=outcome, shares_delta=shares_delta, cash_delta=cash_delta,
+                       cap=self.market_cap, locked=locked)
 
 
 def risk_assess(*, player, market_id: str, side: str, outcome: str, amount: Decimal) -> RiskTicket:
