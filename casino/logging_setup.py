@@ -1,4 +1,5 @@
 """structlog: JSON log lines carrying the request id bound by RequestIdMiddleware."""
+
 import logging
 
 import structlog

@@ -1,4 +1,5 @@
 """Prometheus metrics of the house (served at /metrics)."""
+
 from prometheus_client import Counter, Histogram
 
 TRADES = Counter("house_trades_total", "Trades executed", ["side"])

@@ -1,4 +1,5 @@
 """Request id: taken from X-Request-Id or made up, bound to every log line and echoed back."""
+
 import re
 import uuid
 

@@ -1,4 +1,5 @@
 """Operators, players, sessions, markets and their configuration, trades, positions, exposure."""
+
 import uuid
 from decimal import Decimal
 
@@ -94,9 +95,11 @@ class Market(models.Model):
     id = models.CharField(primary_key=True, max_length=128)
     title = models.CharField(max_length=500, blank=True, default="")
     category = models.CharField(max_length=64, blank=True, default="")
-    liquidity = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True, help_text="Known liquidity; overrides the client's value when set.")
+    liquidity = models.DecimalField(
+        max_digits=20, decimal_places=2, null=True, blank=True, help_text="Known liquidity; overrides the client's value when set."
+    )
     status = models.CharField(max_length=16, choices=MarketStatus.choices, default=MarketStatus.OPEN)
-    outcome = models.CharField(max_length=3, choices=Outcome.choices, null=True, blank=True)
+    outcome = models.CharField(max_length=3, choices=Outcome.choices, null=True, blank=True)  # noqa: DJ001 - NULL = undecided
     disabled = models.BooleanField(default=False, help_text="Manually disabled: no trading.")
     custom_spread = models.DecimalField(**PRICE, null=True, blank=True, help_text="Spread in price points; empty = default spread.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -105,7 +108,9 @@ class Market(models.Model):
     class Meta:
         db_table = "casino_markets"
         constraints = [
-            models.CheckConstraint(condition=Q(custom_spread__isnull=True) | Q(custom_spread__gte=0, custom_spread__lt=100), name="market_custom_spread_range"),
+            models.CheckConstraint(
+                condition=Q(custom_spread__isnull=True) | Q(custom_spread__gte=0, custom_spread__lt=100), name="market_custom_spread_range"
+            ),
             models.CheckConstraint(condition=~Q(status="resolved") | Q(outcome__isnull=False), name="market_resolved_has_outcome"),
         ]
 
@@ -122,8 +127,12 @@ class CasinoSettings(models.Model):
     min_price = models.DecimalField(**PRICE, default=Decimal("5"))
     max_price = models.DecimalField(**PRICE, default=Decimal("95"))
     default_spread = models.DecimalField(**PRICE, default=Decimal("4"))
-    price_tolerance = models.DecimalField(**PRICE, default=Decimal("2"), help_text="Max distance (price points) between the client's midPrice and the house reference.")
-    price_max_age_seconds = models.PositiveIntegerField(default=300, help_text="A reference price older than this is stale: trades are refused with 'Price moved'.")
+    price_tolerance = models.DecimalField(
+        **PRICE, default=Decimal("2"), help_text="Max distance (price points) between the client's midPrice and the house reference."
+    )
+    price_max_age_seconds = models.PositiveIntegerField(
+        default=300, help_text="A reference price older than this is stale: trades are refused with 'Price moved'."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

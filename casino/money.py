@@ -3,6 +3,7 @@
 Rounding always favours the house (SPEC §3): shares bought and proceeds/payouts round
 down, costs round up. Everything is Decimal; building money from a float is an error.
 """
+
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")

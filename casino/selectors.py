@@ -1,4 +1,5 @@
 """Reads for the API and other apps: positions, trades, market configuration."""
+
 from casino.models import Market, Position, Trade
 from casino.services.markets import casino_settings
 

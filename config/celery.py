@@ -1,4 +1,5 @@
 """Celery application; eager (in-process) when no REDIS_URL is configured."""
+
 import os
 
 from celery import Celery

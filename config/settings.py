@@ -3,6 +3,7 @@
 Unset DATABASE_URL / REDIS_URL give the embedded default (SQLite file, local-memory cache,
 Celery eager), so the product runs on a fresh machine with nothing else installed.
 """
+
 import os
 from pathlib import Path
 
@@ -24,9 +25,7 @@ def env_int(name: str, default: int) -> int:
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
-    "dev-only-insecure-key" if DEBUG or not os.environ.get("DATABASE_URL") else None
-)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or ("dev-only-insecure-key" if DEBUG or not os.environ.get("DATABASE_URL") else None)
 if not SECRET_KEY:
     raise RuntimeError("DJANGO_SECRET_KEY must be set when DATABASE_URL is set")
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h.strip()]
@@ -75,6 +74,8 @@ TEMPLATES = [
     },
 ]
 WSGI_APPLICATION = "config.wsgi.application"
+# One-time secrets (new API keys) are shown through messages: keep them server-side, not in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 # --- Database -------------------------------------------------------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL", "")

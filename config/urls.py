@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
+from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from casino.api import health
@@ -17,6 +18,8 @@ urlpatterns = [
 
 
 def json_404(request, exception=None):
+    if not request.path.startswith("/api/"):
+        return page_not_found(request, exception)
     return JsonResponse({"error": "Not found", "code": "not_found"}, status=404)
 
 

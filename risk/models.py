@@ -1,4 +1,5 @@
 """Risk limits. This stage holds the exposure-cap wall; the other walls add their models here."""
+
 from decimal import Decimal
 
 from django.db import models
@@ -9,7 +10,12 @@ class RiskSettings(models.Model):
     """House-wide risk thresholds (single row, pk 1)."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
-    default_market_exposure_cap = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("50000"), help_text="Worst-case loss allowed per market unless the market has its own cap.")
+    default_market_exposure_cap = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=Decimal("50000"),
+        help_text="Worst-case loss allowed per market unless the market has its own cap.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

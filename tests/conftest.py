@@ -1,5 +1,6 @@
 """Shared fixtures. Every test that touches the database ends with the ledger check:
 for every internal-wallet player, the ledger sums to the balance."""
+
 import json
 import os
 import uuid
@@ -32,7 +33,9 @@ def decimal_json(response) -> dict:
 def assert_ledger_matches_balances() -> None:
     sums = dict(LedgerEntry.objects.values("player_id").annotate(total=Sum("amount")).values_list("player_id", "total"))
     for player_id, balance in PlayerWallet.objects.values_list("player_id", "balance"):
-        assert sums.get(player_id, Decimal("0")) == balance, f"ledger of player {player_id} sums to {sums.get(player_id)} but balance is {balance}"
+        assert sums.get(player_id, Decimal("0")) == balance, (
+            f"ledger of player {player_id} sums to {sums.get(player_id)} but balance is {balance}"
+        )
         assert balance >= 0
 
 
@@ -67,7 +70,9 @@ class Api:
 
     def post(self, path: str, body=None, raw: str | None = None, headers: dict | None = None):
         data = raw if raw is not None else dumps(body if body is not None else {})
-        return self.client.post(f"/api/casino/{path}", data=data, content_type="application/json", headers={**self.headers, **(headers or {})})
+        return self.client.post(
+            f"/api/casino/{path}", data=data, content_type="application/json", headers={**self.headers, **(headers or {})}
+        )
 
     def get(self, path: str, params: dict | None = None, headers: dict | None = None):
         return self.client.get(f"/api/casino/{path}", params or {}, headers={**self.headers, **(headers or {})})
@@ -85,7 +90,9 @@ def operator_api(operator):
 
 @pytest.fixture
 def market(db):
-    return reference_price_set(market_id=MARKET, outcome="yes", mid_price=Decimal("62"), title="Will Bitcoin hit $100k by June?", category="crypto").market
+    return reference_price_set(
+        market_id=MARKET, outcome="yes", mid_price=Decimal("62"), title="Will Bitcoin hit $100k by June?", category="crypto"
+    ).market
 
 
 @pytest.fixture

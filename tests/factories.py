@@ -1,4 +1,5 @@
 """factory-boy factories, one per model the tests build directly."""
+
 import uuid
 from decimal import Decimal
 

@@ -1,4 +1,5 @@
 """Who may call what: 401 Unauthorized without valid credentials, 403 for the wrong kind of caller."""
+
 from datetime import timedelta
 from decimal import Decimal
 
@@ -10,7 +11,14 @@ from tests.conftest import Api, decimal_json
 
 pytestmark = pytest.mark.django_db
 
-PLAYER_ENDPOINTS = [("post", "trade"), ("get", "balance"), ("post", "deposit"), ("post", "withdraw"), ("get", "positions"), ("get", "trades")]
+PLAYER_ENDPOINTS = [
+    ("post", "trade"),
+    ("get", "balance"),
+    ("post", "deposit"),
+    ("post", "withdraw"),
+    ("get", "positions"),
+    ("get", "trades"),
+]
 
 
 @pytest.mark.parametrize("method,path", PLAYER_ENDPOINTS)

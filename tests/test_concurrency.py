@@ -1,4 +1,5 @@
 """Races on real PostgreSQL: many threads, each with its own connection, released at once."""
+
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal

@@ -1,4 +1,5 @@
 """Idempotency-Key on trade, deposit, withdraw and the admin adjustment."""
+
 from decimal import Decimal
 
 import pytest

@@ -1,4 +1,5 @@
 """Per-user rate limits of the reference table, with X-RateLimit-* headers and 429 + Retry-After."""
+
 import time
 from decimal import Decimal
 

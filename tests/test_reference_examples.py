@@ -1,4 +1,5 @@
 """The reference document's examples, exactly as a player sees them."""
+
 from decimal import Decimal
 
 import pytest
@@ -21,7 +22,12 @@ def test_buy_example_from_100_balance_leaves_75(make_player, market):
     body = decimal_json(response)
     assert set(body) == {"success", "tradeId", "positionId", "executionPrice", "shares", "cost", "newBalance"}
     assert body["success"] is True
-    assert (body["executionPrice"], body["shares"], body["cost"], body["newBalance"]) == (64, Decimal("39.0625"), Decimal("25.00"), Decimal("75.00"))
+    assert (body["executionPrice"], body["shares"], body["cost"], body["newBalance"]) == (
+        64,
+        Decimal("39.0625"),
+        Decimal("25.00"),
+        Decimal("75.00"),
+    )
     assert b'"cost":25.00' in response.content and b'"newBalance":75.00' in response.content
 
 
@@ -63,7 +69,11 @@ def test_deposit_and_withdraw_shapes(make_player):
     _, api = make_player()
     assert decimal_json(api.post("deposit", {"amount": Decimal("100.00")})) == {"balance": Decimal("100.00")}
     assert decimal_json(api.post("deposit", {"amount": Decimal("100.00")})) == {"balance": Decimal("200.00")}
-    assert decimal_json(api.post("withdraw", {"amount": Decimal("50.00")})) == {"success": True, "newBalance": Decimal("150.00"), "amount": Decimal("50.00")}
+    assert decimal_json(api.post("withdraw", {"amount": Decimal("50.00")})) == {
+        "success": True,
+        "newBalance": Decimal("150.00"),
+        "amount": Decimal("50.00"),
+    }
 
 
 def test_deposit_caps(make_player):
@@ -97,10 +107,28 @@ def test_positions_shape_and_status_filter(make_player, market):
     positions = decimal_json(api.get("positions"))["positions"]
     assert len(positions) == 1
     p = positions[0]
-    assert set(p) == {"id", "user_id", "market_id", "market_title", "outcome", "shares", "avg_price", "status", "realized_pnl",
-                      "operator_id", "created_at", "updated_at"}
+    assert set(p) == {
+        "id",
+        "user_id",
+        "market_id",
+        "market_title",
+        "outcome",
+        "shares",
+        "avg_price",
+        "status",
+        "realized_pnl",
+        "operator_id",
+        "created_at",
+        "updated_at",
+    }
     assert (p["market_id"], p["outcome"], p["shares"], p["avg_price"], p["status"], p["realized_pnl"]) == (
-        MARKET, "yes", Decimal("39.0625"), 64, "open", 0)
+        MARKET,
+        "yes",
+        Decimal("39.0625"),
+        64,
+        "open",
+        0,
+    )
     assert p["market_title"] == "Will Bitcoin hit $100k by June?"
     assert decimal_json(api.get("positions", {"status": "closed"})) == {"positions": []}
     assert api.get("positions", {"status": "bogus"}).status_code == 400
@@ -113,8 +141,25 @@ def test_trades_shape_limit_and_market_filter(make_player, market):
     trades = decimal_json(api.get("trades"))["trades"]
     assert len(trades) == 3
     t = trades[0]
-    assert set(t) == {"id", "user_id", "market_id", "market_title", "side", "outcome", "shares", "price_mid", "price_executed",
-                      "spread_applied", "cost", "balance_before", "balance_after", "realized_pnl", "operator_id", "s2s_transaction_id", "created_at"}
+    assert set(t) == {
+        "id",
+        "user_id",
+        "market_id",
+        "market_title",
+        "side",
+        "outcome",
+        "shares",
+        "price_mid",
+        "price_executed",
+        "spread_applied",
+        "cost",
+        "balance_before",
+        "balance_after",
+        "realized_pnl",
+        "operator_id",
+        "s2s_transaction_id",
+        "created_at",
+    }
     assert (t["price_mid"], t["price_executed"], t["spread_applied"], t["cost"]) == (62, 64, 2, Decimal("1.00"))
     assert t["balance_before"] == Decimal("98.00") and t["balance_after"] == Decimal("97.00")
     assert t["s2s_transaction_id"] is None
@@ -141,8 +186,9 @@ def test_markets_configuration(market):
 
 def test_admin_balance_adjustment(make_player, staff_api):
     player, api = make_player(Decimal("100"))
-    response = staff_api.post("admin/balance", {"targetUserId": str(player.pk), "amount": 50.00, "action": "deposit",
-                                                "description": "Promotional welcome bonus"})
+    response = staff_api.post(
+        "admin/balance", {"targetUserId": str(player.pk), "amount": 50.00, "action": "deposit", "description": "Promotional welcome bonus"}
+    )
     assert decimal_json(response) == {"success": True, "newBalance": Decimal("150.00")}
     entry = decimal_json(api.get("balance", {"ledger": "true"}))["ledger"][0]
     assert (entry["type"], entry["amount"], entry["description"]) == ("adjustment", Decimal("50.00"), "Promotional welcome bonus")

@@ -1,4 +1,5 @@
 """Trade pipeline rules: validation, reference price, tradeability, balance/shares, positions, exposure cap."""
+
 from datetime import timedelta
 from decimal import Decimal
 
@@ -50,7 +51,9 @@ def test_mid_price_far_from_reference_is_price_moved(make_player, market):
 
 def test_stale_reference_price_is_price_moved(make_player, market):
     _, api = make_player(Decimal("10"))
-    ReferencePrice.objects.filter(market=market).update(updated_at=timezone.now() - timedelta(seconds=casino_settings().price_max_age_seconds + 1))
+    ReferencePrice.objects.filter(market=market).update(
+        updated_at=timezone.now() - timedelta(seconds=casino_settings().price_max_age_seconds + 1)
+    )
     assert _error(api.post("trade", buy_body())) == (400, "Price moved")
 
 
@@ -108,7 +111,10 @@ def test_sell_more_shares_than_held_is_rejected(make_player, market):
     api.post("trade", buy_body())
     response = api.post("trade", {"marketId": MARKET, "side": "sell", "outcome": "yes", "amount": "39.062501", "midPrice": 62})
     assert _error(response) == (400, "Insufficient shares")
-    assert _error(api.post("trade", {"marketId": MARKET, "side": "sell", "outcome": "no", "amount": 1, "midPrice": 38})) == (400, "Insufficient shares")
+    assert _error(api.post("trade", {"marketId": MARKET, "side": "sell", "outcome": "no", "amount": 1, "midPrice": 38})) == (
+        400,
+        "Insufficient shares",
+    )
 
 
 def test_buys_average_in_and_selling_everything_closes(make_player, market):

@@ -1,4 +1,5 @@
 """Player balances held by the house, the append-only wallet ledger, operator wallet settings."""
+
 import uuid
 from decimal import Decimal
 
@@ -59,7 +60,11 @@ class LedgerEntry(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(amount=0), name="ledger_amount_nonzero"),
             models.CheckConstraint(
-                condition=(Q(type__in=["trade_debit", "withdrawal"], amount__lt=0) | Q(type__in=["trade_credit", "payout", "refund", "deposit"], amount__gt=0) | Q(type__in=["rollback", "adjustment"])),
+                condition=(
+                    Q(type__in=["trade_debit", "withdrawal"], amount__lt=0)
+                    | Q(type__in=["trade_credit", "payout", "refund", "deposit"], amount__gt=0)
+                    | Q(type__in=["rollback", "adjustment"])
+                ),
                 name="ledger_amount_sign_matches_type",
             ),
         ]

@@ -1,4 +1,5 @@
 """Reads of balances and the ledger, for the API and other apps."""
+
 from decimal import Decimal
 
 from django.db.models import Sum

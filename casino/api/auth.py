@@ -1,5 +1,6 @@
 """Who is calling: a player (session bearer token), house staff (staff bearer token) or an
 operator (X-Operator-Key). Permissions turn a wrong kind of caller into 401/403."""
+
 from dataclasses import dataclass
 
 from rest_framework import authentication, permissions

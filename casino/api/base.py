@@ -1,4 +1,5 @@
 """The base API view: per-user rate limit headers, idempotent execution, exact JSON."""
+
 from django.db import IntegrityError
 from django.http import HttpResponse
 from rest_framework.response import Response
@@ -42,8 +43,9 @@ class HouseAPIView(APIView):
         stored = idempotency_lookup(scope=scope, key=key)
         if stored is not None:
             return self._replay(stored, fingerprint)
-        slot = IdempotencySlot(scope=scope, key=key, request_hash=fingerprint,
-                               render=lambda result: (status_code, dumps(render_body(result))))
+        slot = IdempotencySlot(
+            scope=scope, key=key, request_hash=fingerprint, render=lambda result: (status_code, dumps(render_body(result)))
+        )
         try:
             execute(slot)
         except IntegrityError:

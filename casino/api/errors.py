@@ -1,4 +1,5 @@
 """DRF exception handler: every error is {"error": <message>} (+ "code"), never a stack trace."""
+
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied

@@ -1,4 +1,5 @@
 """Liveness, readiness and Prometheus metrics."""
+
 import os
 
 from django.core.cache import cache

@@ -2,6 +2,7 @@
 
 Wrong types and out-of-range values become HouseError (400), never exceptions further in.
 """
+
 import re
 from decimal import Decimal, InvalidOperation
 

@@ -1,4 +1,5 @@
 """Teach drf-spectacular the house's authentication schemes."""
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 

@@ -22,8 +22,11 @@ class OperatorSessionView(HouseAPIView):
     permission_classes = [IsOperator]
     rate_group, rate = "operator_sessions", "600/m"
 
-    @extend_schema(request=s.SessionRequestSerializer, responses={200: s.SessionResponseSerializer, 400: s.ErrorSerializer},
-                   summary="Open a player session (creates the player on first use)")
+    @extend_schema(
+        request=s.SessionRequestSerializer,
+        responses={200: s.SessionResponseSerializer, 400: s.ErrorSerializer},
+        summary="Open a player session (creates the player on first use)",
+    )
     def post(self, request):
         import re
 
@@ -49,8 +52,12 @@ class AdminBalanceView(HouseAPIView):
     permission_classes = [IsStaff]
     rate_group, rate = "admin_balance", "60/m"
 
-    @extend_schema(request=s.AdminBalanceRequestSerializer, responses={200: s.AdminBalanceResponseSerializer, 400: s.ErrorSerializer},
-                   parameters=[s.IDEMPOTENCY_HEADER], summary="Staff balance adjustment (deposit or withdraw)")
+    @extend_schema(
+        request=s.AdminBalanceRequestSerializer,
+        responses={200: s.AdminBalanceResponseSerializer, 400: s.ErrorSerializer},
+        parameters=[s.IDEMPOTENCY_HEADER],
+        summary="Staff balance adjustment (deposit or withdraw)",
+    )
     def post(self, request):
         data = inputs.require_object(request.data)
         inputs.require_fields(data, "targetUserId", "amount", "action")
@@ -64,7 +71,9 @@ class AdminBalanceView(HouseAPIView):
         actor = f"staff:{request.user.user.get_username()}"
         return self.run_idempotent(
             request,
-            execute=lambda slot: wallet_adjust(player=player, amount=amount, action=action, description=description, actor=actor, idempotency=slot),
+            execute=lambda slot: wallet_adjust(
+                player=player, amount=amount, action=action, description=description, actor=actor, idempotency=slot
+            ),
             render_body=lambda change: {"success": True, "newBalance": money(change.balance_after)},
         )
 
@@ -73,8 +82,11 @@ class AdminPricesView(HouseAPIView):
     permission_classes = [IsStaff]
     rate_group, rate = "admin_prices", "600/m"
 
-    @extend_schema(request=s.AdminPriceRequestSerializer, responses={200: s.AdminPriceResponseSerializer, 400: s.ErrorSerializer},
-                   summary="Set the house reference price of a market")
+    @extend_schema(
+        request=s.AdminPriceRequestSerializer,
+        responses={200: s.AdminPriceResponseSerializer, 400: s.ErrorSerializer},
+        summary="Set the house reference price of a market",
+    )
     def post(self, request):
         data = inputs.require_object(request.data)
         inputs.require_fields(data, "marketId", "midPrice")
@@ -85,6 +97,3 @@ class AdminPricesView(HouseAPIView):
         category = inputs.text_field(data.get("category"), "category", max_length=64)
         prices = reference_price_set(market_id=market_id, outcome=outcome, mid_price=mid, title=title, category=category)
         return Response({"success": True, "marketId": prices.market.pk, "yes": plain(prices.yes), "no": plain(prices.no)})
-
-
-

@@ -1,4 +1,5 @@
 """Domain objects to the reference document's wire shapes (field names, number formats)."""
+
 from datetime import UTC, datetime
 
 from casino.money import money, plain

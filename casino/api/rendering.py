@@ -1,4 +1,5 @@
 """JSON in and out with exact decimals: numbers parse to Decimal, Decimals render as numbers."""
+
 import json
 from decimal import Decimal
 

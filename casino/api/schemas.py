@@ -1,9 +1,13 @@
 """Request/response shapes for the OpenAPI document (validation itself is in casino.api.inputs)."""
+
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, location=OpenApiParameter.HEADER, required=False,
+    "Idempotency-Key",
+    str,
+    location=OpenApiParameter.HEADER,
+    required=False,
     description="Same key + same body returns the first response; another body gets 409.",
 )
 QUOTE_PARAMETERS = [

@@ -4,6 +4,7 @@ The usage is kept on the view so every response carries X-RateLimit-* headers. I
 cache is unreachable the limit fails open (logged): rate limits protect against abuse,
 not money, and trading should not stop because Redis blinked.
 """
+
 import logging
 import time
 

@@ -1,4 +1,5 @@
 """Player-facing endpoints of the Casino API (session bearer token), plus quote and markets."""
+
 from decimal import Decimal
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -26,8 +27,12 @@ class TradeView(HouseAPIView):
     permission_classes = [IsPlayer]
     rate_group, rate = "trade", "20/m"
 
-    @extend_schema(request=s.TradeRequestSerializer, responses={200: s.TradeResponseSerializer, 400: s.ErrorSerializer},
-                   parameters=[s.IDEMPOTENCY_HEADER], summary="Buy or sell shares")
+    @extend_schema(
+        request=s.TradeRequestSerializer,
+        responses={200: s.TradeResponseSerializer, 400: s.ErrorSerializer},
+        parameters=[s.IDEMPOTENCY_HEADER],
+        summary="Buy or sell shares",
+    )
     def post(self, request):
         data = inputs.require_object(request.data)
         inputs.require_fields(data, "marketId", "side", "outcome", "amount", "midPrice")
@@ -55,8 +60,11 @@ class QuoteView(HouseAPIView):
     permission_classes = [AllowAny]
     rate_group, rate = "quote", "60/m"
 
-    @extend_schema(parameters=s.QUOTE_PARAMETERS, responses={200: s.QuoteResponseSerializer, 400: s.ErrorSerializer},
-                   summary="Price a prospective trade (no authentication required)")
+    @extend_schema(
+        parameters=s.QUOTE_PARAMETERS,
+        responses={200: s.QuoteResponseSerializer, 400: s.ErrorSerializer},
+        summary="Price a prospective trade (no authentication required)",
+    )
     def get(self, request):
         params = request.query_params
         inputs.require_fields(params, "side", "outcome", "amount", "midPrice")
@@ -76,8 +84,11 @@ class BalanceView(HouseAPIView):
     permission_classes = [IsPlayer]
     rate_group, rate = "balance", "60/m"
 
-    @extend_schema(parameters=[OpenApiParameter("ledger", str, description='"true" to include the 50 most recent ledger entries')],
-                   responses={200: s.BalanceResponseSerializer}, summary="Current balance (and ledger)")
+    @extend_schema(
+        parameters=[OpenApiParameter("ledger", str, description='"true" to include the 50 most recent ledger entries')],
+        responses={200: s.BalanceResponseSerializer},
+        summary="Current balance (and ledger)",
+    )
     def get(self, request):
         player = request.user.player
         body = {"balance": money(_player_balance(player)), "ledger": None}
@@ -98,8 +109,12 @@ class DepositView(HouseAPIView):
     permission_classes = [IsPlayer]
     rate_group, rate = "deposit", "5/m"
 
-    @extend_schema(request=s.AmountRequestSerializer, responses={200: s.DepositResponseSerializer, 400: s.ErrorSerializer},
-                   parameters=[s.IDEMPOTENCY_HEADER], summary="Deposit (internal wallets; balance cap $100,000)")
+    @extend_schema(
+        request=s.AmountRequestSerializer,
+        responses={200: s.DepositResponseSerializer, 400: s.ErrorSerializer},
+        parameters=[s.IDEMPOTENCY_HEADER],
+        summary="Deposit (internal wallets; balance cap $100,000)",
+    )
     def post(self, request):
         data = inputs.require_object(request.data)
         inputs.require_fields(data, "amount")
@@ -116,8 +131,12 @@ class WithdrawView(HouseAPIView):
     permission_classes = [IsPlayer]
     rate_group, rate = "withdraw", "5/m"
 
-    @extend_schema(request=s.AmountRequestSerializer, responses={200: s.WithdrawResponseSerializer, 400: s.ErrorSerializer},
-                   parameters=[s.IDEMPOTENCY_HEADER], summary="Withdraw (internal wallets; $100,000 per request)")
+    @extend_schema(
+        request=s.AmountRequestSerializer,
+        responses={200: s.WithdrawResponseSerializer, 400: s.ErrorSerializer},
+        parameters=[s.IDEMPOTENCY_HEADER],
+        summary="Withdraw (internal wallets; $100,000 per request)",
+    )
     def post(self, request):
         data = inputs.require_object(request.data)
         inputs.require_fields(data, "amount")
@@ -134,8 +153,11 @@ class PositionsView(HouseAPIView):
     permission_classes = [IsPlayer]
     rate_group, rate = "positions", "30/m"
 
-    @extend_schema(parameters=[OpenApiParameter("status", str, enum=list(PositionStatus.values), description="Default: open")],
-                   responses={200: s.PositionsResponseSerializer}, summary="The player's positions")
+    @extend_schema(
+        parameters=[OpenApiParameter("status", str, enum=list(PositionStatus.values), description="Default: open")],
+        responses={200: s.PositionsResponseSerializer},
+        summary="The player's positions",
+    )
     def get(self, request):
         status = request.query_params.get("status", "open")
         if status not in PositionStatus.values:
@@ -148,8 +170,11 @@ class TradesView(HouseAPIView):
     permission_classes = [IsPlayer]
     rate_group, rate = "trades", "30/m"
 
-    @extend_schema(parameters=[OpenApiParameter("limit", int, description="Default 50, max 200"), OpenApiParameter("marketId", str)],
-                   responses={200: s.TradesResponseSerializer}, summary="The player's trade history")
+    @extend_schema(
+        parameters=[OpenApiParameter("limit", int, description="Default 50, max 200"), OpenApiParameter("marketId", str)],
+        responses={200: s.TradesResponseSerializer},
+        summary="The player's trade history",
+    )
     def get(self, request):
         raw_limit = request.query_params.get("limit", "50")
         if not raw_limit.isdigit() or int(raw_limit) < 1:
@@ -169,10 +194,12 @@ class MarketsView(HouseAPIView):
     @extend_schema(responses={200: s.MarketsResponseSerializer}, summary="Market configuration (no authentication required)")
     def get(self, request):
         config = selectors.market_configuration()
-        return Response({
-            "blockedCategories": config["blocked_categories"],
-            "disabledMarketIds": config["disabled_market_ids"],
-            "criteria": {k: plain(v) for k, v in config["criteria"].items()},
-            "customSpreads": {k: plain(v) for k, v in config["custom_spreads"].items()},
-            "defaultSpread": plain(config["default_spread"]),
-        })
+        return Response(
+            {
+                "blockedCategories": config["blocked_categories"],
+                "disabledMarketIds": config["disabled_market_ids"],
+                "criteria": {k: plain(v) for k, v in config["criteria"].items()},
+                "customSpreads": {k: plain(v) for k, v in config["custom_spreads"].items()},
+                "defaultSpread": plain(config["default_spread"]),
+            }
+        )

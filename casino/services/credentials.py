@@ -3,6 +3,7 @@
 Only sha256 hashes are stored; a key or token is shown once, when it is issued.
 Prefixes tell the kinds apart so a bearer token costs one indexed look-up.
 """
+
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -73,7 +74,9 @@ def session_open(*, operator: Operator, external_player_id: str, currency: str |
 
     with transaction.atomic():
         player, created = Player.objects.get_or_create(
-            operator=operator, external_id=external_player_id, defaults={"currency": (currency or operator.currency).upper(), "tier": tier or "standard"}
+            operator=operator,
+            external_id=external_player_id,
+            defaults={"currency": (currency or operator.currency).upper(), "tier": tier or "standard"},
         )
         if not created and tier and player.tier != tier:
             Player.objects.filter(pk=player.pk).update(tier=tier)
@@ -110,5 +113,9 @@ def staff_token_create(*, username: str) -> str:
 
 
 def staff_by_token(token: str):
-    row = StaffToken.objects.select_related("user").filter(token_hash=token_hash(token), revoked=False, user__is_active=True, user__is_staff=True).first()
+    row = (
+        StaffToken.objects.select_related("user")
+        .filter(token_hash=token_hash(token), revoked=False, user__is_active=True, user__is_staff=True)
+        .first()
+    )
     return row.user if row else None

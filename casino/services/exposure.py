@@ -25,6 +25,7 @@ shards in the same transaction: it raises ExposureNeedsLock, the caller rolls th
 unit of work back (dropping every lock) and retries with ``locked=True``, which takes the
 shards in shard order while holding none of them.
 """
+
 import random
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
@@ -112,9 +113,7 @@ def _lock_all_shards(market_id: str) -> list[MarketExposure]:
     count = _shard_count()
     shards = list(MarketExposure.objects.select_for_update().filter(market_id=market_id).order_by("shard"))
     if len(shards) < count:
-        MarketExposure.objects.bulk_create(
-            [MarketExposure(market_id=market_id, shard=i) for i in range(count)], ignore_conflicts=True
-        )
+        MarketExposure.objects.bulk_create([MarketExposure(market_id=market_id, shard=i) for i in range(count)], ignore_conflicts=True)
         shards = list(MarketExposure.objects.select_for_update().filter(market_id=market_id).order_by("shard"))
     return shards
 

@@ -6,6 +6,7 @@ one key: the second's insert hits the unique constraint, its transaction (and mo
 movement) rolls back, and it answers with the first one's stored response.
 Refused requests move no money and are not stored; retrying them re-executes.
 """
+
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """Markets, their house-wide configuration, and the house reference prices."""
+
 from dataclasses import dataclass
 from decimal import Decimal
 

@@ -1,4 +1,5 @@
 """Quotes: the spread-adjusted execution price, shares, cost and payout of a prospective trade."""
+
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -37,5 +38,12 @@ def quote_build(*, side: str, amount: Decimal, mid_price: Decimal, spread: Decim
         price = money.sell_price(mid_price, spread)
         shares = amount
         cost = money.proceeds_for_shares(shares, price)
-    return Quote(side=side, mid_price=mid_price, spread=spread, execution_price=price, shares=shares, cost=cost,
-                 payout=money.payout_for_shares(shares))
+    return Quote(
+        side=side,
+        mid_price=mid_price,
+        spread=spread,
+        execution_price=price,
+        shares=shares,
+        cost=cost,
+        payout=money.payout_for_shares(shares),
+    )

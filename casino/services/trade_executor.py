@@ -18,6 +18,7 @@ completely or not at all, and no network call is made inside it. Locks are taken
 order market (shared), player wallet, position, exposure shard. Exposure is the last
 write so the hottest rows are held for the shortest time.
 """
+
 import logging
 import uuid
 from dataclasses import dataclass
@@ -250,12 +251,28 @@ def _move_money(ctx: _Context) -> None:
     q, req = ctx.quote, ctx.request
     if q.side == Side.BUY:
         description = f"Buy {money.plain(q.shares)} shares {req.outcome.upper()} @ {money.plain(q.execution_price)}c"
-        ctx.move = ctx.adapter.debit(player=ctx.player, amount=q.cost, transaction_id=uuid.uuid4(), kind=LedgerType.TRADE_DEBIT,
-                                     round_id=str(ctx.trade_id), description=description, trade_id=ctx.trade_id, locked_balance=ctx.balance)
+        ctx.move = ctx.adapter.debit(
+            player=ctx.player,
+            amount=q.cost,
+            transaction_id=uuid.uuid4(),
+            kind=LedgerType.TRADE_DEBIT,
+            round_id=str(ctx.trade_id),
+            description=description,
+            trade_id=ctx.trade_id,
+            locked_balance=ctx.balance,
+        )
     else:
         description = f"Sell {money.plain(q.shares)} shares {req.outcome.upper()} @ {money.plain(q.execution_price)}c"
-        ctx.move = ctx.adapter.credit(player=ctx.player, amount=q.cost, transaction_id=uuid.uuid4(), kind=LedgerType.TRADE_CREDIT,
-                                      round_id=str(ctx.trade_id), description=description, trade_id=ctx.trade_id, locked_balance=ctx.balance)
+        ctx.move = ctx.adapter.credit(
+            player=ctx.player,
+            amount=q.cost,
+            transaction_id=uuid.uuid4(),
+            kind=LedgerType.TRADE_CREDIT,
+            round_id=str(ctx.trade_id),
+            description=description,
+            trade_id=ctx.trade_id,
+            locked_balance=ctx.balance,
+        )
 
 
 def _record_trade(ctx: _Context) -> None:
@@ -264,11 +281,22 @@ def _record_trade(ctx: _Context) -> None:
     if q.side == Side.SELL:
         ctx.realized_pnl = money.realized_pnl(q.shares, q.execution_price, ctx.position.avg_price)
     Trade.objects.create(
-        id=ctx.trade_id, player_id=ctx.player.pk, operator_id=ctx.player.operator_id, market_id=ctx.market.pk,
-        market_title=(req.market_title or ctx.market.title)[:500], side=q.side, outcome=req.outcome, shares=q.shares,
-        price_mid=q.mid_price, price_executed=q.execution_price, spread_applied=q.half_spread, cost=q.cost,
-        balance_before=ctx.move.balance_before, balance_after=ctx.move.balance_after,
-        realized_pnl=ctx.realized_pnl or Decimal("0"), wallet_transaction_id=ctx.move.transaction_id,
+        id=ctx.trade_id,
+        player_id=ctx.player.pk,
+        operator_id=ctx.player.operator_id,
+        market_id=ctx.market.pk,
+        market_title=(req.market_title or ctx.market.title)[:500],
+        side=q.side,
+        outcome=req.outcome,
+        shares=q.shares,
+        price_mid=q.mid_price,
+        price_executed=q.execution_price,
+        spread_applied=q.half_spread,
+        cost=q.cost,
+        balance_before=ctx.move.balance_before,
+        balance_after=ctx.move.balance_after,
+        realized_pnl=ctx.realized_pnl or Decimal("0"),
+        wallet_transaction_id=ctx.move.transaction_id,
     )
 
 
@@ -277,24 +305,33 @@ def _upsert_position(ctx: _Context) -> None:
     q, req, pos = ctx.quote, ctx.request, ctx.position
     if pos is None:  # only a buy gets here without a position (step 7 refuses a sell)
         ctx.position = Position.objects.create(
-            player_id=ctx.player.pk, operator_id=ctx.player.operator_id, market_id=ctx.market.pk,
-            market_title=(req.market_title or ctx.market.title)[:500], outcome=req.outcome, shares=q.shares,
-            avg_price=q.execution_price, status=PositionStatus.OPEN,
+            player_id=ctx.player.pk,
+            operator_id=ctx.player.operator_id,
+            market_id=ctx.market.pk,
+            market_title=(req.market_title or ctx.market.title)[:500],
+            outcome=req.outcome,
+            shares=q.shares,
+            avg_price=q.execution_price,
+            status=PositionStatus.OPEN,
         )
         return
     if q.side == Side.BUY:
         held = pos.shares if pos.status == PositionStatus.OPEN else Decimal("0")
-        fields = {"shares": held + q.shares, "avg_price": money.average_price(held, pos.avg_price, q.shares, q.execution_price),
-                  "status": PositionStatus.OPEN}
+        fields = {
+            "shares": held + q.shares,
+            "avg_price": money.average_price(held, pos.avg_price, q.shares, q.execution_price),
+            "status": PositionStatus.OPEN,
+        }
     else:
         remaining = pos.shares - q.shares
-        fields = {"shares": remaining, "realized_pnl": pos.realized_pnl + ctx.realized_pnl,
-                  "status": PositionStatus.OPEN if remaining > 0 else PositionStatus.CLOSED}
+        fields = {
+            "shares": remaining,
+            "realized_pnl": pos.realized_pnl + ctx.realized_pnl,
+            "status": PositionStatus.OPEN if remaining > 0 else PositionStatus.CLOSED,
+        }
     if req.market_title and not pos.market_title:
         fields["market_title"] = req.market_title[:500]
-    updated = Position.objects.filter(pk=pos.pk, version=pos.version).update(
-        **fields, version=F("version") + 1, updated_at=timezone.now()
-    )
+    updated = Position.objects.filter(pk=pos.pk, version=pos.version).update(**fields, version=F("version") + 1, updated_at=timezone.now())
     if updated != 1:
         raise errors.ConcurrentUpdate()
 
@@ -303,13 +340,23 @@ def _update_exposure(ctx: _Context) -> None:
     """Step 11. Buy: the house owes the shares and holds the stake. Sell: the reverse."""
     q = ctx.quote
     sign = Decimal("1") if q.side == Side.BUY else Decimal("-1")
-    ctx.risk.reserve_exposure(outcome=ctx.request.outcome, shares_delta=sign * q.shares, cash_delta=sign * q.cost, locked=ctx.exposure_locked)
+    ctx.risk.reserve_exposure(
+        outcome=ctx.request.outcome, shares_delta=sign * q.shares, cash_delta=sign * q.cost, locked=ctx.exposure_locked
+    )
 
 
 def _result(ctx: _Context) -> TradeResult:
     q = ctx.quote
-    return TradeResult(trade_id=ctx.trade_id, position_id=ctx.position.pk, side=q.side, execution_price=q.execution_price,
-                       shares=q.shares, cost=q.cost, new_balance=ctx.move.balance_after, realized_pnl=ctx.realized_pnl)
+    return TradeResult(
+        trade_id=ctx.trade_id,
+        position_id=ctx.position.pk,
+        side=q.side,
+        execution_price=q.execution_price,
+        shares=q.shares,
+        cost=q.cost,
+        new_balance=ctx.move.balance_after,
+        realized_pnl=ctx.realized_pnl,
+    )
 
 
 # -- step 12: after commit, best effort ----------------------------------------------------

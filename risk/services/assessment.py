@@ -4,6 +4,7 @@ This stage implements wall 3, the per-market exposure cap: a ticket carries the 
 reserves the trade's exposure atomically inside the trade's transaction. The other walls
 (velocity, tier limits, sharp detection, operator limits) plug in here.
 """
+
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -33,8 +34,9 @@ class RiskTicket:
         """Wall 3: take the trade's exposure on the market book, or raise 'Market exposure cap reached'.
 
         May raise ExposureNeedsLock (a ConcurrentUpdate): roll back, retry with locked=True."""
-        exposure_apply(market_id=self.market_id, outcome=outcome, shares_delta=shares_delta, cash_delta=cash_delta,
-                       cap=self.market_cap, locked=locked)
+        exposure_apply(
+            market_id=self.market_id, outcome=outcome, shares_delta=shares_delta, cash_delta=cash_delta, cap=self.market_cap, locked=locked
+        )
 
 
 def risk_assess(*, player, market_id: str, side: str, outcome: str, amount: Decimal) -> RiskTicket:

@@ -1,4 +1,5 @@
 """Wallet adapter look-up by operator wallet mode."""
+
 from casino.errors import HouseError
 from wallets.adapters.base import WalletAdapter, WalletMove
 from wallets.adapters.internal import InternalWalletAdapter

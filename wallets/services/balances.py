@@ -3,6 +3,7 @@
 These functions run inside the caller's transaction (the trade executor's, or the
 transfer services' own); they take the player's wallet row lock and keep it to commit.
 """
+
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal

@@ -1,4 +1,5 @@
 """S2S wallet server settings of an operator: create, rotate the signing secret."""
+
 import secrets
 
 from wallets.models import OperatorWallet

@@ -1,4 +1,5 @@
 """Deposits, withdrawals and staff balance adjustments on house-held (internal) wallets."""
+
 import uuid
 from decimal import Decimal
 
@@ -28,8 +29,9 @@ def wallet_deposit(*, player, amount: Decimal, idempotency=None) -> BalanceChang
     if amount > PER_REQUEST_CAP:
         raise HouseError("Maximum deposit is $100,000", code="deposit_too_large")
     with transaction.atomic():
-        change = wallet_change(player=player, amount=amount, type=LedgerType.DEPOSIT, description="Deposit",
-                               max_balance=BALANCE_CAP, entry_id=uuid.uuid4())
+        change = wallet_change(
+            player=player, amount=amount, type=LedgerType.DEPOSIT, description="Deposit", max_balance=BALANCE_CAP, entry_id=uuid.uuid4()
+        )
         if idempotency is not None:
             idempotency.record(change)
     return change
@@ -56,7 +58,9 @@ def wallet_adjust(*, player, amount: Decimal, action: str, description: str = ""
     signed = amount if action == "deposit" else -amount
     text = description or ("Admin deposit" if action == "deposit" else "Admin withdrawal")
     with transaction.atomic():
-        change = wallet_change(player=player, amount=signed, type=LedgerType.ADJUSTMENT, description=text, actor=actor, entry_id=uuid.uuid4())
+        change = wallet_change(
+            player=player, amount=signed, type=LedgerType.ADJUSTMENT, description=text, actor=actor, entry_id=uuid.uuid4()
+        )
         if idempotency is not None:
             idempotency.record(change)
     return change

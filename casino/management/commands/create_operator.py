@@ -1,4 +1,5 @@
 """create_operator --name NAME --wallet internal|s2s [--wallet-url URL] [--currency USD] -> JSON."""
+
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -22,4 +23,6 @@ class Command(BaseCommand):
         if len(currency) != 3 or not currency.isalpha():
             raise CommandError("--currency must be an ISO 4217 code")
         issued = operator_create(name=name, wallet_mode=wallet, currency=currency, wallet_url=wallet_url)
-        self.stdout.write(json.dumps({"operatorId": str(issued.operator.pk), "apiKey": issued.api_key, "walletSecret": issued.wallet_secret}))
+        self.stdout.write(
+            json.dumps({"operatorId": str(issued.operator.pk), "apiKey": issued.api_key, "walletSecret": issued.wallet_secret})
+        )

@@ -1,4 +1,5 @@
 """create_staff_token --username NAME -> {"token": ...} (creates the staff user if needed)."""
+
 import json
 
 from django.core.management.base import BaseCommand

@@ -3,6 +3,7 @@
 Safe to run again: it adds a fresh API key, staff token and player sessions each time and
 refreshes the reference prices (so they are not stale), without duplicating data.
 """
+
 import json
 from decimal import Decimal
 
@@ -19,7 +20,12 @@ from wallets.services.transfers import wallet_deposit
 DEMO_OPERATOR = "Demo Casino"
 DEMO_MARKETS = [
     ("0x1234abcd00000000000000000000000000000000000000000000000000000001", "Will Bitcoin hit $100k by June?", "crypto", Decimal("62")),
-    ("0x1234abcd00000000000000000000000000000000000000000000000000000002", "Will the Fed cut rates in September?", "economics", Decimal("45")),
+    (
+        "0x1234abcd00000000000000000000000000000000000000000000000000000002",
+        "Will the Fed cut rates in September?",
+        "economics",
+        Decimal("45"),
+    ),
     ("0x1234abcd00000000000000000000000000000000000000000000000000000003", "Will Team A win the final?", "sports", Decimal("30")),
 ]
 DEMO_PLAYERS = [("alice", Decimal("100")), ("bob", Decimal("500")), ("carol", Decimal("1000"))]
@@ -30,8 +36,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--admin-password", default="", help="Also create/update a Django admin superuser 'admin' with this password.")
-        parser.add_argument("--price-max-age", type=int, default=None,
-                            help="Seconds a reference price stays fresh (demo: a day, so the README examples work without a price feed).")
+        parser.add_argument(
+            "--price-max-age",
+            type=int,
+            default=None,
+            help="Seconds a reference price stays fresh (demo: a day, so the README examples work without a price feed).",
+        )
 
     def handle(self, *args, admin_password, price_max_age, **options):
         with transaction.atomic():
@@ -61,10 +71,15 @@ class Command(BaseCommand):
                 admin.is_staff = admin.is_superuser = True
                 admin.set_password(admin_password)
                 admin.save()
-        self.stdout.write(json.dumps({
-            "operatorId": str(operator.pk),
-            "operatorApiKey": api_key,
-            "staffToken": staff_token,
-            "players": players,
-            "markets": [{"marketId": m, "title": t, "category": c, "yesMid": str(p)} for m, t, c, p in DEMO_MARKETS],
-        }, indent=2))
+        self.stdout.write(
+            json.dumps(
+                {
+                    "operatorId": str(operator.pk),
+                    "operatorApiKey": api_key,
+                    "staffToken": staff_token,
+                    "players": players,
+                    "markets": [{"marketId": m, "title": t, "category": c, "yesMid": str(p)} for m, t, c, p in DEMO_MARKETS],
+                },
+                indent=2,
+            )
+        )

@@ -1,0 +1,90 @@
+"""Wallet admin: the ledger and house-held balances (read-only), operator wallet server settings.
+
+The ledger is append-only (PostgreSQL refuses UPDATE and DELETE); the admin never offers
+either. Balances change through wallets.services only: the player page has the adjustment form.
+"""
+
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin
+
+from casino.admin import ReadOnlyAdminMixin, rotate_wallet_secrets
+from casino.models import WalletMode
+from wallets.models import LedgerEntry, OperatorWallet, PlayerWallet
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["created_at", "id", "player", "operator", "type", "amount", "balance_after", "currency", "actor", "description"]
+    list_filter = ["type", "operator", "currency"]
+    search_fields = ["player__id", "player__external_id", "id", "trade_id", "round_id", "actor"]
+    list_select_related = ["player", "operator"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at"]
+
+
+@admin.register(PlayerWallet)
+class PlayerWalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["player", "operator", "balance", "updated_at"]
+    list_filter = ["player__operator"]
+    search_fields = ["player__id", "player__external_id"]
+    list_select_related = ["player__operator"]
+    ordering = ["-updated_at"]
+
+    @admin.display(description="operator", ordering="player__operator__name")
+    def operator(self, obj):
+        return obj.player.operator
+
+
+class OperatorWalletForm(forms.ModelForm):
+    base_url = forms.URLField(
+        required=False, assume_scheme="https", help_text="The operator's wallet server, e.g. https://wallet.example.com/s2s"
+    )
+
+    class Meta:
+        model = OperatorWallet
+        fields = ["base_url", "timeout_seconds", "enabled"]
+
+    def clean_timeout_seconds(self):
+        timeout = self.cleaned_data["timeout_seconds"]
+        if not (Decimal("0") < timeout <= Decimal("60")):
+            raise forms.ValidationError("Between 0 and 60 seconds.")
+        return timeout
+
+    def clean(self):
+        data = super().clean()
+        operator = self.instance.operator
+        if operator.wallet_mode == WalletMode.S2S and data.get("enabled") and not data.get("base_url"):
+            self.add_error("base_url", "An S2S operator's enabled wallet needs its server URL.")
+        return data
+
+
+@admin.register(OperatorWallet)
+class OperatorWalletAdmin(admin.ModelAdmin):
+    """Created with the operator (operator_create); the signing secret is never displayed, only rotated."""
+
+    form = OperatorWalletForm
+    list_display = ["operator", "wallet_mode", "base_url", "timeout_seconds", "enabled", "updated_at"]
+    list_filter = ["enabled", "operator__wallet_mode"]
+    search_fields = ["operator__name", "base_url"]
+    list_select_related = ["operator"]
+    ordering = ["operator__name"]
+    fields = ["operator", "wallet_mode", "base_url", "timeout_seconds", "enabled", "updated_at"]
+    readonly_fields = ["operator", "wallet_mode", "updated_at"]
+    actions = ["rotate_wallet_secret"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="wallet mode", ordering="operator__wallet_mode")
+    def wallet_mode(self, obj):
+        return obj.operator.get_wallet_mode_display()
+
+    @admin.action(description="Rotate the signing secret of the selected wallets", permissions=["change"])
+    def rotate_wallet_secret(self, request, queryset):
+        operators = [wallet.operator for wallet in queryset.select_related("operator")]
+        return rotate_wallet_secrets(self, request, operators)
