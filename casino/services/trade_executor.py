@@ -11,7 +11,7 @@
  9. _record_trade          the trade row with full audit fields
 10. _upsert_position       average in / reduce, with optimistic concurrency (version column)
 11. _update_exposure       the market book; refuses past the cap (wall 3)
-12. _update_wagering_stats total_wagered, best effort, after commit
+12. _update_wagering_stats total_wagered, best effort (a savepoint: its failure never undoes the trade)
 
 With a local (internal) wallet, steps 7-11 are one database transaction: the trade happens
 completely or not at all, and no network call is made inside it. Locks are taken in the
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -110,7 +110,6 @@ def trade_execute(*, player: Player, request: TradeRequest, idempotency=None) ->
         TRADE_REJECTIONS.labels(code=exc.code).inc()
         raise
     TRADES.labels(side=request.side).inc()
-    _update_wagering_stats(ctx)
     return result
 
 
@@ -205,6 +204,7 @@ def _execute_locally(ctx: _Context, idempotency) -> TradeResult:
                 _record_trade(ctx)
                 _upsert_position(ctx)
                 _update_exposure(ctx)
+                _update_wagering_stats(ctx)
                 result = _result(ctx)
                 if idempotency is not None:
                     idempotency.record(result)
@@ -359,14 +359,16 @@ def _result(ctx: _Context) -> TradeResult:
     )
 
 
-# -- step 12: after commit, best effort ----------------------------------------------------
+# -- step 12: best effort -------------------------------------------------------------------
 
 
 def _update_wagering_stats(ctx: _Context) -> None:
-    """Step 12. The trade stands whatever happens here."""
+    """Step 12. Inside the trade's transaction (no second commit per trade), under a savepoint
+    so that a failure here is logged and rolled back alone: the trade stands."""
     if ctx.quote.side != Side.BUY:
         return
     try:
-        Player.objects.filter(pk=ctx.player.pk).update(total_wagered=F("total_wagered") + ctx.quote.cost)
-    except Exception:  # noqa: BLE001 - best effort by design; the trade is committed
+        with transaction.atomic():
+            Player.objects.filter(pk=ctx.player.pk).update(total_wagered=F("total_wagered") + ctx.quote.cost)
+    except DatabaseError:
         log.warning("could not update wagering stats for player %s", ctx.player.pk, exc_info=True)

@@ -8,6 +8,8 @@ reserves the trade's exposure atomically inside the trade's transaction. The oth
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db.models import Subquery
+
 from casino.services.exposure import exposure_apply
 from risk.models import MarketRiskLimit, RiskSettings
 
@@ -20,8 +22,13 @@ def risk_settings() -> RiskSettings:
 
 
 def market_exposure_cap(*, market_id: str) -> Decimal:
-    cap = MarketRiskLimit.objects.filter(market_id=market_id).values_list("exposure_cap", flat=True).first()
-    return cap if cap is not None else risk_settings().default_market_exposure_cap
+    """The market's own cap if it has one, else the house default (one query)."""
+    own = MarketRiskLimit.objects.filter(market_id=market_id).values("exposure_cap")[:1]
+    row = RiskSettings.objects.filter(pk=1).annotate(own=Subquery(own)).values_list("own", "default_market_exposure_cap").first()
+    if row is None:
+        own_cap = MarketRiskLimit.objects.filter(market_id=market_id).values_list("exposure_cap", flat=True).first()
+        return own_cap if own_cap is not None else risk_settings().default_market_exposure_cap
+    return row[0] if row[0] is not None else row[1]
 
 
 @dataclass(frozen=True)
