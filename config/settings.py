@@ -118,7 +118,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "wallet-recover-stalled": {"task": "wallets.tasks.wallet_recover_stalled", "schedule": 30.0},
+    "wallet-reconcile": {"task": "wallets.tasks.wallet_reconcile", "schedule": 60.0},
+}
 
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
 RATELIMIT_USE_CACHE = "default"
@@ -147,6 +150,13 @@ SPECTACULAR_SETTINGS = {
 # --- House defaults (the database configuration rows start from these) ---------------------
 HOUSE_SESSION_TTL_SECONDS = env_int("HOUSE_SESSION_TTL_SECONDS", 24 * 3600)
 HOUSE_EXPOSURE_SHARDS = env_int("HOUSE_EXPOSURE_SHARDS", 16)
+# S2S wallet: retries back off exponentially from BASE to MAX seconds; an operation still
+# without a definite answer after MANUAL_AFTER seconds is flagged for manual handling; a
+# pending operation untouched for STALL seconds is taken over by recovery.
+HOUSE_WALLET_RETRY_BASE_SECONDS = env_int("HOUSE_WALLET_RETRY_BASE_SECONDS", 2)
+HOUSE_WALLET_RETRY_MAX_SECONDS = env_int("HOUSE_WALLET_RETRY_MAX_SECONDS", 300)
+HOUSE_WALLET_MANUAL_AFTER_SECONDS = env_int("HOUSE_WALLET_MANUAL_AFTER_SECONDS", 6 * 3600)
+HOUSE_WALLET_STALL_SECONDS = env_int("HOUSE_WALLET_STALL_SECONDS", 60)
 
 # --- i18n, static -----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -168,5 +178,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    "loggers": {"django.server": {"level": "WARNING"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }

@@ -11,7 +11,7 @@ from django.contrib import admin
 
 from casino.admin import ReadOnlyAdminMixin, rotate_wallet_secrets
 from casino.models import WalletMode
-from wallets.models import LedgerEntry, OperatorWallet, PlayerWallet
+from wallets.models import LedgerEntry, OperatorWallet, PlayerWallet, WalletOperation
 
 
 @admin.register(LedgerEntry)
@@ -88,3 +88,46 @@ class OperatorWalletAdmin(admin.ModelAdmin):
     def rotate_wallet_secret(self, request, queryset):
         operators = [wallet.operator for wallet in queryset.select_related("operator")]
         return rotate_wallet_secrets(self, request, operators)
+
+
+@admin.register(WalletOperation)
+class WalletOperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """S2S money movements. Operations flagged 'manual' (no definite answer before the cut-off)
+    are the staff's queue: retry them, or resolve them after checking with the operator."""
+
+    list_display = (
+        "id",
+        "created_at",
+        "operator",
+        "player",
+        "kind",
+        "type",
+        "amount",
+        "status",
+        "operator_status",
+        "attempts",
+        "settled_locally",
+    )
+    list_filter = ("status", "kind", "type", "operator")
+    search_fields = ("id", "round_id", "player__external_id", "operator_transaction_id")
+    list_select_related = ("operator", "player")
+    ordering = ("-created_at",)
+    actions = ["retry_now", "mark_resolved"]
+
+    @admin.action(description="Retry now (ask the operator again)")
+    def retry_now(self, request, queryset):
+        from wallets.services.operations import operation_retry_manual
+
+        done = 0
+        for operation in queryset.exclude(status__in=["ok", "refused", "rolled_back", "resolved"]):
+            operation_retry_manual(operation=operation)
+            done += 1
+        self.message_user(request, f"Retried {done} operation(s).")
+
+    @admin.action(description="Mark resolved (checked with the operator by hand)")
+    def mark_resolved(self, request, queryset):
+        from wallets.services.operations import operation_resolve
+
+        for operation in queryset:
+            operation_resolve(operation=operation, note="resolved in the admin site", actor=f"staff:{request.user.get_username()}")
+        self.message_user(request, f"Resolved {queryset.count()} operation(s).")

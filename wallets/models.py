@@ -79,7 +79,79 @@ class OperatorWallet(models.Model):
     secret = models.CharField(max_length=128, editable=False)
     timeout_seconds = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("5"))
     enabled = models.BooleanField(default=True)
+    # Circuit breaker: this many unknown outcomes within the window open it for the cool-down.
+    breaker_failures = models.PositiveSmallIntegerField(default=5)
+    breaker_window_seconds = models.PositiveIntegerField(default=30)
+    breaker_cooldown_seconds = models.PositiveIntegerField(default=30)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         db_table = "wallet_operator_config"
+
+
+class OperationKind(models.TextChoices):
+    DEBIT = "debit", "Debit"
+    CREDIT = "credit", "Credit"
+    ROLLBACK = "rollback", "Rollback"
+
+
+class OperationStatus(models.TextChoices):
+    PENDING = "pending", "Pending (intent recorded, no answer yet)"
+    OK = "ok", "OK (applied at the operator, in the ledger)"
+    REFUSED = "refused", "Refused (definitely not applied)"
+    UNKNOWN = "unknown", "Unknown outcome (being settled)"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    MANUAL = "manual", "Manual handling required"
+    RESOLVED = "resolved", "Resolved by staff"
+
+
+FINAL_STATUSES = (OperationStatus.OK, OperationStatus.REFUSED, OperationStatus.ROLLED_BACK, OperationStatus.RESOLVED)
+
+
+class WalletOperation(models.Model):
+    """One money movement at an S2S operator's wallet, from intent to a definite outcome.
+
+    The row is committed *before* the wallet call (status pending), so a process that dies
+    mid-call leaves a trace that recovery finishes or compensates. ``id`` is the
+    ``transaction_id`` sent to the operator: every retry of the movement reuses it. The
+    immutable ledger (LedgerEntry) gets a row only once the operator confirmed the movement.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    operator = models.ForeignKey("casino.Operator", on_delete=models.PROTECT, related_name="wallet_operations")
+    player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="wallet_operations")
+    kind = models.CharField(max_length=8, choices=OperationKind.choices)
+    type = models.CharField(max_length=16, choices=LedgerType.choices)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    round_id = models.CharField(max_length=64, blank=True, default="", help_text="Trade or settlement id.")
+    description = models.CharField(max_length=500, blank=True, default="")
+    reference = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="rollbacks", help_text="Rollback: the debit it undoes."
+    )
+    status = models.CharField(max_length=12, choices=OperationStatus.choices, default=OperationStatus.PENDING, db_index=True)
+    # What the caller needs to finish its own work once the outcome is known (e.g. the trade to record).
+    payload = models.JSONField(default=dict, blank=True)
+    # True once the movement's local side is done (trade recorded) or undone (reservations released).
+    settled_locally = models.BooleanField(default=False)
+    operator_transaction_id = models.CharField(max_length=128, blank=True, default="")
+    operator_status = models.CharField(max_length=32, blank=True, default="", help_text="Last status answered by the operator.")
+    balance_after = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    resolution_note = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "wallet_operations"
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="wallet_op_due")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="wallet_op_amount_positive"),
+            models.CheckConstraint(condition=~Q(kind="rollback") | Q(reference__isnull=False), name="wallet_op_rollback_has_reference"),
+            models.UniqueConstraint(fields=["reference"], condition=Q(kind="rollback"), name="wallet_op_one_rollback_per_debit"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} {self.status} ({self.id})"

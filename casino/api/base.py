@@ -9,6 +9,7 @@ from casino.api.rendering import dumps
 from casino.api.throttling import PerUserRateThrottle
 from casino.errors import HouseError
 from casino.services.idempotency import (
+    IN_PROGRESS,
     MAX_KEY_LENGTH,
     IdempotencySlot,
     idempotency_lookup,
@@ -56,6 +57,8 @@ class HouseAPIView(APIView):
         return self._raw(slot.stored.response_body, slot.stored.status_code)
 
     def _replay(self, stored, fingerprint: str):
+        if stored.status_code == IN_PROGRESS:
+            raise HouseError("A request with this Idempotency-Key is in progress", code="idempotency_in_progress", status=409)
         if stored.request_hash != fingerprint:
             raise HouseError("Idempotency-Key already used with a different request", code="idempotency_key_reused", status=409)
         response = self._raw(stored.response_body, stored.status_code)

@@ -22,6 +22,8 @@ def trade_result(result) -> dict:
     }
     if result.realized_pnl is not None:
         body["realizedPnl"] = money(result.realized_pnl)
+    if result.wallet_pending:  # S2S credit not yet acknowledged: newBalance is the expected balance
+        body["walletPending"] = True
     return body
 
 

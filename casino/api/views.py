@@ -51,7 +51,7 @@ class TradeView(HouseAPIView):
         player = request.user.player
         return self.run_idempotent(
             request,
-            execute=lambda slot: trade_execute(player=player, request=trade, idempotency=slot),
+            execute=lambda slot: trade_execute(player=player, request=trade, idempotency=slot, session_token=request.auth or ""),
             render_body=presenters.trade_result,
         )
 

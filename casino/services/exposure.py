@@ -82,6 +82,28 @@ def exposure_apply(*, market_id: str, outcome: str, shares_delta: Decimal, cash_
         raise ExposureNeedsLock()
 
 
+def exposure_reduce(*, market_id: str, outcome: str, shares_delta: Decimal, cash_delta: Decimal) -> None:
+    """Apply deltas that can only lower the worst case (confirm or release a reservation).
+
+    Never refused: removing shares owed or adding cash lowers the chosen shard's own worst
+    case, so every shard stays within its quota and the cap invariant holds.
+    """
+    if shares_delta > 0 or cash_delta < 0:
+        raise ValueError("exposure_reduce only takes deltas that lower the worst case")
+    dy, dn = (shares_delta, ZERO) if outcome == "yes" else (ZERO, shares_delta)
+    shard = random.randrange(_shard_count())
+    for candidate in (shard, 0):
+        updated = MarketExposure.objects.filter(market_id=market_id, shard=candidate).update(
+            yes_shares=F("yes_shares") + dy, no_shares=F("no_shares") + dn, cash_in=F("cash_in") + cash_delta
+        )
+        if updated:
+            return
+    _lock_all_shards(market_id)
+    MarketExposure.objects.filter(market_id=market_id, shard=0).update(
+        yes_shares=F("yes_shares") + dy, no_shares=F("no_shares") + dn, cash_in=F("cash_in") + cash_delta
+    )
+
+
 def _apply_fast(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: Decimal) -> bool:
     old_worst = Greatest(F("yes_shares"), F("no_shares")) - F("cash_in")
     new_worst = Greatest(F("yes_shares") + dy, F("no_shares") + dn) - (F("cash_in") + dc)

@@ -27,9 +27,32 @@ class IdempotencySlot:
     def record(self, result) -> None:
         """Store the response to ``result``; call inside the transaction that produced it."""
         status_code, body = self.render(result)
+        if self.stored is not None:  # claimed earlier: complete the claim
+            IdempotencyRecord.objects.filter(pk=self.stored.pk).update(status_code=status_code, response_body=body)
+            self.stored.status_code, self.stored.response_body = status_code, body
+            return
         self.stored = IdempotencyRecord.objects.create(
             scope=self.scope, key=self.key, request_hash=self.request_hash, status_code=status_code, response_body=body
         )
+
+    def claim(self) -> None:
+        """Reserve the key before money moves outside the database (S2S): a concurrent request
+        with the same key hits the unique constraint instead of moving money twice."""
+        self.stored = IdempotencyRecord.objects.create(
+            scope=self.scope, key=self.key, request_hash=self.request_hash, status_code=IN_PROGRESS, response_body=""
+        )
+
+
+IN_PROGRESS = 0
+
+
+def idempotency_release(*, record_id) -> None:
+    """Drop a claim whose request was refused or compensated (nothing moved; a retry may run)."""
+    IdempotencyRecord.objects.filter(pk=record_id, status_code=IN_PROGRESS).delete()
+
+
+def idempotency_complete(*, record_id, status_code: int, body: str) -> None:
+    IdempotencyRecord.objects.filter(pk=record_id, status_code=IN_PROGRESS).update(status_code=status_code, response_body=body)
 
 
 def request_fingerprint(*parts: str) -> str:

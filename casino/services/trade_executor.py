@@ -13,10 +13,20 @@
 11. _update_exposure       the market book; refuses past the cap (wall 3)
 12. _update_wagering_stats total_wagered, best effort (a savepoint: its failure never undoes the trade)
 
-With a local (internal) wallet, steps 7-11 are one database transaction: the trade happens
+With a local (internal) wallet, steps 7-12 are one database transaction: the trade happens
 completely or not at all, and no network call is made inside it. Locks are taken in the
 order market (shared), player wallet, position, exposure shard. Exposure is the last
 write so the hottest rows are held for the shortest time.
+
+With an S2S wallet the money lives at the operator, so the same steps run as
+intent -> call -> outcome (see "the S2S path" below): the reservations (exposure, shares
+being sold, the idempotency key) and the wallet intent are committed before the call, no
+transaction is open during it, and the outcome is recorded after. A debit whose outcome is
+unknown, or whose trade cannot be recorded, is compensated by a rollback
+(_trade_compensate); a refused movement releases the reservations (_trade_release); a
+process that dies in between leaves a pending intent that recovery finishes
+(trade_recover). Reservations only ever count the side that is adverse to the house, so
+confirming or releasing them can only lower the exposure and is never refused.
 """
 
 import logging
@@ -25,6 +35,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -40,12 +51,15 @@ from casino.models import (
     Side,
     Trade,
 )
-from casino.services.exposure import ExposureNeedsLock
+from casino.services.exposure import ExposureNeedsLock, exposure_reduce
+from casino.services.idempotency import idempotency_complete, idempotency_release
 from casino.services.markets import casino_settings, market_with_price
 from casino.services.pricing import Quote, quote_build, spread_effective
 from risk.services.assessment import RiskTicket, player_spread_extra, risk_assess
 from wallets.adapters import WalletAdapter, WalletMove, wallet_adapter_for
-from wallets.models import LedgerType
+from wallets.adapters.s2s import player_error_for
+from wallets.models import LedgerType, OperationKind, OperationStatus, WalletOperation
+from wallets.services.operations import operation_create, operation_send, rollback_open
 
 log = logging.getLogger("house.trade")
 
@@ -75,6 +89,7 @@ class TradeResult:
     cost: Decimal
     new_balance: Decimal
     realized_pnl: Decimal | None
+    wallet_pending: bool = False
 
 
 @dataclass
@@ -96,7 +111,8 @@ class _Context:
     exposure_locked: bool = False
 
 
-def trade_execute(*, player: Player, request: TradeRequest, idempotency=None) -> TradeResult:
+def trade_execute(*, player: Player, request: TradeRequest, idempotency=None, session_token: str = "") -> TradeResult:
+    """``session_token``: the player's bearer token, passed to an S2S operator's debit call."""
     ctx = _Context(player=player, request=request)
     try:
         _validate(ctx)
@@ -105,7 +121,10 @@ def trade_execute(*, player: Player, request: TradeRequest, idempotency=None) ->
         _price(ctx)
         operator = _resolve_operator(ctx)
         _wallet_adapter(ctx, operator)
-        result = _execute_locally(ctx, idempotency)
+        if ctx.adapter.local:
+            result = _execute_locally(ctx, idempotency)
+        else:
+            result = _execute_remote(ctx, idempotency, session_token)
     except errors.HouseError as exc:
         TRADE_REJECTIONS.labels(code=exc.code).inc()
         raise
@@ -372,3 +391,349 @@ def _update_wagering_stats(ctx: _Context) -> None:
             Player.objects.filter(pk=ctx.player.pk).update(total_wagered=F("total_wagered") + ctx.quote.cost)
     except DatabaseError:
         log.warning("could not update wagering stats for player %s", ctx.player.pk, exc_info=True)
+
+
+# -- the S2S path: the same steps as intent -> wallet call -> outcome ---------------------------
+
+
+def _execute_remote(ctx: _Context, idempotency, session_token: str) -> TradeResult:
+    _check_balance_remote(ctx)
+    operation = _reserve_and_record_intent(ctx, idempotency)
+    reply = _move_money_remote(ctx, operation, session_token)
+    if reply.ok or (reply.unknown and operation.kind == OperationKind.CREDIT):
+        # A credit is never rolled back: the sell stands and the credit is retried until acknowledged.
+        return _record_remote_trade(operation, idempotency=idempotency)
+    if reply.refused:
+        _trade_release(operation)
+        raise player_error_for(reply.status, default=errors.HouseError("Operator wallet refused the trade", code="wallet_refused"))
+    _trade_compensate(operation, reason=reply.status)
+    raise errors.HouseError("Operator wallet did not answer; the trade was not executed", code="wallet_outcome_unknown", status=502)
+
+
+def _check_balance_remote(ctx: _Context) -> None:
+    """Step 7 for S2S: the operator's balance (a network call, no transaction), and the shares for a sell."""
+    ctx.balance = ctx.adapter.balance(player=ctx.player)
+    if ctx.quote.side == Side.BUY:
+        if ctx.balance < ctx.quote.cost:
+            raise errors.insufficient_balance()
+        return
+    position = Position.objects.filter(player_id=ctx.player.pk, market_id=ctx.market.pk, outcome=ctx.request.outcome).first()
+    if position is None or position.status != PositionStatus.OPEN or position.shares < ctx.quote.shares:
+        raise errors.insufficient_shares()
+
+
+def _reserve_and_record_intent(ctx: _Context, idempotency) -> WalletOperation:
+    """One short transaction: the market is open, the adverse side of the trade is reserved on
+    the book, the shares being sold are taken off the position, the idempotency key is
+    claimed, and the wallet intent is recorded. Committed before any wallet call."""
+    q, req = ctx.quote, ctx.request
+    for _attempt in range(MAX_OPTIMISTIC_RETRIES):
+        ctx.trade_id = ctx.trade_id or uuid.uuid4()
+        try:
+            with transaction.atomic():
+                _lock_market_for_trading(ctx)
+                if q.side == Side.BUY:
+                    ctx.risk.reserve_exposure(
+                        outcome=req.outcome, shares_delta=q.shares, cash_delta=Decimal("0"), locked=ctx.exposure_locked
+                    )
+                else:
+                    _reserve_shares(ctx)
+                    ctx.risk.reserve_exposure(
+                        outcome=req.outcome, shares_delta=Decimal("0"), cash_delta=-q.cost, locked=ctx.exposure_locked
+                    )
+                if idempotency is not None:
+                    idempotency.claim()
+                return operation_create(
+                    player=ctx.player,
+                    kind=OperationKind.DEBIT if q.side == Side.BUY else OperationKind.CREDIT,
+                    type=LedgerType.TRADE_DEBIT if q.side == Side.BUY else LedgerType.TRADE_CREDIT,
+                    amount=q.cost,
+                    round_id=str(ctx.trade_id),
+                    description=_describe(q, req.outcome),
+                    payload=_trade_payload(ctx, idempotency),
+                )
+        except ExposureNeedsLock:
+            ctx.exposure_locked = True
+        except errors.ConcurrentUpdate:
+            continue
+    raise errors.HouseError("Trade could not be completed, please retry", code="concurrent_update", status=409)
+
+
+def _reserve_shares(ctx: _Context) -> None:
+    q, req = ctx.quote, ctx.request
+    position = Position.objects.filter(player_id=ctx.player.pk, market_id=ctx.market.pk, outcome=req.outcome).first()
+    if position is None or position.status != PositionStatus.OPEN or position.shares < q.shares:
+        raise errors.insufficient_shares()
+    updated = Position.objects.filter(pk=position.pk, version=position.version).update(
+        shares=position.shares - q.shares, version=F("version") + 1, updated_at=timezone.now()
+    )
+    if updated != 1:
+        raise errors.ConcurrentUpdate()
+    ctx.position = position
+
+
+def _trade_payload(ctx: _Context, idempotency) -> dict:
+    """Everything needed to record, release or compensate the trade later, also from another process."""
+    q, req = ctx.quote, ctx.request
+    return {
+        "handler": "trade",
+        "trade_id": str(ctx.trade_id),
+        "market_id": ctx.market.pk,
+        "market_title": (req.market_title or ctx.market.title)[:500],
+        "side": q.side,
+        "outcome": req.outcome,
+        "shares": str(q.shares),
+        "cost": str(q.cost),
+        "execution_price": str(q.execution_price),
+        "mid_price": str(q.mid_price),
+        "half_spread": str(q.half_spread),
+        "balance_before": str(ctx.balance),
+        "avg_price": str(ctx.position.avg_price) if ctx.position is not None else None,
+        "idempotency_id": idempotency.stored.pk if idempotency is not None and idempotency.stored is not None else None,
+    }
+
+
+def _describe(q: Quote, outcome: str) -> str:
+    verb = "Buy" if q.side == Side.BUY else "Sell"
+    return f"{verb} {money.plain(q.shares)} shares {outcome.upper()} @ {money.plain(q.execution_price)}c"
+
+
+def _move_money_remote(ctx: _Context, operation: WalletOperation, session_token: str):
+    """Step 8 for S2S: the wallet call, with no database transaction open."""
+    return operation_send(operation=operation, target=ctx.adapter.target, session_token=session_token)
+
+
+class _MarketClosedDuringCall(Exception):
+    pass
+
+
+def _record_remote_trade(operation: WalletOperation, *, idempotency=None) -> TradeResult:
+    """Steps 9-12 for S2S, in one transaction, from the operation's payload (also used by recovery)."""
+    p = operation.payload
+    buy = p["side"] == Side.BUY
+    for _attempt in range(MAX_OPTIMISTIC_RETRIES):
+        try:
+            with transaction.atomic():
+                op = WalletOperation.objects.select_for_update().select_related("player").get(pk=operation.pk)
+                if op.settled_locally:
+                    return _result_from_trade(op)
+                if buy and _market_status_shared(p["market_id"]) != MarketStatus.OPEN:
+                    raise _MarketClosedDuringCall()
+                result = _write_remote_trade(op)
+                op.settled_locally = True
+                op.save(update_fields=["settled_locally", "updated_at"])
+                _complete_idempotency(p, idempotency, result)
+            if result.wallet_pending:
+                _schedule_retry(operation.pk)
+            return result
+        except (errors.ConcurrentUpdate, IntegrityError):
+            continue  # a concurrent trade of the same player moved the position: re-read and re-apply
+        except _MarketClosedDuringCall:
+            _trade_compensate(operation, reason="market stopped trading during the wallet call")
+            raise errors.market_not_tradeable("market_closed_during_wallet_call") from None
+    if buy:
+        _trade_compensate(operation, reason="trade could not be recorded")
+        raise errors.HouseError("Trade could not be completed; the stake is being returned", code="trade_compensated", status=503)
+    raise errors.HouseError("Trade is being completed, please check your positions", code="trade_recording_delayed", status=503)
+
+
+def _write_remote_trade(op: WalletOperation) -> TradeResult:
+    p = op.payload
+    buy = p["side"] == Side.BUY
+    shares, cost, price = Decimal(p["shares"]), Decimal(p["cost"]), Decimal(p["execution_price"])
+    confirmed = op.status == OperationStatus.OK and op.balance_after is not None
+    before = Decimal(p["balance_before"])
+    if confirmed:
+        after = op.balance_after
+        before = after + cost if buy else after - cost
+    else:
+        after = before - cost if buy else before + cost
+    position = Position.objects.filter(player_id=op.player_id, market_id=p["market_id"], outcome=p["outcome"]).first()
+    realized = None
+    if buy:
+        position = _position_add(op, position, shares, price)
+        exposure_reduce(market_id=p["market_id"], outcome=p["outcome"], shares_delta=Decimal("0"), cash_delta=cost)
+    else:
+        realized = money.realized_pnl(shares, price, Decimal(p["avg_price"]))
+        _position_finish_sell(position, realized)
+        exposure_reduce(market_id=p["market_id"], outcome=p["outcome"], shares_delta=-shares, cash_delta=Decimal("0"))
+    Trade.objects.create(
+        id=uuid.UUID(p["trade_id"]),
+        player_id=op.player_id,
+        operator_id=op.operator_id,
+        market_id=p["market_id"],
+        market_title=p["market_title"],
+        side=p["side"],
+        outcome=p["outcome"],
+        shares=shares,
+        price_mid=Decimal(p["mid_price"]),
+        price_executed=price,
+        spread_applied=Decimal(p["half_spread"]),
+        cost=cost,
+        balance_before=before,
+        balance_after=after,
+        realized_pnl=realized or Decimal("0"),
+        wallet_transaction_id=op.pk,
+    )
+    if buy:
+        _wagering_add(op.player_id, cost)
+    return TradeResult(
+        trade_id=uuid.UUID(p["trade_id"]),
+        position_id=position.pk,
+        side=p["side"],
+        execution_price=price,
+        shares=shares,
+        cost=cost,
+        new_balance=after,
+        realized_pnl=realized,
+        wallet_pending=not confirmed,
+    )
+
+
+def _position_add(op: WalletOperation, position: Position | None, shares: Decimal, price: Decimal) -> Position:
+    p = op.payload
+    if position is None:
+        return Position.objects.create(
+            player_id=op.player_id,
+            operator_id=op.operator_id,
+            market_id=p["market_id"],
+            market_title=p["market_title"],
+            outcome=p["outcome"],
+            shares=shares,
+            avg_price=price,
+        )
+    held = position.shares if position.status in (PositionStatus.OPEN, PositionStatus.CLOSED) else Decimal("0")
+    updated = Position.objects.filter(pk=position.pk, version=position.version).update(
+        shares=held + shares,
+        avg_price=money.average_price(held, position.avg_price, shares, price),
+        status=PositionStatus.OPEN,
+        version=F("version") + 1,
+        updated_at=timezone.now(),
+    )
+    if updated != 1:
+        raise errors.ConcurrentUpdate()
+    return position
+
+
+def _position_finish_sell(position: Position, realized: Decimal) -> None:
+    """The shares left the position when the sell was reserved; book the P&L and close it if empty."""
+    fields = {"realized_pnl": position.realized_pnl + realized}
+    if position.status == PositionStatus.OPEN and position.shares == 0:
+        fields["status"] = PositionStatus.CLOSED
+    updated = Position.objects.filter(pk=position.pk, version=position.version).update(
+        **fields, version=F("version") + 1, updated_at=timezone.now()
+    )
+    if updated != 1:
+        raise errors.ConcurrentUpdate()
+
+
+def _wagering_add(player_id, cost: Decimal) -> None:
+    try:
+        with transaction.atomic():
+            Player.objects.filter(pk=player_id).update(total_wagered=F("total_wagered") + cost)
+    except DatabaseError:
+        log.warning("could not update wagering stats for player %s", player_id, exc_info=True)
+
+
+def _market_status_shared(market_id: str) -> str:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT status FROM casino_markets WHERE id = %s FOR SHARE", [market_id])
+            return cursor.fetchone()[0]
+    return Market.objects.filter(pk=market_id).values_list("status", flat=True).get()
+
+
+def _complete_idempotency(payload: dict, idempotency, result: TradeResult) -> None:
+    if idempotency is not None:
+        idempotency.record(result)
+    elif payload.get("idempotency_id"):  # finished by recovery: complete the client's claim for its retry
+        from casino.api.presenters import trade_result
+        from casino.api.rendering import dumps
+
+        idempotency_complete(record_id=payload["idempotency_id"], status_code=200, body=dumps(trade_result(result)))
+
+
+def _result_from_trade(op: WalletOperation) -> TradeResult:
+    trade = Trade.objects.get(pk=op.payload["trade_id"])
+    position = Position.objects.get(player_id=op.player_id, market_id=trade.market_id, outcome=trade.outcome)
+    return TradeResult(
+        trade_id=trade.pk,
+        position_id=position.pk,
+        side=trade.side,
+        execution_price=trade.price_executed,
+        shares=trade.shares,
+        cost=trade.cost,
+        new_balance=trade.balance_after,
+        realized_pnl=trade.realized_pnl if trade.side == Side.SELL else None,
+        wallet_pending=op.status != OperationStatus.OK,
+    )
+
+
+def _release_reservations(op: WalletOperation) -> None:
+    p = op.payload
+    shares, cost = Decimal(p["shares"]), Decimal(p["cost"])
+    if p["side"] == Side.BUY:
+        exposure_reduce(market_id=p["market_id"], outcome=p["outcome"], shares_delta=-shares, cash_delta=Decimal("0"))
+    else:
+        exposure_reduce(market_id=p["market_id"], outcome=p["outcome"], shares_delta=Decimal("0"), cash_delta=cost)
+        Position.objects.filter(player_id=op.player_id, market_id=p["market_id"], outcome=p["outcome"]).update(
+            shares=F("shares") + shares, version=F("version") + 1, updated_at=timezone.now()
+        )
+    if p.get("idempotency_id"):
+        idempotency_release(record_id=p["idempotency_id"])
+
+
+def _trade_release(operation: WalletOperation) -> None:
+    """The operator refused the movement: nothing moved, give the reservations back."""
+    with transaction.atomic():
+        op = WalletOperation.objects.select_for_update().get(pk=operation.pk)
+        if op.settled_locally:
+            return
+        _release_reservations(op)
+        op.settled_locally = True
+        op.save(update_fields=["settled_locally", "updated_at"])
+
+
+def _trade_compensate(operation: WalletOperation, *, reason: str) -> None:
+    """A debit whose outcome is unknown, or whose trade could not be recorded: give the
+    reservations back and roll the debit back (a rollback row in the same transaction,
+    then sent, then retried with backoff until the operator answers definitely)."""
+    with transaction.atomic():
+        op = WalletOperation.objects.select_for_update().select_related("player").get(pk=operation.pk)
+        if op.settled_locally:
+            return
+        rollback = rollback_open(debit=op, reason=reason)
+        _release_reservations(op)
+        op.settled_locally = True
+        op.save(update_fields=["settled_locally", "updated_at"])
+    reply = operation_send(operation=rollback)
+    if not reply.ok and rollback.status != OperationStatus.OK:
+        _schedule_retry(rollback.pk)
+
+
+def _schedule_retry(operation_id) -> None:
+    from wallets.tasks import wallet_operation_retry
+
+    wallet_operation_retry.apply_async(args=[str(operation_id)], countdown=settings.HOUSE_WALLET_RETRY_BASE_SECONDS)
+
+
+def trade_recover(operation: WalletOperation) -> None:
+    """Finish or compensate a trade whose process stopped between its steps (recovery task)."""
+    operation.refresh_from_db()
+    if operation.settled_locally:
+        return
+    if operation.kind == OperationKind.DEBIT:
+        if operation.status == OperationStatus.REFUSED:
+            _trade_release(operation)
+        else:
+            _trade_compensate(operation, reason="recovery: the trade was never recorded")
+        return
+    if operation.status in (OperationStatus.PENDING, OperationStatus.UNKNOWN):
+        operation_send(operation=operation)  # the same transaction id: applied at most once
+    if operation.status == OperationStatus.REFUSED:
+        _trade_release(operation)
+        return
+    try:
+        _record_remote_trade(operation)
+    except errors.HouseError:
+        log.warning("recovery could not record trade of operation %s yet", operation.pk, exc_info=True)

@@ -1,0 +1,298 @@
+"""Durable S2S money movements: intent committed before the call, outcome recorded after.
+
+    operation_create   inside the caller's transaction: the intent (status pending)
+    operation_send     outside any transaction: call the operator, record the outcome
+    rollback_open      inside the caller's transaction: the compensating rollback of a debit
+    operation_settle   drive any non-final operation to a definite answer (retries, recovery)
+
+Ledger rows mirror exactly what the operator applied: a debit or credit gets its row when
+the operator answers OK; a rollback answered OK means the debit had been applied and is now
+undone (both rows, if the debit's own answer was never seen); a rollback answered
+TRANSACTION_NOT_FOUND means the debit never happened (no rows, and the operator keeps a
+tombstone so a late debit is refused). So each player's operator-side balance moves by
+exactly the sum of their ledger rows.
+"""
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from wallets.adapters.s2s import UNKNOWN, S2SWalletClient, WalletReply
+from wallets.models import FINAL_STATUSES, LedgerEntry, LedgerType, OperationKind, OperationStatus, OperatorWallet, WalletOperation
+from wallets.services.breaker import breaker_record
+
+log = logging.getLogger("house.wallet.operations")
+
+
+@dataclass(frozen=True)
+class WalletTarget:
+    """The operator wallet settings a call needs (read once per flow)."""
+
+    operator_id: uuid.UUID
+    base_url: str
+    secret: str
+    timeout: float
+    breaker_failures: int
+    breaker_window_seconds: int
+    breaker_cooldown_seconds: int
+    enabled: bool = True
+
+    @classmethod
+    def for_operator(cls, operator_id) -> "WalletTarget":
+        config = OperatorWallet.objects.get(operator_id=operator_id)
+        return cls(
+            operator_id=config.operator_id,
+            base_url=config.base_url,
+            secret=config.secret,
+            timeout=float(config.timeout_seconds),
+            breaker_failures=config.breaker_failures,
+            breaker_window_seconds=config.breaker_window_seconds,
+            breaker_cooldown_seconds=config.breaker_cooldown_seconds,
+            enabled=config.enabled,
+        )
+
+    def client(self) -> S2SWalletClient:
+        return S2SWalletClient(operator_id=self.operator_id, base_url=self.base_url, secret=self.secret, timeout=self.timeout)
+
+
+def operation_create(
+    *,
+    player,
+    kind: str,
+    type: str,
+    amount: Decimal,
+    round_id: str,
+    description: str = "",
+    payload: dict | None = None,
+    reference: WalletOperation | None = None,
+) -> WalletOperation:
+    """Record the intent; call inside the transaction that reserves whatever the movement is for."""
+    assert transaction.get_connection().in_atomic_block, "operation_create must run inside a transaction"
+    return WalletOperation.objects.create(
+        operator_id=player.operator_id,
+        player=player,
+        kind=kind,
+        type=type,
+        amount=amount,
+        currency=player.currency,
+        round_id=round_id,
+        description=description[:500],
+        payload=payload or {},
+        reference=reference,
+    )
+
+
+def rollback_open(*, debit: WalletOperation, reason: str) -> WalletOperation:
+    """The compensating rollback of a debit, in the caller's transaction (one per debit)."""
+    existing = WalletOperation.objects.filter(kind=OperationKind.ROLLBACK, reference=debit).first()
+    if existing is not None:
+        return existing
+    WalletOperation.objects.filter(pk=debit.pk, status=OperationStatus.PENDING).update(status=OperationStatus.UNKNOWN)
+    return operation_create(
+        player=debit.player,
+        kind=OperationKind.ROLLBACK,
+        type=LedgerType.ROLLBACK,
+        amount=debit.amount,
+        round_id=debit.round_id,
+        description=f"Rollback: {reason}"[:500],
+        reference=debit,
+    )
+
+
+def _request_body(op: WalletOperation, *, session_token: str = "") -> tuple[str, dict]:
+    player = op.player
+    body = {
+        "transaction_id": str(op.id),
+        "user_id": player.external_id,
+        "currency": op.currency,
+        "amount": f"{op.amount:.2f}",
+        "round_id": op.round_id,
+        "type": op.type,
+        "description": op.description,
+    }
+    if op.kind == OperationKind.DEBIT:
+        body["session_token"] = session_token
+        return "debit", body
+    if op.kind == OperationKind.CREDIT:
+        return "credit", body
+    body["reference_transaction_id"] = str(op.reference_id)
+    return "rollback", body
+
+
+def operation_send(*, operation: WalletOperation, target: WalletTarget | None = None, session_token: str = "") -> WalletReply:
+    """Make (or repeat, same transaction id) the call and record its outcome in a short transaction."""
+    target = target or WalletTarget.for_operator(operation.operator_id)
+    endpoint, body = _request_body(operation, session_token=session_token)
+    reply = target.client().call(endpoint, body)
+    breaker_record(config=target, success=not reply.unknown)
+    _operation_record(operation.pk, reply)
+    operation.refresh_from_db()
+    return reply
+
+
+def operation_lookup(*, operation: WalletOperation, target: WalletTarget | None = None) -> WalletReply:
+    target = target or WalletTarget.for_operator(operation.operator_id)
+    return target.client().call("transaction", {"transaction_id": str(operation.id)})
+
+
+def _backoff(attempts: int) -> timedelta:
+    base, cap = settings.HOUSE_WALLET_RETRY_BASE_SECONDS, settings.HOUSE_WALLET_RETRY_MAX_SECONDS
+    delay = min(cap, base * (2 ** max(0, attempts - 1)))
+    return timedelta(seconds=delay * random.uniform(0.8, 1.2))
+
+
+def _operation_record(operation_id, reply: WalletReply) -> None:
+    with transaction.atomic():
+        op = WalletOperation.objects.select_for_update().select_related("player").get(pk=operation_id)
+        if op.status in FINAL_STATUSES or op.status == OperationStatus.MANUAL:
+            return
+        op.attempts += 1
+        op.operator_status = reply.status[:32]
+        if reply.operator_transaction_id:
+            op.operator_transaction_id = reply.operator_transaction_id[:128]
+        if op.kind == OperationKind.ROLLBACK:
+            _record_rollback(op, reply)
+        elif reply.ok:
+            op.status = OperationStatus.OK
+            op.balance_after = reply.balance
+            _ledger_row(op, balance_after=reply.balance)
+        elif reply.refused:
+            op.status = OperationStatus.REFUSED
+            op.last_error = reply.status
+        else:
+            op.status = OperationStatus.UNKNOWN
+            op.last_error = reply.status[:500]
+            op.next_attempt_at = timezone.now() + _backoff(op.attempts)
+        _flag_if_past_cutoff(op)
+        op.save()
+
+
+def _record_rollback(op: WalletOperation, reply: WalletReply) -> None:
+    debit = WalletOperation.objects.select_for_update().get(pk=op.reference_id)
+    if reply.ok:
+        if debit.status != OperationStatus.OK:  # the debit's own answer was never seen: it was applied
+            before_rollback = reply.balance - op.amount if reply.balance is not None else None
+            _ledger_row(debit, balance_after=before_rollback)
+        debit.status = OperationStatus.ROLLED_BACK
+        debit.save(update_fields=["status", "updated_at"])
+        op.status = OperationStatus.OK
+        op.balance_after = reply.balance
+        _ledger_row(op, balance_after=reply.balance)
+    elif reply.status == "TRANSACTION_NOT_FOUND":
+        if debit.status == OperationStatus.OK:
+            op.status = OperationStatus.MANUAL
+            op.last_error = "operator does not know a debit it confirmed"
+            return
+        debit.status = OperationStatus.REFUSED  # never applied; the operator keeps a tombstone
+        debit.last_error = "rolled back before it was applied"
+        debit.save(update_fields=["status", "last_error", "updated_at"])
+        op.status = OperationStatus.OK
+    else:  # a rollback needs a definite answer: every other reply is retried
+        op.status = OperationStatus.UNKNOWN
+        op.last_error = reply.status[:500]
+        op.next_attempt_at = timezone.now() + _backoff(op.attempts)
+
+
+def _ledger_row(op: WalletOperation, *, balance_after: Decimal | None) -> None:
+    if LedgerEntry.objects.filter(pk=op.pk).exists():
+        return
+    signed = -op.amount if op.kind == OperationKind.DEBIT else op.amount
+    is_trade = op.type in (LedgerType.TRADE_DEBIT, LedgerType.TRADE_CREDIT)
+    LedgerEntry.objects.create(
+        id=op.pk,
+        player_id=op.player_id,
+        operator_id=op.operator_id,
+        type=op.type,
+        amount=signed,
+        balance_after=balance_after if balance_after is not None else Decimal("0"),
+        currency=op.currency,
+        description=op.description,
+        trade_id=_uuid_or_none(op.round_id) if is_trade else None,
+        round_id=op.round_id,
+        reference_id=op.reference_id,
+        actor="system" if op.kind == OperationKind.ROLLBACK else "player",
+    )
+
+
+def _uuid_or_none(value: str):
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError):
+        return None
+
+
+def _flag_if_past_cutoff(op: WalletOperation) -> None:
+    if op.status != OperationStatus.UNKNOWN:
+        return
+    if timezone.now() - op.created_at > timedelta(seconds=settings.HOUSE_WALLET_MANUAL_AFTER_SECONDS):
+        op.status = OperationStatus.MANUAL
+        log.error("wallet operation %s (%s %s) needs manual handling: %s", op.pk, op.kind, op.amount, op.last_error)
+
+
+def operation_settle(*, operation: WalletOperation) -> WalletOperation:
+    """One step towards a definite answer for a non-final operation (retry task, recovery, reconciliation).
+
+    Debits are never re-sent: an unanswered debit is compensated by its rollback (opened by
+    the trade's own failure path or by recovery). Credits and rollbacks are re-sent under
+    the same id until the operator acknowledges them.
+    """
+    operation.refresh_from_db()
+    if operation.status in FINAL_STATUSES or operation.status == OperationStatus.MANUAL:
+        return operation
+    if operation.kind == OperationKind.DEBIT:
+        rollback = WalletOperation.objects.filter(kind=OperationKind.ROLLBACK, reference=operation).first()
+        if rollback is not None:
+            operation_settle(operation=rollback)
+        else:
+            _debit_reconcile(operation)
+    else:
+        operation_send(operation=operation)
+    operation.refresh_from_db()
+    return operation
+
+
+def _debit_reconcile(debit: WalletOperation) -> None:
+    """A debit left without a rollback: ask the operator what it knows and record that answer."""
+    reply = operation_lookup(operation=debit)
+    if reply.ok and (reply.body or {}).get("rolled_back") is not True:
+        _operation_record(debit.pk, reply)
+    elif reply.status in ("TRANSACTION_NOT_FOUND", "TRANSACTION_ROLLED_BACK"):
+        _operation_record(debit.pk, WalletReply("refused", reply.status))
+    else:
+        _operation_record(debit.pk, WalletReply(UNKNOWN, reply.status))
+
+
+def operations_due(*, limit: int = 200):
+    """Non-final operations whose next attempt is due."""
+    now = timezone.now()
+    return list(
+        WalletOperation.objects.filter(status__in=[OperationStatus.UNKNOWN, OperationStatus.PENDING])
+        .filter(next_attempt_at__isnull=True, created_at__lt=now - timedelta(seconds=settings.HOUSE_WALLET_STALL_SECONDS))
+        .order_by("created_at")[:limit]
+    ) + list(WalletOperation.objects.filter(status=OperationStatus.UNKNOWN, next_attempt_at__lte=now).order_by("next_attempt_at")[:limit])
+
+
+def operation_resolve(*, operation: WalletOperation, note: str, actor: str) -> None:
+    """Staff closed a manual case (after checking with the operator); recorded, nothing moved here."""
+    with transaction.atomic():
+        op = WalletOperation.objects.select_for_update().get(pk=operation.pk)
+        if op.status in FINAL_STATUSES:
+            return
+        op.status = OperationStatus.RESOLVED
+        op.resolution_note = f"{actor}: {note}"[:500]
+        op.save(update_fields=["status", "resolution_note", "updated_at"])
+
+
+def operation_retry_manual(*, operation: WalletOperation) -> WalletOperation:
+    """Put a manual case back into automatic handling and try it now."""
+    WalletOperation.objects.filter(pk=operation.pk, status=OperationStatus.MANUAL).update(
+        status=OperationStatus.UNKNOWN, created_at=timezone.now(), next_attempt_at=None
+    )
+    return operation_settle(operation=operation)
