@@ -397,3 +397,25 @@ def test_past_the_cutoff_an_operation_is_flagged_for_manual_handling_then_retrie
     assert rollback.status == OperationStatus.OK
     assert world.server.balance(player.external_id) == START
     world.assert_books_balance()
+
+
+def test_seed_demo_wires_an_s2s_operator_to_the_reference_server(db, market):
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("seed_demo", "--s2s-wallet-url", "http://placeholder", stdout=out)
+    demo = json.loads(out.getvalue())["s2s"]
+    server = ReferenceWalletServer(demo["walletSecret"])
+    url, stop = serve_in_thread(server)
+    try:
+        OperatorWallet.objects.filter(operator_id=demo["operatorId"]).update(base_url=url)
+        server.set_player("dave", balance=Decimal("50"))
+        api = Api({"Authorization": f"Bearer {demo['players']['dave']['token']}"})
+        assert decimal_json(api.get("balance"))["balance"] == Decimal("50.00")
+        assert decimal_json(api.post("trade", buy_body(amount="10")))["newBalance"] == Decimal("40.00")
+        assert server.balance("dave") == Decimal("40.00")
+    finally:
+        stop()

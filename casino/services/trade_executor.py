@@ -41,7 +41,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from casino import errors, money
-from casino.metrics import TRADE_REJECTIONS, TRADES
+from casino.metrics import TRADE_REJECTIONS, TRADES, WALLET_COMPENSATIONS
 from casino.models import (
     Market,
     MarketStatus,
@@ -703,6 +703,7 @@ def _trade_compensate(operation: WalletOperation, *, reason: str) -> None:
         if op.settled_locally:
             return
         rollback = rollback_open(debit=op, reason=reason)
+        WALLET_COMPENSATIONS.labels(reason=reason.split(":")[0][:40]).inc()
         _release_reservations(op)
         op.settled_locally = True
         op.save(update_fields=["settled_locally", "updated_at"])

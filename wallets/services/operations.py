@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from casino.metrics import WALLET_MANUAL
 from wallets.adapters.s2s import UNKNOWN, S2SWalletClient, WalletReply
 from wallets.models import FINAL_STATUSES, LedgerEntry, LedgerType, OperationKind, OperationStatus, OperatorWallet, WalletOperation
 from wallets.services.breaker import breaker_record
@@ -233,6 +234,7 @@ def _flag_if_past_cutoff(op: WalletOperation) -> None:
         return
     if timezone.now() - op.created_at > timedelta(seconds=settings.HOUSE_WALLET_MANUAL_AFTER_SECONDS):
         op.status = OperationStatus.MANUAL
+        WALLET_MANUAL.labels(kind=op.kind).inc()
         log.error("wallet operation %s (%s %s) needs manual handling: %s", op.pk, op.kind, op.amount, op.last_error)
 
 

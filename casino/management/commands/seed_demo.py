@@ -29,12 +29,17 @@ DEMO_MARKETS = [
     ("0x1234abcd00000000000000000000000000000000000000000000000000000003", "Will Team A win the final?", "sports", Decimal("30")),
 ]
 DEMO_PLAYERS = [("alice", Decimal("100")), ("bob", Decimal("500")), ("carol", Decimal("1000"))]
+DEMO_S2S_OPERATOR = "Demo S2S Casino"
+DEMO_S2S_PLAYERS = ["dave", "erin"]
 
 
 class Command(BaseCommand):
     help = "Seed a demo operator, players, markets and prices; print keys and tokens as JSON."
 
     def add_arguments(self, parser):
+        parser.add_argument(
+            "--s2s-wallet-url", default="", help="Also seed an s2s operator whose wallet server is at this URL (e.g. the reference server)."
+        )
         parser.add_argument("--admin-password", default="", help="Also create/update a Django admin superuser 'admin' with this password.")
         parser.add_argument(
             "--price-max-age",
@@ -43,7 +48,7 @@ class Command(BaseCommand):
             help="Seconds a reference price stays fresh (demo: a day, so the README examples work without a price feed).",
         )
 
-    def handle(self, *args, admin_password, price_max_age, **options):
+    def handle(self, *args, admin_password, price_max_age, s2s_wallet_url, **options):
         with transaction.atomic():
             operator = Operator.objects.filter(name=DEMO_OPERATOR).first()
             if operator is None:
@@ -64,6 +69,7 @@ class Command(BaseCommand):
                 if current < balance:
                     wallet_deposit(player=session.player, amount=balance - current)
                 players[external_id] = {"userId": str(session.player.pk), "token": session.token, "balance": str(max(current, balance))}
+            s2s = self._seed_s2s(s2s_wallet_url) if s2s_wallet_url else None
             staff_token = staff_token_create(username="demo-staff")
             if admin_password:
                 User = get_user_model()
@@ -79,7 +85,31 @@ class Command(BaseCommand):
                     "staffToken": staff_token,
                     "players": players,
                     "markets": [{"marketId": m, "title": t, "category": c, "yesMid": str(p)} for m, t, c, p in DEMO_MARKETS],
+                    **({"s2s": s2s} if s2s else {}),
                 },
                 indent=2,
             )
         )
+
+    def _seed_s2s(self, wallet_url: str) -> dict:
+        """An operator holding its players' money in its own wallet server (SPEC §9)."""
+        from wallets.services.operator_wallet import operator_wallet_configure
+
+        operator = Operator.objects.filter(name=DEMO_S2S_OPERATOR).first()
+        if operator is None:
+            issued = operator_create(name=DEMO_S2S_OPERATOR, wallet_mode="s2s", currency="USD", wallet_url=wallet_url)
+            operator, api_key, secret = issued.operator, issued.api_key, issued.wallet_secret
+        else:
+            api_key = operator_rotate_key(operator=operator)
+            secret = operator_wallet_configure(operator=operator, base_url=wallet_url)
+        players = {}
+        for external_id in DEMO_S2S_PLAYERS:
+            session = session_open(operator=operator, external_player_id=external_id)
+            players[external_id] = {"userId": str(session.player.pk), "token": session.token}
+        return {
+            "operatorId": str(operator.pk),
+            "operatorApiKey": api_key,
+            "walletUrl": wallet_url,
+            "walletSecret": secret,
+            "players": players,
+        }
