@@ -419,3 +419,18 @@ def test_seed_demo_wires_an_s2s_operator_to_the_reference_server(db, market):
         assert server.balance("dave") == Decimal("40.00")
     finally:
         stop()
+
+
+def test_the_retry_task_drives_a_failed_rollback_to_a_definite_answer(world):
+    from wallets.tasks import wallet_operation_retry
+
+    player, api = world.player()
+    world.server.add_fault("http_error", endpoint="debit", http_status=500, apply="before", times=1)
+    world.server.add_fault("timeout", endpoint="rollback", seconds=float(CLIENT_TIMEOUT) + 0.2, apply="never", times=1)
+    assert api.post("trade", buy_body()).status_code == 502
+    rollback = WalletOperation.objects.get(kind="rollback")
+    assert rollback.status == OperationStatus.UNKNOWN and rollback.next_attempt_at is not None
+    assert world.server.balance(player.external_id) == Decimal("75.00")  # debited, not yet given back
+    assert wallet_operation_retry.apply(args=[str(rollback.pk)]).get() == OperationStatus.OK
+    assert world.server.balance(player.external_id) == START
+    world.assert_books_balance()
