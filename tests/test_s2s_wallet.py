@@ -421,9 +421,11 @@ def test_seed_demo_wires_an_s2s_operator_to_the_reference_server(db, market):
         stop()
 
 
-def test_the_retry_task_drives_a_failed_rollback_to_a_definite_answer(world):
+def test_the_retry_task_drives_a_failed_rollback_to_a_definite_answer(world, monkeypatch):
+    from casino.services import trade_executor
     from wallets.tasks import wallet_operation_retry
 
+    monkeypatch.setattr(trade_executor, "_schedule_retry", lambda operation_id: None)  # queued; the worker runs it below
     player, api = world.player()
     world.server.add_fault("http_error", endpoint="debit", http_status=500, apply="before", times=1)
     world.server.add_fault("timeout", endpoint="rollback", seconds=float(CLIENT_TIMEOUT) + 0.2, apply="never", times=1)
