@@ -161,6 +161,35 @@ class ReferencePrice(models.Model):
         ]
 
 
+class ReferencePriceTick(models.Model):
+    """History of the house reference price (markout of players' trades is measured on it)."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="price_ticks")
+    outcome = models.CharField(max_length=3, choices=Outcome.choices)
+    mid_price = models.DecimalField(**PRICE)
+    at = models.DateTimeField()
+
+    class Meta:
+        db_table = "casino_reference_price_ticks"
+        indexes = [models.Index(fields=["market", "outcome", "at"], name="price_tick_lookup")]
+
+
+class GlobalExposure(models.Model):
+    """Shards of the bound on the house's worst-case loss across all markets (wall 3, global cap).
+
+    ``bound`` adds up, over every market exposure shard, max(yes_i, no_i) - cash_i, which is
+    at least the true total worst case. Quotas work as for a market (casino/services/exposure.py).
+    """
+
+    shard = models.PositiveSmallIntegerField(primary_key=True)
+    bound = models.DecimalField(max_digits=20, decimal_places=6, default=Decimal("0"))
+    quota = models.DecimalField(max_digits=20, decimal_places=6, default=Decimal("0"))
+    cap = models.DecimalField(**MONEY, default=Decimal("0"))
+
+    class Meta:
+        db_table = "casino_global_exposure"
+
+
 class Trade(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     player = models.ForeignKey(Player, on_delete=models.PROTECT, related_name="trades")

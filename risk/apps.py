@@ -1,7 +1,16 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class RiskConfig(AppConfig):
     name = "risk"
     verbose_name = "Risk"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from risk.models import MarketRiskLimit, OperatorRiskLimit, RiskSettings, Tier
+        from risk.services.config import risk_config_changed
+
+        for model in (RiskSettings, Tier, MarketRiskLimit, OperatorRiskLimit):
+            post_save.connect(risk_config_changed, sender=model, dispatch_uid=f"risk-config-{model.__name__}-save")
+            post_delete.connect(risk_config_changed, sender=model, dispatch_uid=f"risk-config-{model.__name__}-delete")

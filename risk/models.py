@@ -1,21 +1,47 @@
-"""Risk limits. This stage holds the exposure-cap wall; the other walls add their models here."""
+"""Risk limits of the five walls, the risk decisions log, and players' sharp profiles.
+
+All thresholds live here (database, admin-editable, REST-scriptable); the defaults below are
+what a new house starts with.
+"""
 
 from decimal import Decimal
 
 from django.db import models
 from django.db.models import Q
 
+MONEY = {"max_digits": 14, "decimal_places": 2}
+SCORE = {"max_digits": 6, "decimal_places": 4}
+
 
 class RiskSettings(models.Model):
-    """House-wide risk thresholds (single row, pk 1)."""
+    """House-wide thresholds (single row, pk 1)."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    # Wall 5 (global part): the house kill switch.
+    trading_enabled = models.BooleanField(default=True, help_text="Global kill switch: off = every trade gets 503.")
+    # Wall 3: exposure.
     default_market_exposure_cap = models.DecimalField(
-        max_digits=14,
-        decimal_places=2,
-        default=Decimal("50000"),
-        help_text="Worst-case loss allowed per market unless the market has its own cap.",
+        **MONEY, default=Decimal("50000"), help_text="Worst-case loss allowed per market unless the market has its own cap."
     )
+    global_exposure_cap = models.DecimalField(**MONEY, default=Decimal("1000000"), help_text="Worst-case loss allowed across all markets.")
+    # Wall 1: velocity.
+    max_trades_per_minute = models.PositiveIntegerField(default=15, help_text="Trades per player in any rolling 60 s.")
+    max_stake_per_minute = models.DecimalField(**MONEY, default=Decimal("5000"), help_text="Dollars staked per player in any rolling 60 s.")
+    market_burst_trades = models.PositiveIntegerField(default=200, help_text="Trades on one market (all players) within the burst window.")
+    market_burst_window_seconds = models.PositiveIntegerField(default=10)
+    # Wall 4: sharp detection.
+    sharp_spread_widen_at = models.DecimalField(**SCORE, default=Decimal("0.6"), help_text="Score from which the spread widens.")
+    sharp_extra_spread = models.DecimalField(
+        max_digits=8, decimal_places=4, default=Decimal("2"), help_text="Extra spread (points) for sharp players."
+    )
+    sharp_limit_at = models.DecimalField(**SCORE, default=Decimal("0.75"), help_text="Score from which tier limits are scaled down.")
+    sharp_limit_factor = models.DecimalField(**SCORE, default=Decimal("0.5"), help_text="Multiplier on tier limits for sharp players.")
+    sharp_refuse_at = models.DecimalField(**SCORE, default=Decimal("0.9"), help_text="Score from which trades are refused.")
+    sharp_min_trades = models.PositiveIntegerField(default=10, help_text="Trades needed before a score counts.")
+    sharp_full_edge = models.DecimalField(
+        **SCORE, default=Decimal("0.10"), help_text="Edge per dollar staked that scores 1.0 (score = edge / this, clamped to [0, 1])."
+    )
+    markout_horizons_seconds = models.JSONField(default=list, blank=True, help_text="Markout horizons, e.g. [60, 300, 3600].")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -25,16 +51,103 @@ class RiskSettings(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(id=1), name="risk_settings_singleton"),
             models.CheckConstraint(condition=Q(default_market_exposure_cap__gte=0), name="risk_default_cap_nonnegative"),
+            models.CheckConstraint(condition=Q(global_exposure_cap__gte=0), name="risk_global_cap_nonnegative"),
         ]
 
     def __str__(self) -> str:
         return "Risk settings"
 
+    @property
+    def horizons(self) -> list[int]:
+        return [int(h) for h in (self.markout_horizons_seconds or [60, 300, 3600])]
+
+
+class Tier(models.Model):
+    """Wall 2 limits for the players of one tier (players carry a tier name)."""
+
+    name = models.SlugField(max_length=32, primary_key=True)
+    max_stake = models.DecimalField(**MONEY, help_text="Largest stake of one buy.")
+    max_position_per_market = models.DecimalField(**MONEY, help_text="Largest cost basis held in one market.")
+    max_daily_loss = models.DecimalField(**MONEY, help_text="Largest net amount a player may put at risk in a UTC day.")
+
+    class Meta:
+        db_table = "risk_tiers"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_stake__gte=0, max_position_per_market__gte=0, max_daily_loss__gte=0), name="tier_limits_nonnegative"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
 
 class MarketRiskLimit(models.Model):
     market = models.OneToOneField("casino.Market", on_delete=models.CASCADE, primary_key=True, related_name="risk_limit")
-    exposure_cap = models.DecimalField(max_digits=14, decimal_places=2)
+    exposure_cap = models.DecimalField(**MONEY)
 
     class Meta:
         db_table = "risk_market_limits"
         constraints = [models.CheckConstraint(condition=Q(exposure_cap__gte=0), name="risk_market_cap_nonnegative")]
+
+
+class OperatorRiskLimit(models.Model):
+    """Wall 5 limits of one operator (empty = no limit)."""
+
+    operator = models.OneToOneField("casino.Operator", on_delete=models.CASCADE, primary_key=True, related_name="risk_limit")
+    trading_enabled = models.BooleanField(default=True, help_text="Operator kill switch: off = its players' trades get 503.")
+    max_open_exposure = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Payout owed on its players' open positions, minus their cost."
+    )
+    max_daily_turnover = models.DecimalField(**MONEY, null=True, blank=True, help_text="Stakes and proceeds of its players in a UTC day.")
+    max_daily_net_loss = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Money the house pays its players beyond what it takes, in a UTC day."
+    )
+
+    class Meta:
+        db_table = "risk_operator_limits"
+
+
+class Wall(models.TextChoices):
+    KILL_SWITCH = "kill_switch", "Kill switch"
+    VELOCITY = "velocity", "1 Velocity"
+    TIER = "tier", "2 Tier limits"
+    EXPOSURE = "exposure", "3 Exposure caps"
+    SHARP = "sharp", "4 Sharp detection"
+    OPERATOR = "operator", "5 Operator limits"
+
+
+class RiskDecision(models.Model):
+    """A refusal by a wall: who, what, which wall and limit, and the numbers it saw."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    player = models.ForeignKey("casino.Player", on_delete=models.SET_NULL, null=True, blank=True, related_name="risk_decisions")
+    operator = models.ForeignKey("casino.Operator", on_delete=models.SET_NULL, null=True, blank=True, related_name="risk_decisions")
+    market_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    side = models.CharField(max_length=4, blank=True, default="")
+    outcome = models.CharField(max_length=3, blank=True, default="")
+    amount = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    wall = models.CharField(max_length=16, choices=Wall.choices, db_index=True)
+    limit = models.CharField(max_length=64)
+    code = models.CharField(max_length=96, db_index=True)
+    message = models.CharField(max_length=200)
+    values = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "risk_decisions"
+        indexes = [models.Index(fields=["player", "-created_at"], name="risk_decision_player")]
+
+
+class PlayerRiskProfile(models.Model):
+    """Wall 4 inputs, recomputed by the sharp-scoring task."""
+
+    player = models.OneToOneField("casino.Player", on_delete=models.CASCADE, primary_key=True, related_name="risk_profile")
+    sharp_score = models.DecimalField(**SCORE, default=Decimal("0"))
+    markout_edge = models.DecimalField(**SCORE, default=Decimal("0"), help_text="Average markout per dollar staked.")
+    results_edge = models.DecimalField(**SCORE, default=Decimal("0"), help_text="Profit per dollar staked on resolved markets.")
+    trades_scored = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "risk_player_profiles"
+        indexes = [models.Index(fields=["-sharp_score"], name="risk_profile_score")]

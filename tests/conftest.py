@@ -52,13 +52,39 @@ def ledger_invariant(request):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
+    from risk.counters import counters_clear_local
+    from risk.services.config import risk_config_changed
+
     cache.clear()
+    counters_clear_local()
+    risk_config_changed()
     yield
+
+
+@pytest.fixture
+def risk_limits(db):
+    """risk_limits(**fields) updates the house risk settings (through save(), so the walls see it)."""
+    from risk.services.config import risk_settings
+
+    def update(**fields):
+        row = risk_settings()
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.save()
+        return row
+
+    return update
 
 
 @pytest.fixture
 def no_rate_limits(settings):
     settings.RATELIMIT_ENABLE = False
+
+
+@pytest.fixture
+def no_velocity_limits(risk_limits):
+    """Tests of money races send many trades per player and market: lift wall 1 out of the way."""
+    risk_limits(max_trades_per_minute=100000, max_stake_per_minute=Decimal("100000000"), market_burst_trades=100000)
 
 
 class Api:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from casino.models import Trade
 from tests.conftest import MARKET, decimal_json
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_rate_limits")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_rate_limits", "no_velocity_limits")]
 
 json_scalars = (
     st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30) | st.text(max_size=300) | st.floats(allow_nan=False)

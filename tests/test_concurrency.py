@@ -14,7 +14,7 @@ from risk.models import MarketRiskLimit
 from tests.conftest import MARKET, buy_body, decimal_json, requires_postgres
 from wallets.models import LedgerEntry, PlayerWallet
 
-pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_rate_limits")]
+pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_rate_limits", "no_velocity_limits")]
 
 
 def run_at_once(calls):

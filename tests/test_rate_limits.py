@@ -10,7 +10,8 @@ from tests.conftest import Api, buy_body, decimal_json
 pytestmark = pytest.mark.django_db
 
 
-def test_trade_limit_is_20_per_minute_per_player(make_player, market):
+def test_trade_limit_is_20_per_minute_per_player(make_player, market, risk_limits):
+    risk_limits(max_trades_per_minute=100)  # the velocity wall would stop the player first
     _, api = make_player(Decimal("100"))
     _, other = make_player(Decimal("100"))
     for i in range(20):

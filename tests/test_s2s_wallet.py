@@ -23,7 +23,7 @@ from wallets.reference_server import FaultRule, ReferenceWalletServer, serve_in_
 from wallets.services.operations import operation_settle
 from wallets.tasks import reconcile, recover_stalled
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_rate_limits")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_rate_limits", "no_velocity_limits")]
 
 CLIENT_TIMEOUT = Decimal("0.4")
 START = Decimal("100.00")

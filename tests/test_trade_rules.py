@@ -166,7 +166,10 @@ def test_market_exposure_cap_refuses_and_moves_nothing(make_player, market):
     assert Trade.objects.count() == 1
     assert decimal_json(api.get("balance"))["balance"] == Decimal("75.00")
     # A trade that reduces the worst case is always allowed, even past the cap.
-    MarketRiskLimit.objects.filter(market=market).update(exposure_cap=Decimal("1"))
+    limit = MarketRiskLimit.objects.get(market=market)
+    limit.exposure_cap = Decimal("1")
+    limit.save()  # signals tell every worker's walls
+    assert _error(api.post("trade", buy_body(amount="1"))) == (400, "Market exposure cap reached")
     assert api.post("trade", {"marketId": MARKET, "side": "sell", "outcome": "yes", "amount": 10, "midPrice": 62}).status_code == 200
     assert api.post("trade", buy_body(amount="1", outcome="no", mid=38)).status_code == 200  # hedges: NO adds cash, YES still max
 

@@ -91,7 +91,7 @@ def session_open(*, operator: Operator, external_player_id: str, currency: str |
 
 def session_player(token: str) -> Player | None:
     session = (
-        PlayerSession.objects.select_related("player__operator")
+        PlayerSession.objects.select_related("player__operator__risk_limit", "player__risk_profile")
         .filter(token_hash=token_hash(token), expires_at__gt=timezone.now(), player__operator__is_active=True)
         .first()
     )

@@ -10,20 +10,25 @@ Cap invariant: each shard holds a ``quota`` and the quotas add up to at most the
 * Fast path (one conditional UPDATE, no read): apply the deltas to a shard only if that
   shard's own worst case stays within its quota (or does not grow). Then
   true worst <= sum(worst_i) <= sum(quota_i) <= cap, with no cross-shard lock.
-* Slow path (the shard is out of quota, the cap changed, or the rows are missing): lock
+* Locked path (the shard is out of quota, the cap changed, or the rows are missing): lock
   every shard of the market in shard order, compute the exact total, refuse if the trade
   would take the house past the cap (unless it reduces the worst case), otherwise
   consolidate the book into shard 0 and cut fresh quotas from the remaining headroom.
 
-Near the cap every trade takes the slow path and trades serialize, which is exactly when
+The global cap (all markets) works the same way one level up: GlobalExposure shards hold
+``bound`` = the sum over every market shard of its worst case (an upper bound of the
+house's total worst case), with quotas cut from the global cap. Every change to a market
+shard adds its exact change of worst case to one global shard in the same transaction.
+
+Near a cap every trade takes the locked path and trades serialize, which is exactly when
 they must.
 
-Deadlock freedom: a fast-path UPDATE that waited for a locked shard and then failed its
-re-check still holds that row (PostgreSQL locks the newest row version before it
-re-evaluates the WHERE clause). So a failed fast path never goes on to lock the other
-shards in the same transaction: it raises ExposureNeedsLock, the caller rolls the whole
-unit of work back (dropping every lock) and retries with ``locked=True``, which takes the
-shards in shard order while holding none of them.
+Deadlock freedom: market shards are always locked before global shards, each set in shard
+order. A fast-path UPDATE that waited for a locked row and then failed its re-check still
+holds that row (PostgreSQL locks the newest row version before it re-evaluates the WHERE
+clause). So a failed fast path never goes on to lock other shards in the same transaction:
+it raises ExposureNeedsLock, the caller rolls the whole unit of work back (dropping every
+lock) and retries with ``locked=True``, which takes the shards in order while holding none.
 """
 
 import random
@@ -32,15 +37,21 @@ from decimal import ROUND_FLOOR, Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q
-from django.db.models.functions import Greatest
-from django.db.models.lookups import LessThanOrEqual
+from django.db.models import F
 
-from casino.errors import ConcurrentUpdate, exposure_cap_reached
-from casino.models import MarketExposure
+from casino.errors import ConcurrentUpdate, HouseError, exposure_cap_reached
+from casino.models import GlobalExposure, MarketExposure
 
 ZERO = Decimal("0")
 CENT = Decimal("0.01")
+
+
+class ExposureNeedsLock(ConcurrentUpdate):
+    """The fast path could not take the trade; retry the transaction with locked=True."""
+
+
+def global_cap_reached() -> HouseError:
+    return HouseError("Trade rejected by risk engine", code="risk.exposure.global_cap", extra={"wall": "exposure", "limit": "global_cap"})
 
 
 @dataclass(frozen=True)
@@ -58,65 +69,80 @@ class Book:
         return self.yes_shares - self.no_shares
 
 
-class ExposureNeedsLock(ConcurrentUpdate):
-    """The fast path could not take the trade; retry the transaction with locked=True."""
-
-
 def _shard_count() -> int:
     return max(1, settings.HOUSE_EXPOSURE_SHARDS)
 
 
-def exposure_apply(*, market_id: str, outcome: str, shares_delta: Decimal, cash_delta: Decimal, cap: Decimal, locked: bool = False) -> None:
-    """Add a trade to the market's book inside the caller's transaction, or refuse it.
+def _worst(shard) -> Decimal:
+    return max(shard.yes_shares, shard.no_shares) - shard.cash_in
+
+
+def exposure_apply(
+    *,
+    market_id: str,
+    outcome: str,
+    shares_delta: Decimal,
+    cash_delta: Decimal,
+    cap: Decimal,
+    global_cap: Decimal | None = None,
+    locked: bool = False,
+) -> None:
+    """Add a trade to the market's book (and the global bound) inside the caller's transaction, or refuse it.
 
     ``shares_delta``: shares the house owes on ``outcome`` (+ buy, - sell);
     ``cash_delta``: money the house received (+ stake, - proceeds).
-    Raises HouseError "Market exposure cap reached", or ExposureNeedsLock when the
-    caller must roll back and retry with ``locked=True``.
+    Raises HouseError "Market exposure cap reached" / the global-cap refusal, or
+    ExposureNeedsLock when the caller must roll back and retry with ``locked=True``.
     """
     dy, dn = (shares_delta, ZERO) if outcome == "yes" else (ZERO, shares_delta)
     if connection.vendor != "postgresql" or locked:
         # SQLite serializes writers anyway; there the exact locked path is all there is.
-        _apply_locked(market_id, dy, dn, cash_delta, cap)
-    elif not _apply_fast(market_id, dy, dn, cash_delta, cap):
+        growth = _market_locked(market_id, dy, dn, cash_delta, cap)
+        if global_cap is not None:
+            _global_locked(growth, global_cap)
+        return
+    growth = _market_fast(market_id, dy, dn, cash_delta, cap)
+    if growth is None:
+        raise ExposureNeedsLock()
+    if global_cap is not None and not _global_fast(growth, global_cap):
         raise ExposureNeedsLock()
 
 
-def exposure_reduce(*, market_id: str, outcome: str, shares_delta: Decimal, cash_delta: Decimal) -> None:
-    """Apply deltas that can only lower the worst case (confirm or release a reservation).
+_FAST_SQL = """
+UPDATE casino_exposure
+   SET yes_shares = yes_shares + %(dy)s, no_shares = no_shares + %(dn)s, cash_in = cash_in + %(dc)s
+ WHERE market_id = %(market)s AND shard = %(shard)s AND {condition}
+RETURNING GREATEST(yes_shares, no_shares) - cash_in
+        - (GREATEST(yes_shares - %(dy)s, no_shares - %(dn)s) - (cash_in - %(dc)s))
+"""
+_WITHIN_QUOTA = """cap = %(cap)s AND (
+       GREATEST(yes_shares + %(dy)s, no_shares + %(dn)s) - (cash_in + %(dc)s) <= quota
+    OR GREATEST(yes_shares + %(dy)s, no_shares + %(dn)s) - (cash_in + %(dc)s) <= GREATEST(yes_shares, no_shares) - cash_in)"""
 
-    Never refused: removing shares owed or adding cash lowers the chosen shard's own worst
-    case, so every shard stays within its quota and the cap invariant holds.
-    """
-    if shares_delta > 0 or cash_delta < 0:
-        raise ValueError("exposure_reduce only takes deltas that lower the worst case")
-    dy, dn = (shares_delta, ZERO) if outcome == "yes" else (ZERO, shares_delta)
-    shard = random.randrange(_shard_count())
-    for candidate in (shard, 0):
-        updated = MarketExposure.objects.filter(market_id=market_id, shard=candidate).update(
-            yes_shares=F("yes_shares") + dy, no_shares=F("no_shares") + dn, cash_in=F("cash_in") + cash_delta
+
+def _market_fast(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: Decimal) -> Decimal | None:
+    """The shard's change of worst case, or None if the trade does not fit the shard's quota."""
+    params = {"dy": dy, "dn": dn, "dc": dc, "market": market_id, "shard": random.randrange(_shard_count()), "cap": cap}
+    with connection.cursor() as cursor:
+        cursor.execute(_FAST_SQL.format(condition=_WITHIN_QUOTA), params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _global_fast(growth: Decimal, global_cap: Decimal) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE casino_global_exposure SET bound = bound + %(g)s WHERE shard = %(shard)s AND cap = %(cap)s"
+            " AND (bound + %(g)s <= quota OR %(g)s <= 0)",
+            {"g": growth, "shard": random.randrange(_shard_count()), "cap": global_cap},
         )
-        if updated:
-            return
-    _lock_all_shards(market_id)
-    MarketExposure.objects.filter(market_id=market_id, shard=0).update(
-        yes_shares=F("yes_shares") + dy, no_shares=F("no_shares") + dn, cash_in=F("cash_in") + cash_delta
-    )
+        return cursor.rowcount == 1
 
 
-def _apply_fast(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: Decimal) -> bool:
-    old_worst = Greatest(F("yes_shares"), F("no_shares")) - F("cash_in")
-    new_worst = Greatest(F("yes_shares") + dy, F("no_shares") + dn) - (F("cash_in") + dc)
-    updated = (
-        MarketExposure.objects.filter(market_id=market_id, shard=random.randrange(_shard_count()), cap=cap)
-        .filter(Q(LessThanOrEqual(new_worst, F("quota"))) | Q(LessThanOrEqual(new_worst, old_worst)))
-        .update(yes_shares=F("yes_shares") + dy, no_shares=F("no_shares") + dn, cash_in=F("cash_in") + dc)
-    )
-    return updated == 1
-
-
-def _apply_locked(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: Decimal) -> None:
-    shards = _lock_all_shards(market_id)
+def _market_locked(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: Decimal) -> Decimal:
+    """Exact check and quota rebalance; returns the change of sum(worst_i) for the global bound."""
+    shards = _lock_all(MarketExposure.objects.filter(market_id=market_id), lambda i: MarketExposure(market_id=market_id, shard=i))
+    bound_before = sum((_worst(s) for s in shards), ZERO)
     before = _total(shards)
     after = Book(before.yes_shares + dy, before.no_shares + dn, before.cash_in + dc)
     if after.worst_case_loss > cap and after.worst_case_loss > before.worst_case_loss:
@@ -129,15 +155,66 @@ def _apply_locked(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: De
     first.yes_shares, first.no_shares, first.cash_in = after.yes_shares, after.no_shares, after.cash_in
     first.quota = after.worst_case_loss + headroom_each
     MarketExposure.objects.bulk_update(shards, ["yes_shares", "no_shares", "cash_in", "quota", "cap"])
+    return after.worst_case_loss - bound_before
 
 
-def _lock_all_shards(market_id: str) -> list[MarketExposure]:
+def _global_locked(growth: Decimal, global_cap: Decimal) -> None:
+    shards = _lock_all(GlobalExposure.objects.all(), lambda i: GlobalExposure(shard=i))
+    before = sum((s.bound for s in shards), ZERO)
+    after = before + growth
+    if growth > 0 and after > global_cap:
+        raise global_cap_reached()
+    headroom_each = ((global_cap - after) / len(shards)).quantize(CENT, rounding=ROUND_FLOOR)
+    for shard in shards:
+        shard.bound, shard.quota, shard.cap = ZERO, headroom_each, global_cap
+    shards[0].bound, shards[0].quota = after, after + headroom_each
+    GlobalExposure.objects.bulk_update(shards, ["bound", "quota", "cap"])
+
+
+def _lock_all(queryset, make):
     count = _shard_count()
-    shards = list(MarketExposure.objects.select_for_update().filter(market_id=market_id).order_by("shard"))
+    shards = list(queryset.select_for_update().order_by("shard"))
     if len(shards) < count:
-        MarketExposure.objects.bulk_create([MarketExposure(market_id=market_id, shard=i) for i in range(count)], ignore_conflicts=True)
-        shards = list(MarketExposure.objects.select_for_update().filter(market_id=market_id).order_by("shard"))
+        queryset.model.objects.bulk_create([make(i) for i in range(count)], ignore_conflicts=True)
+        shards = list(queryset.select_for_update().order_by("shard"))
     return shards
+
+
+def exposure_reduce(*, market_id: str, outcome: str, shares_delta: Decimal, cash_delta: Decimal) -> None:
+    """Apply deltas that can only lower the worst case (confirm or release a reservation).
+
+    Never refused: removing shares owed or adding cash lowers the chosen shard's own worst
+    case (and the global bound), so every quota still holds.
+    """
+    if shares_delta > 0 or cash_delta < 0:
+        raise ValueError("exposure_reduce only takes deltas that lower the worst case")
+    dy, dn = (shares_delta, ZERO) if outcome == "yes" else (ZERO, shares_delta)
+    if connection.vendor != "postgresql":
+        shards = _lock_all(MarketExposure.objects.filter(market_id=market_id), lambda i: MarketExposure(market_id=market_id, shard=i))
+        shard = shards[0]
+        old = _worst(shard)
+        shard.yes_shares, shard.no_shares, shard.cash_in = shard.yes_shares + dy, shard.no_shares + dn, shard.cash_in + cash_delta
+        shard.save(update_fields=["yes_shares", "no_shares", "cash_in"])
+        _global_add(_worst(shard) - old)
+        return
+    params = {"dy": dy, "dn": dn, "dc": cash_delta, "market": market_id}
+    with connection.cursor() as cursor:
+        for shard in (random.randrange(_shard_count()), 0):
+            cursor.execute(_FAST_SQL.format(condition="TRUE"), {**params, "shard": shard})
+            row = cursor.fetchone()
+            if row:
+                _global_add(row[0])
+                return
+    raise ValueError(f"market {market_id} has no exposure book to reduce")
+
+
+def _global_add(growth: Decimal) -> None:
+    """An unconditional change of the global bound (only ever a decrease, from reductions)."""
+    if growth == 0:
+        return
+    updated = GlobalExposure.objects.filter(shard=random.randrange(_shard_count())).update(bound=F("bound") + growth)
+    if not updated:
+        GlobalExposure.objects.filter(shard=0).update(bound=F("bound") + growth)
 
 
 def _total(shards) -> Book:
@@ -151,3 +228,8 @@ def _total(shards) -> Book:
 def exposure_book(*, market_id: str) -> Book:
     """The market's current book (sum of its shards), without locks."""
     return _total(list(MarketExposure.objects.filter(market_id=market_id)))
+
+
+def global_exposure_bound() -> Decimal:
+    """The global bound on the house's worst-case loss (sum of the global shards)."""
+    return sum(GlobalExposure.objects.values_list("bound", flat=True), ZERO)

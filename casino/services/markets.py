@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from casino.errors import HouseError
-from casino.models import CasinoSettings, Market, Outcome, ReferencePrice
+from casino.models import CasinoSettings, Market, Outcome, ReferencePrice, ReferencePriceTick
 
 HUNDRED = Decimal("100")
 
@@ -40,6 +40,13 @@ def reference_price_set(*, market_id: str, outcome: str, mid_price: Decimal, tit
             market.save(update_fields=["title", "category", "updated_at"])
         for side, value in ((Outcome.YES, yes), (Outcome.NO, HUNDRED - yes)):
             ReferencePrice.objects.update_or_create(market=market, outcome=side, defaults={"mid_price": value, "updated_at": now})
+        # The history the sharp-scoring task measures players' markout on.
+        ReferencePriceTick.objects.bulk_create(
+            [
+                ReferencePriceTick(market=market, outcome=o, mid_price=v, at=now)
+                for o, v in ((Outcome.YES, yes), (Outcome.NO, HUNDRED - yes))
+            ]
+        )
     return PriceSet(market=market, yes=yes, no=HUNDRED - yes)
 
 

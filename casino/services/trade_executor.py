@@ -55,7 +55,7 @@ from casino.services.exposure import ExposureNeedsLock, exposure_reduce
 from casino.services.idempotency import idempotency_complete, idempotency_release
 from casino.services.markets import casino_settings, market_with_price
 from casino.services.pricing import Quote, quote_build, spread_effective
-from risk.services.assessment import RiskTicket, player_spread_extra, risk_assess
+from risk.services.assessment import RiskTicket, risk_assess, risk_record_refusal
 from wallets.adapters import WalletAdapter, WalletMove, wallet_adapter_for
 from wallets.adapters.s2s import player_error_for
 from wallets.models import LedgerType, OperationKind, OperationStatus, WalletOperation
@@ -118,13 +118,17 @@ def trade_execute(*, player: Player, request: TradeRequest, idempotency=None, se
         _validate(ctx)
         _check_tradeability(ctx)
         _assess_risk(ctx)
-        _price(ctx)
-        operator = _resolve_operator(ctx)
-        _wallet_adapter(ctx, operator)
-        if ctx.adapter.local:
-            result = _execute_locally(ctx, idempotency)
-        else:
-            result = _execute_remote(ctx, idempotency, session_token)
+        try:
+            _price(ctx)
+            operator = _resolve_operator(ctx)
+            _wallet_adapter(ctx, operator)
+            if ctx.adapter.local:
+                result = _execute_locally(ctx, idempotency)
+            else:
+                result = _execute_remote(ctx, idempotency, session_token)
+        except BaseException as exc:
+            _risk_release(ctx, exc)
+            raise
     except errors.HouseError as exc:
         TRADE_REJECTIONS.labels(code=exc.code).inc()
         raise
@@ -179,10 +183,27 @@ def _check_tradeability(ctx: _Context) -> None:
 
 
 def _assess_risk(ctx: _Context) -> None:
-    """Step 3."""
+    """Step 3: the five walls (risk/services/assessment.py). The ticket carries the sharp
+    spread, reserves exposure in step 11 and gives its counters back if the trade fails."""
     req = ctx.request
-    ticket = risk_assess(player=ctx.player, market_id=req.market_id, side=req.side, outcome=req.outcome, amount=req.amount)
-    ctx.risk = RiskTicket(market_id=ticket.market_id, market_cap=ticket.market_cap, spread_extra=player_spread_extra(player=ctx.player))
+    ctx.risk = risk_assess(
+        player=ctx.player, market_id=req.market_id, side=req.side, outcome=req.outcome, amount=req.amount, mid_price=req.mid_price
+    )
+
+
+def _risk_release(ctx: _Context, exc: BaseException) -> None:
+    """The trade did not happen: the walls' counters are given back; a refusal by an exact
+    in-transaction check (exposure caps, position limit) is recorded for the risk team."""
+    if not _trade_happened(ctx):
+        ctx.risk.release()
+    if isinstance(exc, errors.HouseError) and exc.code.startswith("risk."):
+        req = ctx.request
+        risk_record_refusal(player=ctx.player, market_id=req.market_id, side=req.side, outcome=req.outcome, amount=req.amount, refusal=exc)
+
+
+def _trade_happened(ctx: _Context) -> bool:
+    # A sell whose credit is being retried, or a trade whose recording is delayed, has happened.
+    return ctx.trade_id is not None and Trade.objects.filter(pk=ctx.trade_id).exists()
 
 
 def _price(ctx: _Context) -> None:
@@ -253,9 +274,13 @@ def _lock_market_for_trading(ctx: _Context) -> None:
 
 
 def _check_balance(ctx: _Context) -> None:
-    """Step 7. Buy: the balance covers the stake (wallet row locked). Sell: the shares are held."""
+    """Step 7. Buy: the balance covers the stake (wallet row locked) and the position stays
+    within the tier's limit (exact now that the player's trades are serialized). Sell: the
+    shares are held."""
     ctx.balance = ctx.adapter.balance(player=ctx.player, for_update=True)
-    ctx.position = Position.objects.filter(player_id=ctx.player.pk, market_id=ctx.market.pk, outcome=ctx.request.outcome).first()
+    positions = list(Position.objects.filter(player_id=ctx.player.pk, market_id=ctx.market.pk))
+    ctx.position = next((p for p in positions if p.outcome == ctx.request.outcome), None)
+    ctx.risk.check_in_transaction(positions=positions, stake=ctx.quote.cost)
     if ctx.quote.side == Side.BUY:
         if ctx.balance < ctx.quote.cost:
             raise errors.insufficient_balance()

@@ -1,55 +1,309 @@
-"""Risk assessment called by the trade executor (step 3).
+"""The five-wall risk engine, run on every trade before money moves (SPEC §6).
 
-This stage implements wall 3, the per-market exposure cap: a ticket carries the cap and
-reserves the trade's exposure atomically inside the trade's transaction. The other walls
-(velocity, tier limits, sharp detection, operator limits) plug in here.
+Order: the kill switches (global, operator: 503), then
+  1 velocity    trades and stake per player in a rolling minute; trades per market in a burst window
+  2 tier        max stake per trade, max position per market, max daily loss (scaled down for sharp players)
+  3 exposure    the market's cap and the global cap on the house's worst-case loss
+  4 sharp       refusal above the refuse threshold (the spread widening and lower limits come from the same score)
+  5 operator    the operator's caps on open exposure, daily turnover and daily net loss
+The first wall that refuses decides. A refusal is 400 (the reference message, or "Trade
+rejected by risk engine") with a code naming wall and limit, and is recorded as a
+RiskDecision. Counters live in Redis and are reserved atomically; a ticket releases its
+reservations if the trade fails later. Exposure and position limits are checked exactly
+inside the trade's own transaction (check_in_transaction, reserve_exposure).
 """
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db.models import Subquery
+from casino.errors import HouseError
+from casino.services.exposure import exposure_apply, exposure_book
+from risk import counters
+from risk.models import RiskDecision, Wall
+from risk.services.config import risk_config, risk_settings  # noqa: F401 - risk_settings re-exported
 
-from casino.services.exposure import exposure_apply
-from risk.models import MarketRiskLimit, RiskSettings
+log = logging.getLogger("house.risk")
 
-
-def risk_settings() -> RiskSettings:
-    row = RiskSettings.objects.filter(pk=1).first()
-    if row is None:
-        row, _ = RiskSettings.objects.get_or_create(pk=1)
-    return row
-
-
-def market_exposure_cap(*, market_id: str) -> Decimal:
-    """The market's own cap if it has one, else the house default (one query)."""
-    own = MarketRiskLimit.objects.filter(market_id=market_id).values("exposure_cap")[:1]
-    row = RiskSettings.objects.filter(pk=1).annotate(own=Subquery(own)).values_list("own", "default_market_exposure_cap").first()
-    if row is None:
-        own_cap = MarketRiskLimit.objects.filter(market_id=market_id).values_list("exposure_cap", flat=True).first()
-        return own_cap if own_cap is not None else risk_settings().default_market_exposure_cap
-    return row[0] if row[0] is not None else row[1]
+HUNDRED = Decimal("100")
+ZERO = Decimal("0")
+REJECTED = "Trade rejected by risk engine"
 
 
-@dataclass(frozen=True)
+class RiskRefusal(HouseError):
+    def __init__(self, message: str, *, wall: str, limit: str, values: dict, status: int = 400):
+        super().__init__(message, code=f"risk.{wall}.{limit}", status=status, extra={"wall": wall, "limit": limit})
+        self.wall, self.limit, self.values = wall, limit, values
+        self.recorded = False
+
+
+def cents(amount: Decimal) -> int:
+    return int((amount * HUNDRED).to_integral_value())
+
+
+@dataclass
 class RiskTicket:
+    """What the walls decided for one trade, and the reservations to give back if it fails."""
+
+    player: object
     market_id: str
+    side: str
+    outcome: str
     market_cap: Decimal
-    spread_extra: Decimal = Decimal("0")
+    global_cap: Decimal
+    spread_extra: Decimal = ZERO
+    limit_factor: Decimal = Decimal("1")
+    tier: object = None
+    reservations: list = field(default_factory=list)
+    enabled: bool = True
+
+    def check_in_transaction(self, *, positions: list, stake: Decimal) -> None:
+        """Wall 2, max position per market, exact: call with the player's positions in this market
+        read inside the trade's transaction (after the player's wallet row is locked)."""
+        if not self.enabled or self.tier is None or self.side != "buy":
+            return
+        held = sum((p.shares * p.avg_price / HUNDRED for p in positions if p.status == "open"), ZERO)
+        limit = self.tier.max_position_per_market * self.limit_factor
+        if held + stake > limit:
+            raise self._refuse(Wall.TIER, "max_position_per_market", {"held": held, "stake": stake, "limit": limit})
 
     def reserve_exposure(self, *, outcome: str, shares_delta: Decimal, cash_delta: Decimal, locked: bool = False) -> None:
-        """Wall 3: take the trade's exposure on the market book, or raise 'Market exposure cap reached'.
+        """Wall 3, exact: take the trade's exposure on the market and global books, or refuse.
 
         May raise ExposureNeedsLock (a ConcurrentUpdate): roll back, retry with locked=True."""
         exposure_apply(
-            market_id=self.market_id, outcome=outcome, shares_delta=shares_delta, cash_delta=cash_delta, cap=self.market_cap, locked=locked
+            market_id=self.market_id,
+            outcome=outcome,
+            shares_delta=shares_delta,
+            cash_delta=cash_delta,
+            cap=self.market_cap,
+            global_cap=self.global_cap,
+            locked=locked,
+        )
+
+    def release(self) -> None:
+        for reservation in self.reservations:
+            reservation.release()
+        self.reservations = []
+
+    def _refuse(self, wall: str, limit: str, values: dict) -> RiskRefusal:
+        return RiskRefusal(REJECTED, wall=wall, limit=limit, values=values)
+
+
+def risk_assess(*, player, market_id: str, side: str, outcome: str, amount: Decimal, mid_price: Decimal) -> RiskTicket:
+    """Run the walls for a trade; raises RiskRefusal (recorded) or returns the ticket."""
+    config = risk_config()
+    settings_row = config.settings
+    stake = amount if side == "buy" else (amount * mid_price / HUNDRED)  # sells: estimated proceeds
+    profile = getattr(player, "risk_profile", None) if _has_profile(player) else None
+    score = profile.sharp_score if profile is not None else ZERO
+    ticket = RiskTicket(
+        player=player,
+        market_id=market_id,
+        side=side,
+        outcome=outcome,
+        market_cap=config.market_cap(market_id),
+        global_cap=settings_row.global_exposure_cap,
+        tier=config.tier(player.tier),
+    )
+    if score >= settings_row.sharp_spread_widen_at:
+        ticket.spread_extra = settings_row.sharp_extra_spread
+    if score >= settings_row.sharp_limit_at:
+        ticket.limit_factor = settings_row.sharp_limit_factor
+    try:
+        _kill_switches(player, settings_row)
+        _wall_velocity_and_daily_loss(ticket, settings_row, stake, market_id)
+        _wall_tier_stake(ticket, stake)
+        _wall_exposure_precheck(ticket, side, outcome, amount, mid_price)
+        _wall_sharp(ticket, settings_row, score)
+        _wall_operator(ticket, player, side, stake, amount, mid_price)
+    except RiskRefusal as refusal:
+        ticket.release()
+        risk_record_refusal(player=player, market_id=market_id, side=side, outcome=outcome, amount=amount, refusal=refusal)
+        raise
+    return ticket
+
+
+def _has_profile(player) -> bool:
+    try:
+        return player.risk_profile is not None
+    except Exception:  # noqa: BLE001 - RelatedObjectDoesNotExist: no score yet
+        return False
+
+
+def _kill_switches(player, settings_row) -> None:
+    if not settings_row.trading_enabled:
+        raise RiskRefusal("Trading is disabled", wall=Wall.KILL_SWITCH, limit="global", values={}, status=503)
+    limit = _operator_limit(player)
+    if limit is not None and not limit.trading_enabled:
+        raise RiskRefusal(
+            "Trading is disabled", wall=Wall.KILL_SWITCH, limit="operator", values={"operator": str(player.operator_id)}, status=503
         )
 
 
-def risk_assess(*, player, market_id: str, side: str, outcome: str, amount: Decimal) -> RiskTicket:
-    return RiskTicket(market_id=market_id, market_cap=market_exposure_cap(market_id=market_id))
+def _operator_limit(player):
+    try:
+        return player.operator.risk_limit
+    except Exception:  # noqa: BLE001 - no limits configured for this operator
+        return None
+
+
+def _today() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d")
+
+
+def _wall_velocity_and_daily_loss(ticket: RiskTicket, s, stake: Decimal, market_id: str) -> None:
+    """Walls 1 and 2 (daily loss) share one atomic reservation: velocity counters first."""
+    pid = ticket.player.pk
+    tier_loss = ticket.tier.max_daily_loss * ticket.limit_factor if ticket.tier is not None else None
+    net_spend = cents(stake) if ticket.side == "buy" else -cents(stake)
+    wanted = [
+        (
+            Wall.VELOCITY,
+            "max_trades_per_minute",
+            counters.Counter.rolling(f"v:t:{pid}", window_seconds=60, add=1, limit=s.max_trades_per_minute),
+        ),
+        (
+            Wall.VELOCITY,
+            "max_stake_per_minute",
+            counters.Counter.rolling(
+                f"v:s:{pid}", window_seconds=60, add=cents(stake) if ticket.side == "buy" else 0, limit=cents(s.max_stake_per_minute)
+            ),
+        ),
+        (
+            Wall.VELOCITY,
+            "market_burst",
+            counters.Counter.rolling(f"v:m:{market_id}", window_seconds=s.market_burst_window_seconds, add=1, limit=s.market_burst_trades),
+        ),
+        (
+            Wall.TIER,
+            "max_daily_loss",
+            counters.Counter.daily(
+                f"d:loss:{pid}:{_today()}", add=net_spend, limit=cents(tier_loss) if tier_loss is not None and net_spend > 0 else None
+            ),
+        ),
+    ]
+    _reserve(ticket, wanted)
+
+
+def _reserve(ticket: RiskTicket, wanted: list) -> None:
+    result = counters.reserve([c for _, _, c in wanted])
+    if isinstance(result, counters.Exceeded):
+        wall, limit, counter = wanted[result.index]
+        raise RiskRefusal(
+            REJECTED, wall=wall, limit=limit, values={"current": result.current, "adding": counter.add, "limit": counter.limit}
+        )
+    ticket.reservations.append(result)
+
+
+def _wall_tier_stake(ticket: RiskTicket, stake: Decimal) -> None:
+    if ticket.tier is None or ticket.side != "buy":
+        return
+    limit = ticket.tier.max_stake * ticket.limit_factor
+    if stake > limit:
+        raise RiskRefusal(REJECTED, wall=Wall.TIER, limit="max_stake", values={"stake": stake, "limit": limit, "tier": ticket.tier.name})
+
+
+def _wall_exposure_precheck(ticket: RiskTicket, side: str, outcome: str, amount: Decimal, mid: Decimal) -> None:
+    """A cheap early refusal when the market is clearly full; the exact check is in the transaction."""
+    if side != "buy":
+        return
+    book = exposure_book(market_id=ticket.market_id)
+    worst_shares = amount * HUNDRED / mid  # at least this many shares (the ask is above mid)
+    yes, no = book.yes_shares, book.no_shares
+    yes, no = (yes + worst_shares, no) if outcome == "yes" else (yes, no + worst_shares)
+    if book.worst_case_loss >= ticket.market_cap and max(yes, no) - book.cash_in - amount > book.worst_case_loss:
+        raise RiskRefusal(
+            "Market exposure cap reached",
+            wall=Wall.EXPOSURE,
+            limit="market_cap",
+            values={"worst_case_loss": book.worst_case_loss, "cap": ticket.market_cap},
+        )
+
+
+def _wall_sharp(ticket: RiskTicket, s, score: Decimal) -> None:
+    if score >= s.sharp_refuse_at:
+        raise RiskRefusal(REJECTED, wall=Wall.SHARP, limit="refuse_at", values={"score": score, "refuse_at": s.sharp_refuse_at})
+
+
+def _wall_operator(ticket: RiskTicket, player, side: str, stake: Decimal, amount: Decimal, mid: Decimal) -> None:
+    """Wall 5. Open exposure = what the house would owe the operator's players if every open
+    position won, minus what they paid (kept as a counter, rebuilt exactly by a beat task)."""
+    limit = _operator_limit(player)
+    oid = player.operator_id
+    day = _today()
+    paid = cents(stake) if side == "sell" else -cents(stake)  # the house pays proceeds on sells, takes stakes on buys
+    shares = amount * HUNDRED / mid if side == "buy" else amount
+    open_delta = cents(shares - stake) if side == "buy" else -cents(shares - stake)
+    wanted = [
+        (
+            Wall.OPERATOR,
+            "max_open_exposure",
+            counters.Counter.total(
+                operator_open_exposure_key(oid), add=open_delta, limit=_limit_cents(limit, "max_open_exposure") if open_delta > 0 else None
+            ),
+        ),
+        (
+            Wall.OPERATOR,
+            "max_daily_turnover",
+            counters.Counter.daily(f"o:turnover:{oid}:{day}", add=cents(stake), limit=_limit_cents(limit, "max_daily_turnover")),
+        ),
+        (
+            Wall.OPERATOR,
+            "max_daily_net_loss",
+            counters.Counter.daily(
+                f"o:netloss:{oid}:{day}", add=paid, limit=_limit_cents(limit, "max_daily_net_loss") if paid > 0 else None
+            ),
+        ),
+    ]
+    _reserve(ticket, wanted)
+
+
+def operator_open_exposure_key(operator_id) -> str:
+    return f"o:open:{operator_id}"
+
+
+def _limit_cents(limit, name: str) -> int | None:
+    value = getattr(limit, name, None) if limit is not None else None
+    return cents(value) if value is not None else None
+
+
+def risk_record_refusal(*, player, market_id: str, side: str, outcome: str, amount, refusal: HouseError) -> None:
+    """Keep the refusal for the risk team (its own short transaction; never fails the response).
+
+    Takes a RiskRefusal, or any HouseError whose code is "risk.<wall>.<limit>" (the exact
+    exposure checks raised inside the trade's transaction)."""
+    if getattr(refusal, "recorded", False):
+        return
+    _, wall, limit = (refusal.code.split(".", 2) + ["", ""])[:3]
+    try:
+        RiskDecision.objects.create(
+            player_id=getattr(player, "pk", None),
+            operator_id=getattr(player, "operator_id", None),
+            market_id=market_id[:128],
+            side=side,
+            outcome=outcome,
+            amount=amount,
+            wall=wall,
+            limit=limit,
+            code=refusal.code,
+            message=refusal.message,
+            values={k: str(v) for k, v in getattr(refusal, "values", {}).items()},
+        )
+        refusal.recorded = True
+    except Exception:  # noqa: BLE001
+        log.exception("could not record risk decision %s", refusal.code)
 
 
 def player_spread_extra(*, player) -> Decimal:
-    """Extra spread for this player from sharp scoring (wall 4); none until a score exists."""
-    return Decimal("0")
+    """Extra spread for this player from the sharp score (wall 4): used by quotes and trades."""
+    if not _has_profile(player):
+        return ZERO
+    s = risk_config().settings
+    return s.sharp_extra_spread if player.risk_profile.sharp_score >= s.sharp_spread_widen_at else ZERO
+
+
+def market_exposure_cap(*, market_id: str) -> Decimal:
+    """The market's own cap if it has one, else the house default."""
+    return risk_config().market_cap(market_id)

@@ -1,0 +1,189 @@
+"""Atomic rolling-window counters shared by every worker (Redis), for velocity and operator limits.
+
+A counter is a set of time buckets; its value is the sum of the buckets inside the window.
+``reserve`` checks several counters against their limits and adds to all of them in one
+atomic step (a Lua script on Redis), or adds to none. A reservation can be released (the
+trade failed), which takes the amounts back out of the same buckets. Amounts are integers
+(counts, or cents for money). Without Redis (embedded default) the same logic runs under a
+process lock.
+"""
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.cache import cache
+
+FOREVER = 10**9  # seconds: one bucket for the life of the counter
+
+_LUA_RESERVE = """
+local now = tonumber(ARGV[1])
+local n = (#ARGV - 1) / 5
+local buckets = {}
+for i = 0, n - 1 do
+  local base = 2 + i * 5
+  local key, size = ARGV[base], tonumber(ARGV[base + 1])
+  local count, add, limit = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local current = math.floor(now / size)
+  local total = 0
+  for b = current - count + 1, current do
+    total = total + tonumber(redis.call('GET', key .. ':' .. b) or '0')
+  end
+  if limit >= 0 and total + add > limit then
+    return {i + 1, total}
+  end
+  buckets[i + 1] = {key .. ':' .. current, add, size * (count + 1)}
+end
+for i = 1, n do
+  redis.call('INCRBY', buckets[i][1], buckets[i][2])
+  redis.call('EXPIRE', buckets[i][1], buckets[i][3])
+end
+return {0, 0}
+"""
+
+
+@dataclass(frozen=True)
+class Counter:
+    key: str
+    bucket_seconds: int
+    buckets: int
+    add: int
+    limit: int  # -1: no limit, count only
+
+    @classmethod
+    def rolling(cls, key: str, *, window_seconds: int, add: int, limit: int | None, resolution: int = 12) -> "Counter":
+        size = max(1, window_seconds // resolution)
+        return cls(key, size, max(1, -(-window_seconds // size)), add, -1 if limit is None else limit)
+
+    @classmethod
+    def daily(cls, key: str, *, add: int, limit: int | None) -> "Counter":
+        return cls(key, 86400, 1, add, -1 if limit is None else limit)
+
+    @classmethod
+    def total(cls, key: str, *, add: int, limit: int | None) -> "Counter":
+        """A running total with no window (one bucket that does not expire in practice)."""
+        return cls(key, FOREVER, 1, add, -1 if limit is None else limit)
+
+
+@dataclass
+class Reservation:
+    buckets: list[tuple[str, int, int]] = field(default_factory=list)  # (bucket key, amount, ttl)
+
+    def release(self) -> None:
+        if self.buckets:
+            _backend().release(self.buckets)
+            self.buckets = []
+
+
+@dataclass(frozen=True)
+class Exceeded:
+    index: int  # which counter (0-based)
+    current: int
+
+
+def reserve(counters: list[Counter]) -> Reservation | Exceeded:
+    counters = [c for c in counters if c.add != 0 or c.limit >= 0]
+    if not counters:
+        return Reservation()
+    now = int(time.time())
+    result = _backend().reserve(now, counters)
+    if isinstance(result, Exceeded):
+        return result
+    return Reservation([(f"{c.key}:{now // c.bucket_seconds}", c.add, c.bucket_seconds * (c.buckets + 1)) for c in counters])
+
+
+def current_value(counter: Counter) -> int:
+    return _backend().value(int(time.time()), counter)
+
+
+def set_total(key: str, value: int) -> None:
+    """Overwrite a running total (a rebuild from the database)."""
+    _backend().set(f"{key}:0", value)
+
+
+class _RedisBackend:
+    def __init__(self):
+        self._script = None
+
+    def _client(self):
+        return cache._cache.get_client(None, write=True)
+
+    def reserve(self, now: int, counters: list[Counter]):
+        client = self._client()
+        if self._script is None:
+            self._script = client.register_script(_LUA_RESERVE)
+        args = [now]
+        for c in counters:
+            args += [_prefixed(c.key), c.bucket_seconds, c.buckets, c.add, c.limit]
+        failed, total = self._script(args=args, client=client)
+        return Exceeded(int(failed) - 1, int(total)) if int(failed) else None
+
+    def release(self, buckets):
+        pipe = self._client().pipeline()
+        for key, amount, _ttl in buckets:
+            pipe.decrby(_prefixed(key), amount)
+        pipe.execute()
+
+    def value(self, now: int, c: Counter) -> int:
+        current = now // c.bucket_seconds
+        keys = [f"{_prefixed(c.key)}:{b}" for b in range(current - c.buckets + 1, current + 1)]
+        return sum(int(v or 0) for v in self._client().mget(keys))
+
+    def set(self, key: str, value: int) -> None:
+        self._client().set(_prefixed(key), value, ex=FOREVER * 2)
+
+
+class _LocalBackend:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._data: dict[str, int] = {}
+
+    def _total(self, now: int, c: Counter) -> int:
+        current = now // c.bucket_seconds
+        return sum(self._data.get(f"{c.key}:{b}", 0) for b in range(current - c.buckets + 1, current + 1))
+
+    def reserve(self, now: int, counters: list[Counter]):
+        with self._lock:
+            for i, c in enumerate(counters):
+                total = self._total(now, c)
+                if c.limit >= 0 and total + c.add > c.limit:
+                    return Exceeded(i, total)
+            for c in counters:
+                key = f"{c.key}:{now // c.bucket_seconds}"
+                self._data[key] = self._data.get(key, 0) + c.add
+        return None
+
+    def release(self, buckets):
+        with self._lock:
+            for key, amount, _ttl in buckets:
+                self._data[key] = self._data.get(key, 0) - amount
+
+    def value(self, now: int, c: Counter) -> int:
+        with self._lock:
+            return self._total(now, c)
+
+    def set(self, key: str, value: int) -> None:
+        with self._lock:
+            self._data[key] = value
+
+    def clear(self):
+        with self._lock:
+            self._data.clear()
+
+
+def _prefixed(key: str) -> str:
+    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'house')}:risk:{key}"
+
+
+_redis = _RedisBackend()
+_local = _LocalBackend()
+
+
+def _backend():
+    return _redis if settings.REDIS_URL else _local
+
+
+def counters_clear_local() -> None:
+    """Tests without Redis: forget every local counter."""
+    _local.clear()
