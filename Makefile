@@ -1,4 +1,4 @@
-.PHONY: run test lint bench
+.PHONY: run test lint bench bench-risk
 
 # Set up and run the product on the embedded default (SQLite, eager Celery, local cache).
 run:
@@ -14,3 +14,7 @@ lint:
 # HTTP trade benchmark against gunicorn + PostgreSQL, and the pgbench raw-SQL ceiling.
 bench:
 	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/run.py
+
+# What the five risk walls add to a trade: the executor timed with walls on and off.
+bench-risk:
+	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/risk_walls.py --write

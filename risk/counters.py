@@ -10,6 +10,7 @@ process lock.
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -19,10 +20,14 @@ FOREVER = 10**9  # seconds: one bucket for the life of the counter
 
 _LUA_RESERVE = """
 local now = tonumber(ARGV[1])
-local n = (#ARGV - 1) / 5
+local version = redis.call('GET', ARGV[2])
+if ARGV[3] ~= '' and version ~= ARGV[3] then
+  return {-1, version or ''}
+end
+local n = (#ARGV - 3) / 5
 local buckets = {}
 for i = 0, n - 1 do
-  local base = 2 + i * 5
+  local base = 4 + i * 5
   local key, size = ARGV[base], tonumber(ARGV[base + 1])
   local count, add, limit = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local current = math.floor(now / size)
@@ -82,15 +87,33 @@ class Exceeded:
     current: int
 
 
-def reserve(counters: list[Counter]) -> Reservation | Exceeded:
+@dataclass(frozen=True)
+class VersionChanged:
+    """The configuration the caller checked against is not the current one: reload and retry."""
+
+    version: str
+
+
+VERSION_KEY = "config-version"
+
+
+def reserve(counters: list[Counter], *, expected_version: str = "") -> Reservation | Exceeded | VersionChanged:
+    """Check and add all counters atomically; with expected_version, only if the risk
+    configuration version is still that one (so a change applies to the very next trade)."""
     counters = [c for c in counters if c.add != 0 or c.limit >= 0]
-    if not counters:
-        return Reservation()
     now = int(time.time())
-    result = _backend().reserve(now, counters)
-    if isinstance(result, Exceeded):
+    result = _backend().reserve(now, counters, expected_version)
+    if isinstance(result, Exceeded | VersionChanged):
         return result
     return Reservation([(f"{c.key}:{now // c.bucket_seconds}", c.add, c.bucket_seconds * (c.buckets + 1)) for c in counters])
+
+
+def config_version(*, create: bool = True) -> str | None:
+    return _backend().version(create=create)
+
+
+def config_version_bump() -> None:
+    _backend().bump()
 
 
 def current_value(counter: Counter) -> int:
@@ -98,8 +121,8 @@ def current_value(counter: Counter) -> int:
 
 
 def set_total(key: str, value: int) -> None:
-    """Overwrite a running total (a rebuild from the database)."""
-    _backend().set(f"{key}:0", value)
+    """Overwrite a running total (a rebuild from the database), in the bucket reserve() uses."""
+    _backend().set(f"{key}:{int(time.time()) // FOREVER}", value)
 
 
 class _RedisBackend:
@@ -109,15 +132,28 @@ class _RedisBackend:
     def _client(self):
         return cache._cache.get_client(None, write=True)
 
-    def reserve(self, now: int, counters: list[Counter]):
+    def reserve(self, now: int, counters: list[Counter], expected_version: str):
         client = self._client()
         if self._script is None:
             self._script = client.register_script(_LUA_RESERVE)
-        args = [now]
+        args = [now, _prefixed(VERSION_KEY), expected_version]
         for c in counters:
             args += [_prefixed(c.key), c.bucket_seconds, c.buckets, c.add, c.limit]
         failed, total = self._script(args=args, client=client)
+        if int(failed) == -1:
+            return VersionChanged(total.decode() if isinstance(total, bytes) else str(total))
         return Exceeded(int(failed) - 1, int(total)) if int(failed) else None
+
+    def version(self, *, create: bool) -> str | None:
+        client = self._client()
+        value = client.get(_prefixed(VERSION_KEY))
+        if value is None and create:
+            client.set(_prefixed(VERSION_KEY), uuid.uuid4().hex, nx=True)
+            value = client.get(_prefixed(VERSION_KEY))
+        return value.decode() if isinstance(value, bytes) else value
+
+    def bump(self) -> None:
+        self._client().set(_prefixed(VERSION_KEY), uuid.uuid4().hex)
 
     def release(self, buckets):
         pipe = self._client().pipeline()
@@ -138,13 +174,27 @@ class _LocalBackend:
     def __init__(self):
         self._lock = threading.Lock()
         self._data: dict[str, int] = {}
+        self._versions: dict[str, str] = {}
+
+    def version(self, *, create: bool) -> str | None:
+        with self._lock:
+            if "v" not in self._versions and create:
+                self._versions["v"] = uuid.uuid4().hex
+            return self._versions.get("v")
+
+    def bump(self) -> None:
+        with self._lock:
+            self._versions["v"] = uuid.uuid4().hex
 
     def _total(self, now: int, c: Counter) -> int:
         current = now // c.bucket_seconds
         return sum(self._data.get(f"{c.key}:{b}", 0) for b in range(current - c.buckets + 1, current + 1))
 
-    def reserve(self, now: int, counters: list[Counter]):
+    def reserve(self, now: int, counters: list[Counter], expected_version: str):
         with self._lock:
+            current = self._versions.get("v")
+            if expected_version and current != expected_version:
+                return VersionChanged(current or "")
             for i, c in enumerate(counters):
                 total = self._total(now, c)
                 if c.limit >= 0 and total + c.add > c.limit:
@@ -170,6 +220,7 @@ class _LocalBackend:
     def clear(self):
         with self._lock:
             self._data.clear()
+            self._versions.clear()
 
 
 def _prefixed(key: str) -> str:

@@ -53,11 +53,11 @@ def ledger_invariant(request):
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     from risk.counters import counters_clear_local
-    from risk.services.config import risk_config_changed
+    from risk.services.config import _bump_version
 
     cache.clear()
     counters_clear_local()
-    risk_config_changed()
+    _bump_version()  # every worker's cached risk configuration is stale: the walls reload it
     yield
 
 

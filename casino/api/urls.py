@@ -1,6 +1,7 @@
 from django.urls import path
 
 from casino.api import operator_views, views
+from risk.api.views import RiskConfigView
 
 urlpatterns = [
     path("trade", views.TradeView.as_view(), name="trade"),
@@ -14,4 +15,5 @@ urlpatterns = [
     path("operator/sessions", operator_views.OperatorSessionView.as_view(), name="operator-sessions"),
     path("admin/balance", operator_views.AdminBalanceView.as_view(), name="admin-balance"),
     path("admin/prices", operator_views.AdminPricesView.as_view(), name="admin-prices"),
+    path("admin/risk", RiskConfigView.as_view(), name="admin-risk"),
 ]

@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from casino.errors import HouseError
-from casino.services.exposure import exposure_apply, exposure_book
+from casino.services.exposure import exposure_apply
 from risk import counters
 from risk.models import RiskDecision, Wall
-from risk.services.config import risk_config, risk_settings  # noqa: F401 - risk_settings re-exported
+from risk.services.config import risk_config, risk_config_reload, risk_settings  # noqa: F401 - risk_settings re-exported
 
 log = logging.getLogger("house.risk")
 
@@ -91,38 +91,77 @@ class RiskTicket:
         return RiskRefusal(REJECTED, wall=wall, limit=limit, values=values)
 
 
+WALL_ORDER = {Wall.KILL_SWITCH: 0, Wall.VELOCITY: 1, Wall.TIER: 2, Wall.EXPOSURE: 3, Wall.SHARP: 4, Wall.OPERATOR: 5}
+
+
 def risk_assess(*, player, market_id: str, side: str, outcome: str, amount: Decimal, mid_price: Decimal) -> RiskTicket:
-    """Run the walls for a trade; raises RiskRefusal (recorded) or returns the ticket."""
-    config = risk_config()
-    settings_row = config.settings
+    """Run the walls for a trade; raises RiskRefusal (recorded) or returns the ticket.
+
+    One Redis round trip: every counter of walls 1, 2 and 5 is checked and reserved by one
+    atomic script, which also verifies that this process's copy of the risk configuration
+    is current (else it reloads and goes again). The checks that need no counter (kill
+    switches, max stake, sharp refusal) are evaluated first; when several walls refuse, the
+    lowest wall decides. Wall 3 is exact inside the trade's transaction (reserve_exposure).
+    """
+    config = risk_config(verify=False)
+    for _attempt in range(3):
+        try:
+            return _run_walls(config, player, market_id, side, outcome, amount, mid_price)
+        except _ConfigChanged:
+            config = risk_config_reload()
+        except RiskRefusal as refusal:
+            risk_record_refusal(player=player, market_id=market_id, side=side, outcome=outcome, amount=amount, refusal=refusal)
+            raise
+    return _run_walls(risk_config_reload(), player, market_id, side, outcome, amount, mid_price, verify=False)
+
+
+class _ConfigChanged(Exception):
+    pass
+
+
+def _run_walls(config, player, market_id, side, outcome, amount, mid_price, *, verify: bool = True) -> RiskTicket:
+    s = config.settings
     stake = amount if side == "buy" else (amount * mid_price / HUNDRED)  # sells: estimated proceeds
-    profile = getattr(player, "risk_profile", None) if _has_profile(player) else None
-    score = profile.sharp_score if profile is not None else ZERO
+    score = player.risk_profile.sharp_score if _has_profile(player) else ZERO
     ticket = RiskTicket(
         player=player,
         market_id=market_id,
         side=side,
         outcome=outcome,
         market_cap=config.market_cap(market_id),
-        global_cap=settings_row.global_exposure_cap,
+        global_cap=s.global_exposure_cap,
         tier=config.tier(player.tier),
     )
-    if score >= settings_row.sharp_spread_widen_at:
-        ticket.spread_extra = settings_row.sharp_extra_spread
-    if score >= settings_row.sharp_limit_at:
-        ticket.limit_factor = settings_row.sharp_limit_factor
-    try:
-        _kill_switches(player, settings_row)
-        _wall_velocity_and_daily_loss(ticket, settings_row, stake, market_id)
-        _wall_tier_stake(ticket, stake)
-        _wall_exposure_precheck(ticket, side, outcome, amount, mid_price)
-        _wall_sharp(ticket, settings_row, score)
-        _wall_operator(ticket, player, side, stake, amount, mid_price)
-    except RiskRefusal as refusal:
-        ticket.release()
-        risk_record_refusal(player=player, market_id=market_id, side=side, outcome=outcome, amount=amount, refusal=refusal)
-        raise
+    if score >= s.sharp_spread_widen_at:
+        ticket.spread_extra = s.sharp_extra_spread
+    if score >= s.sharp_limit_at:
+        ticket.limit_factor = s.sharp_limit_factor
+    _kill_switches(player, s)
+    early = _first_refusal([_wall_tier_stake(ticket, stake), _wall_sharp(s, score)])
+    wanted = (
+        _velocity_counters(ticket, s, stake, market_id)
+        + _daily_loss_counter(ticket, stake)
+        + _operator_counters(player, side, stake, amount, mid_price)
+    )
+    result = counters.reserve([c for _, _, c in wanted], expected_version=(config.version or "") if verify else "")
+    if isinstance(result, counters.VersionChanged):
+        raise _ConfigChanged()
+    if isinstance(result, counters.Exceeded):
+        wall, limit, counter = wanted[result.index]
+        late = RiskRefusal(
+            REJECTED, wall=wall, limit=limit, values={"current": result.current, "adding": counter.add, "limit": counter.limit}
+        )
+        raise _first_refusal([early, late])
+    if early is not None:
+        result.release()
+        raise early
+    ticket.reservations.append(result)
     return ticket
+
+
+def _first_refusal(refusals: list) -> RiskRefusal | None:
+    present = [r for r in refusals if r is not None]
+    return min(present, key=lambda r: WALL_ORDER[r.wall]) if present else None
 
 
 def _has_profile(player) -> bool:
@@ -153,12 +192,10 @@ def _today() -> str:
     return datetime.now(UTC).strftime("%Y%m%d")
 
 
-def _wall_velocity_and_daily_loss(ticket: RiskTicket, s, stake: Decimal, market_id: str) -> None:
-    """Walls 1 and 2 (daily loss) share one atomic reservation: velocity counters first."""
+def _velocity_counters(ticket: RiskTicket, s, stake: Decimal, market_id: str) -> list:
+    """Wall 1: trades and stake per player in a rolling minute, trades per market in the burst window."""
     pid = ticket.player.pk
-    tier_loss = ticket.tier.max_daily_loss * ticket.limit_factor if ticket.tier is not None else None
-    net_spend = cents(stake) if ticket.side == "buy" else -cents(stake)
-    wanted = [
+    return [
         (
             Wall.VELOCITY,
             "max_trades_per_minute",
@@ -176,67 +213,42 @@ def _wall_velocity_and_daily_loss(ticket: RiskTicket, s, stake: Decimal, market_
             "market_burst",
             counters.Counter.rolling(f"v:m:{market_id}", window_seconds=s.market_burst_window_seconds, add=1, limit=s.market_burst_trades),
         ),
-        (
-            Wall.TIER,
-            "max_daily_loss",
-            counters.Counter.daily(
-                f"d:loss:{pid}:{_today()}", add=net_spend, limit=cents(tier_loss) if tier_loss is not None and net_spend > 0 else None
-            ),
-        ),
     ]
-    _reserve(ticket, wanted)
 
 
-def _reserve(ticket: RiskTicket, wanted: list) -> None:
-    result = counters.reserve([c for _, _, c in wanted])
-    if isinstance(result, counters.Exceeded):
-        wall, limit, counter = wanted[result.index]
-        raise RiskRefusal(
-            REJECTED, wall=wall, limit=limit, values={"current": result.current, "adding": counter.add, "limit": counter.limit}
-        )
-    ticket.reservations.append(result)
+def _daily_loss_counter(ticket: RiskTicket, stake: Decimal) -> list:
+    """Wall 2: what the player put at risk today, net of what came back (stakes - proceeds)."""
+    tier_loss = ticket.tier.max_daily_loss * ticket.limit_factor if ticket.tier is not None else None
+    net_spend = cents(stake) if ticket.side == "buy" else -cents(stake)
+    limit = cents(tier_loss) if tier_loss is not None and net_spend > 0 else None
+    return [(Wall.TIER, "max_daily_loss", counters.Counter.daily(f"d:loss:{ticket.player.pk}:{_today()}", add=net_spend, limit=limit))]
 
 
-def _wall_tier_stake(ticket: RiskTicket, stake: Decimal) -> None:
+def _wall_tier_stake(ticket: RiskTicket, stake: Decimal) -> RiskRefusal | None:
     if ticket.tier is None or ticket.side != "buy":
-        return
+        return None
     limit = ticket.tier.max_stake * ticket.limit_factor
     if stake > limit:
-        raise RiskRefusal(REJECTED, wall=Wall.TIER, limit="max_stake", values={"stake": stake, "limit": limit, "tier": ticket.tier.name})
+        return RiskRefusal(REJECTED, wall=Wall.TIER, limit="max_stake", values={"stake": stake, "limit": limit, "tier": ticket.tier.name})
+    return None
 
 
-def _wall_exposure_precheck(ticket: RiskTicket, side: str, outcome: str, amount: Decimal, mid: Decimal) -> None:
-    """A cheap early refusal when the market is clearly full; the exact check is in the transaction."""
-    if side != "buy":
-        return
-    book = exposure_book(market_id=ticket.market_id)
-    worst_shares = amount * HUNDRED / mid  # at least this many shares (the ask is above mid)
-    yes, no = book.yes_shares, book.no_shares
-    yes, no = (yes + worst_shares, no) if outcome == "yes" else (yes, no + worst_shares)
-    if book.worst_case_loss >= ticket.market_cap and max(yes, no) - book.cash_in - amount > book.worst_case_loss:
-        raise RiskRefusal(
-            "Market exposure cap reached",
-            wall=Wall.EXPOSURE,
-            limit="market_cap",
-            values={"worst_case_loss": book.worst_case_loss, "cap": ticket.market_cap},
-        )
-
-
-def _wall_sharp(ticket: RiskTicket, s, score: Decimal) -> None:
+def _wall_sharp(s, score: Decimal) -> RiskRefusal | None:
     if score >= s.sharp_refuse_at:
-        raise RiskRefusal(REJECTED, wall=Wall.SHARP, limit="refuse_at", values={"score": score, "refuse_at": s.sharp_refuse_at})
+        return RiskRefusal(REJECTED, wall=Wall.SHARP, limit="refuse_at", values={"score": score, "refuse_at": s.sharp_refuse_at})
+    return None
 
 
-def _wall_operator(ticket: RiskTicket, player, side: str, stake: Decimal, amount: Decimal, mid: Decimal) -> None:
+def _operator_counters(player, side: str, stake: Decimal, amount: Decimal, mid: Decimal) -> list:
     """Wall 5. Open exposure = what the house would owe the operator's players if every open
-    position won, minus what they paid (kept as a counter, rebuilt exactly by a beat task)."""
+    position won, minus what they paid (a running total, rebuilt exactly by a beat task)."""
     limit = _operator_limit(player)
     oid = player.operator_id
     day = _today()
     paid = cents(stake) if side == "sell" else -cents(stake)  # the house pays proceeds on sells, takes stakes on buys
     shares = amount * HUNDRED / mid if side == "buy" else amount
     open_delta = cents(shares - stake) if side == "buy" else -cents(shares - stake)
-    wanted = [
+    return [
         (
             Wall.OPERATOR,
             "max_open_exposure",
@@ -257,7 +269,6 @@ def _wall_operator(ticket: RiskTicket, player, side: str, stake: Decimal, amount
             ),
         ),
     ]
-    _reserve(ticket, wanted)
 
 
 def operator_open_exposure_key(operator_id) -> str:

@@ -1,16 +1,12 @@
 """The risk configuration as the walls read it: cached per process, reloaded on the next trade
-after any change (a version number in the shared cache is bumped by every save)."""
+after any change (a version number in Redis is bumped by every save)."""
 
 import threading
-import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.core.cache import cache
-
+from risk import counters
 from risk.models import MarketRiskLimit, RiskSettings, Tier
-
-VERSION_KEY = "risk:config:version"
 
 
 @dataclass(frozen=True)
@@ -38,19 +34,32 @@ def risk_settings() -> RiskSettings:
     return row
 
 
-def risk_config() -> RiskConfig:
-    """The current configuration; one cache read per call, database reads only after a change."""
-    global _cached
-    try:
-        version = cache.get(VERSION_KEY)
-        if version is None:  # never a number that was used before: a cleared cache cannot revive an old copy
-            cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
-            version = cache.get(VERSION_KEY)
-    except Exception:  # noqa: BLE001 - no shared cache: read the database every time
-        version = None
+def risk_config(*, verify: bool = True) -> RiskConfig:
+    """The current configuration.
+
+    verify=True (quotes, admin, API): one read of the shared version number, database reads
+    only after a change. verify=False (the trade path): this process's copy as it is; the
+    walls' counter reservation checks its version atomically in Redis and reloads on a
+    mismatch (risk_config_reload), so a change still applies to the very next trade.
+    """
     cached = _cached
+    if cached is not None and not verify:
+        return cached
+    try:
+        version = counters.config_version()
+    except Exception:  # noqa: BLE001 - no shared store: read the database every time
+        version = None
     if cached is not None and version is not None and cached.version == version:
         return cached
+    return _load(version)
+
+
+def risk_config_reload() -> RiskConfig:
+    return risk_config(verify=True)
+
+
+def _load(version: str | None) -> RiskConfig:
+    global _cached
     config = RiskConfig(
         version=version,
         settings=risk_settings(),
@@ -63,10 +72,21 @@ def risk_config() -> RiskConfig:
 
 
 def risk_config_changed(**kwargs) -> None:
-    """Signal receiver: any risk configuration write invalidates every worker's cached copy."""
+    """Signal receiver: any risk configuration write invalidates every worker's cached copy.
+
+    The version is bumped when the write commits (a worker reloading before the commit would
+    otherwise cache the old rows under the new version)."""
+    from django.db import transaction
+
+    global _cached
+    _cached = None
+    transaction.on_commit(_bump_version)
+
+
+def _bump_version() -> None:
     global _cached
     _cached = None
     try:
-        cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
-    except Exception:  # noqa: BLE001 - no shared cache: every read goes to the database anyway
+        counters.config_version_bump()
+    except Exception:  # noqa: BLE001 - no shared store: every read goes to the database anyway
         pass

@@ -1,0 +1,65 @@
+"""The risk configuration document for the OpenAPI schema (validation is in risk.services.configure)."""
+
+from rest_framework import serializers
+
+
+def _money(**kwargs):
+    return serializers.DecimalField(max_digits=14, decimal_places=2, coerce_to_string=False, **kwargs)
+
+
+def _score(**kwargs):
+    return serializers.DecimalField(max_digits=6, decimal_places=4, coerce_to_string=False, **kwargs)
+
+
+class RiskGlobalSerializer(serializers.Serializer):
+    tradingEnabled = serializers.BooleanField(required=False, help_text="Global kill switch: false = every trade gets 503.")
+    exposureCap = _money(required=False, help_text="Worst-case loss allowed across all markets (dollars).")
+    defaultMarketExposureCap = _money(required=False, help_text="Worst-case loss allowed per market without its own cap.")
+
+
+class RiskVelocitySerializer(serializers.Serializer):
+    maxTradesPerMinute = serializers.IntegerField(required=False, min_value=0)
+    maxStakePerMinute = _money(required=False)
+    marketBurstTrades = serializers.IntegerField(required=False, min_value=0)
+    marketBurstWindowSeconds = serializers.IntegerField(required=False, min_value=1, max_value=86400)
+
+
+class RiskTierSerializer(serializers.Serializer):
+    maxStake = _money(required=False, help_text="All three are required for a new tier.")
+    maxPositionPerMarket = _money(required=False)
+    maxDailyLoss = _money(required=False)
+
+
+class RiskMarketSerializer(serializers.Serializer):
+    exposureCap = _money(required=False, allow_null=True, help_text="null (or a null market entry) removes the market's own cap.")
+
+
+class RiskOperatorSerializer(serializers.Serializer):
+    tradingEnabled = serializers.BooleanField(required=False, help_text="Operator kill switch.")
+    maxOpenExposure = _money(required=False, allow_null=True, help_text="null = no limit")
+    maxDailyTurnover = _money(required=False, allow_null=True, help_text="null = no limit")
+    maxDailyNetLoss = _money(required=False, allow_null=True, help_text="null = no limit")
+
+
+class RiskSharpSerializer(serializers.Serializer):
+    spreadWidenAt = _score(required=False, help_text="Score in [0, 1] from which the spread widens.")
+    extraSpread = serializers.DecimalField(max_digits=8, decimal_places=4, coerce_to_string=False, required=False)
+    refuseAt = _score(required=False, help_text="Score in [0, 1] from which trades are refused.")
+    limitAt = _score(required=False, help_text="Score in [0, 1] from which tier limits are scaled down.")
+    limitFactor = _score(required=False, help_text="Multiplier in [0, 1] on tier limits.")
+    minTrades = serializers.IntegerField(required=False, min_value=0)
+    fullEdge = _score(required=False, help_text="Edge per dollar staked that scores 1.0, in (0, 1].")
+    markoutHorizonsSeconds = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+
+
+class RiskConfigSerializer(serializers.Serializer):
+    global_ = RiskGlobalSerializer(required=False)
+    velocity = RiskVelocitySerializer(required=False)
+    tiers = serializers.DictField(child=RiskTierSerializer(), required=False, help_text="By tier name.")
+    markets = serializers.DictField(child=RiskMarketSerializer(allow_null=True), required=False, help_text="By market id.")
+    operators = serializers.DictField(child=RiskOperatorSerializer(allow_null=True), required=False, help_text="By operator id.")
+    sharp = RiskSharpSerializer(required=False)
+
+    def get_fields(self):
+        fields = super().get_fields()
+        return {"global": fields.pop("global_"), **fields}  # "global" is a Python keyword

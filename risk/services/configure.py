@@ -1,0 +1,315 @@
+"""The risk configuration as the risk team's tooling sees it (SPEC §6): the effective thresholds
+in the wire shape, and a validated merge of a partial configuration applied in one transaction."""
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import transaction
+
+from casino.errors import HouseError
+from casino.models import Market, Operator
+from casino.money import MAX_AMOUNT, money, plain
+from risk.models import MarketRiskLimit, OperatorRiskLimit, RiskSettings, Tier
+from risk.services.config import risk_config_changed, risk_settings
+
+log = logging.getLogger("house.risk")
+
+TIER_NAME_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
+MAX_COUNT = 2_147_483_647  # PositiveIntegerField
+MAX_HORIZONS = 10
+MAX_HORIZON_SECONDS = 7 * 24 * 3600
+ONE = Decimal("1")
+ZERO = Decimal("0")
+
+
+# --- value parsers: (value, path) -> the model value, or HouseError naming the key -------------
+
+
+class RiskConfigError(HouseError):
+    """400 naming the offending key (``field``); ``reason`` alone is what the admin forms show."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"Invalid risk configuration: {path} {reason}", code="invalid_risk_config", extra={"field": path})
+        self.reason = reason
+
+
+def invalid_config(path: str, reason: str) -> RiskConfigError:
+    return RiskConfigError(path, reason)
+
+
+def _boolean(value, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise invalid_config(path, "must be true or false")
+    return value
+
+
+def _number(value, path: str, *, places: int, what: str) -> Decimal:
+    # JSON numbers arrive as int or Decimal; strings, booleans and floats are refused.
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise invalid_config(path, f"must be {what}")
+    number = Decimal(value)
+    if not number.is_finite() or abs(number) > MAX_AMOUNT:
+        raise invalid_config(path, f"must be {what}")
+    step = Decimal(1).scaleb(-places)
+    if number != number.quantize(step):
+        raise invalid_config(path, f"must have at most {places} decimal places")
+    return number.quantize(step)
+
+
+def _money(value, path: str) -> Decimal:
+    amount = _number(value, path, places=2, what="a number of dollars >= 0")
+    if amount < 0:
+        raise invalid_config(path, "must be a number of dollars >= 0")
+    return amount
+
+
+def _money_or_none(value, path: str) -> Decimal | None:
+    return None if value is None else _money(value, path)
+
+
+def _bounded(low: Decimal, high: Decimal, *, low_open: bool = False) -> Callable:
+    what = f"a number {'>' if low_open else '>='} {low} and <= {high}"
+
+    def parse(value, path: str) -> Decimal:
+        number = _number(value, path, places=4, what=what)
+        if number > high or number < low or (low_open and number == low):
+            raise invalid_config(path, f"must be {what}")
+        return number
+
+    return parse
+
+
+def _count(low: int, high: int = MAX_COUNT) -> Callable:
+    def parse(value, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not (low <= value <= high):
+            raise invalid_config(path, f"must be an integer >= {low} and <= {high}")
+        return value
+
+    return parse
+
+
+def _horizons(value, path: str) -> list[int]:
+    if not isinstance(value, list) or not (1 <= len(value) <= MAX_HORIZONS):
+        raise invalid_config(path, f"must be a list of 1 to {MAX_HORIZONS} integers (seconds)")
+    seconds = [_count(1, MAX_HORIZON_SECONDS)(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    return sorted(set(seconds))
+
+
+_score = _bounded(ZERO, ONE)
+
+
+# --- the wire shape -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    wire: str
+    field: str
+    parse: Callable
+    render: Callable
+
+
+SETTINGS_SECTIONS: dict[str, tuple[Setting, ...]] = {
+    "global": (
+        Setting("tradingEnabled", "trading_enabled", _boolean, bool),
+        Setting("exposureCap", "global_exposure_cap", _money, money),
+        Setting("defaultMarketExposureCap", "default_market_exposure_cap", _money, money),
+    ),
+    "velocity": (
+        Setting("maxTradesPerMinute", "max_trades_per_minute", _count(0), int),
+        Setting("maxStakePerMinute", "max_stake_per_minute", _money, money),
+        Setting("marketBurstTrades", "market_burst_trades", _count(0), int),
+        Setting("marketBurstWindowSeconds", "market_burst_window_seconds", _count(1, 86400), int),
+    ),
+    "sharp": (
+        Setting("spreadWidenAt", "sharp_spread_widen_at", _score, plain),
+        Setting("extraSpread", "sharp_extra_spread", _bounded(ZERO, Decimal("100")), plain),
+        Setting("refuseAt", "sharp_refuse_at", _score, plain),
+        Setting("limitAt", "sharp_limit_at", _score, plain),
+        Setting("limitFactor", "sharp_limit_factor", _score, plain),
+        Setting("minTrades", "sharp_min_trades", _count(0), int),
+        Setting("fullEdge", "sharp_full_edge", _bounded(ZERO, ONE, low_open=True), plain),
+        Setting("markoutHorizonsSeconds", "markout_horizons_seconds", _horizons, list),
+    ),
+}
+TIER_FIELDS = (
+    Setting("maxStake", "max_stake", _money, money),
+    Setting("maxPositionPerMarket", "max_position_per_market", _money, money),
+    Setting("maxDailyLoss", "max_daily_loss", _money, money),
+)
+MARKET_FIELDS = (Setting("exposureCap", "exposure_cap", _money_or_none, money),)
+OPERATOR_FIELDS = (
+    Setting("tradingEnabled", "trading_enabled", _boolean, bool),
+    Setting("maxOpenExposure", "max_open_exposure", _money_or_none, money),
+    Setting("maxDailyTurnover", "max_daily_turnover", _money_or_none, money),
+    Setting("maxDailyNetLoss", "max_daily_net_loss", _money_or_none, money),
+)
+SECTIONS = ("global", "velocity", "tiers", "markets", "operators", "sharp")
+
+
+def _render(row, fields: tuple[Setting, ...]) -> dict:
+    out = {}
+    for setting in fields:
+        value = getattr(row, setting.field)
+        out[setting.wire] = None if value is None else setting.render(value)
+    return out
+
+
+def risk_configuration() -> dict:
+    """The effective configuration, read from the database (not the walls' cache), every key present."""
+    row = risk_settings()
+    config = {name: _render(row, fields) for name, fields in SETTINGS_SECTIONS.items()}
+    config["sharp"]["markoutHorizonsSeconds"] = row.horizons  # empty in the row = the built-in default
+    config["tiers"] = {tier.name: _render(tier, TIER_FIELDS) for tier in Tier.objects.order_by("name")}
+    config["markets"] = {limit.market_id: _render(limit, MARKET_FIELDS) for limit in MarketRiskLimit.objects.order_by("market_id")}
+    config["operators"] = {
+        str(limit.operator_id): _render(limit, OPERATOR_FIELDS) for limit in OperatorRiskLimit.objects.order_by("operator_id")
+    }
+    return {name: config[name] for name in SECTIONS}
+
+
+# --- the merge ----------------------------------------------------------------------------------
+
+
+def _object(value, path: str) -> dict:
+    if not isinstance(value, dict):
+        raise invalid_config(path, "must be a JSON object")
+    return value
+
+
+def _parse_fields(body, fields: tuple[Setting, ...], path: str) -> dict[str, object]:
+    """{model field: parsed value} for the keys present in ``body``; any other key is refused."""
+    body = _object(body, path)
+    by_wire = {setting.wire: setting for setting in fields}
+    parsed = {}
+    for key, value in body.items():
+        setting = by_wire.get(key)
+        if setting is None:
+            raise invalid_config(f"{path}.{key}", f"is not a known key (expected one of: {', '.join(by_wire)})")
+        parsed[setting.field] = setting.parse(value, f"{path}.{key}")
+    return parsed
+
+
+def _plan_settings(patch: dict) -> dict[str, object]:
+    changes = {}
+    for section, fields in SETTINGS_SECTIONS.items():
+        if section in patch:
+            changes.update(_parse_fields(patch[section], fields, section))
+    return changes
+
+
+def _plan_tiers(section) -> list[Tier]:
+    section = _object(section, "tiers")
+    existing = Tier.objects.select_for_update().in_bulk([name for name in section if isinstance(name, str)])
+    tiers = []
+    for name, body in section.items():
+        path = f"tiers.{name}"
+        if not isinstance(name, str) or not TIER_NAME_RE.match(name):
+            raise invalid_config(path, "is not a valid tier name (lowercase letters, digits, '_' or '-', at most 32)")
+        values = _parse_fields(body, TIER_FIELDS, path)
+        tier = existing.get(name)
+        if tier is None:
+            missing = [s.wire for s in TIER_FIELDS if s.field not in values]
+            if missing:
+                raise invalid_config(path, f"is a new tier and needs every limit (missing: {', '.join(missing)})")
+            tier = Tier(name=name)
+        for field, value in values.items():
+            setattr(tier, field, value)
+        tiers.append(tier)
+    return tiers
+
+
+def _plan_markets(section) -> tuple[list[MarketRiskLimit], list[str]]:
+    """(caps to save, market ids whose own cap goes)."""
+    section = _object(section, "markets")
+    known = set(Market.objects.filter(pk__in=[k for k in section if isinstance(k, str)]).values_list("pk", flat=True))
+    existing = MarketRiskLimit.objects.select_for_update().in_bulk(list(known))
+    saves, removals = [], []
+    for market_id, body in section.items():
+        path = f"markets.{market_id}"
+        if market_id not in known:
+            raise invalid_config(path, "is not a known market")
+        values = {"exposure_cap": None} if body is None else _parse_fields(body, MARKET_FIELDS, path)
+        if "exposure_cap" not in values:
+            continue
+        if values["exposure_cap"] is None:
+            removals.append(market_id)
+            continue
+        limit = existing.get(market_id) or MarketRiskLimit(market_id=market_id)
+        limit.exposure_cap = values["exposure_cap"]
+        saves.append(limit)
+    return saves, removals
+
+
+def _operator_id(key, path: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(key) if isinstance(key, str) else uuid.UUID(str(key))
+    except ValueError:
+        raise invalid_config(path, "is not a known operator") from None
+
+
+def _plan_operators(section) -> tuple[list[OperatorRiskLimit], list[uuid.UUID]]:
+    """(limit rows to save, operators whose limit row goes: no limits, trading on)."""
+    section = _object(section, "operators")
+    ids = {key: _operator_id(key, f"operators.{key}") for key in section}
+    if len(set(ids.values())) < len(ids):  # the same id spelled twice (case, braces): which one wins?
+        raise invalid_config("operators", "names the same operator more than once")
+    known = set(Operator.objects.filter(pk__in=ids.values()).values_list("pk", flat=True))
+    existing = OperatorRiskLimit.objects.select_for_update().in_bulk(list(known))
+    saves, removals = [], []
+    for key, body in section.items():
+        path = f"operators.{key}"
+        operator_id = ids[key]
+        if operator_id not in known:
+            raise invalid_config(path, "is not a known operator")
+        if body is None:
+            removals.append(operator_id)
+            continue
+        values = _parse_fields(body, OPERATOR_FIELDS, path)
+        limit = existing.get(operator_id) or OperatorRiskLimit(operator_id=operator_id)
+        for field, value in values.items():
+            setattr(limit, field, value)
+        saves.append(limit)
+    return saves, removals
+
+
+def risk_configure(*, patch: dict, actor: str) -> dict:
+    """Merge a partial configuration (every key optional) and return the new effective one.
+
+    Everything is validated before anything is written, in one transaction: a refused patch
+    changes nothing. Writes go through save()/delete() so the config signals tell every
+    worker to reload before its next trade.
+    """
+    patch = _object(patch, "configuration")
+    for key in patch:
+        if key not in SECTIONS:
+            raise invalid_config(str(key), f"is not a known key (expected one of: {', '.join(SECTIONS)})")
+    risk_settings()  # the row exists (with the defaults) before it is locked
+    with transaction.atomic():
+        row = RiskSettings.objects.select_for_update().get(pk=1)
+        settings_changes = _plan_settings(patch)
+        tiers = _plan_tiers(patch["tiers"]) if "tiers" in patch else []
+        market_saves, market_removals = _plan_markets(patch["markets"]) if "markets" in patch else ([], [])
+        operator_saves, operator_removals = _plan_operators(patch["operators"]) if "operators" in patch else ([], [])
+
+        if settings_changes:
+            for field, value in settings_changes.items():
+                setattr(row, field, value)
+            row.save()
+        for obj in [*tiers, *market_saves, *operator_saves]:
+            obj.save()
+        for limit in MarketRiskLimit.objects.filter(market_id__in=market_removals):
+            limit.delete()
+        for limit in OperatorRiskLimit.objects.filter(operator_id__in=operator_removals):
+            limit.delete()
+        # The save signals fire before commit; a worker reloading in between could cache the old
+        # rows under the new version, so the version is bumped again once the rows are visible.
+        transaction.on_commit(risk_config_changed)
+    risk_config_changed()
+    log.info("risk configuration changed by %s: %s", actor, json.dumps(patch, default=str, sort_keys=True))
+    return risk_configuration()

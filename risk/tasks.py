@@ -1,0 +1,33 @@
+"""Celery beat entry points of the risk engine: wall 4's sharp scores and wall 5's running totals."""
+
+import logging
+
+from celery import shared_task
+
+from casino.models import Operator
+from risk import counters
+from risk.selectors import operator_open_exposure
+from risk.services.assessment import cents, operator_open_exposure_key
+from risk.services.sharp import sharp_scores_recompute
+
+log = logging.getLogger("house.risk.tasks")
+
+
+@shared_task(acks_late=True)
+def sharp_scores_recompute_task() -> int:
+    """Recompute the sharp score of every player who traded recently (wall 4)."""
+    return sharp_scores_recompute()
+
+
+@shared_task(acks_late=True)
+def operator_open_exposure_rebuild() -> int:
+    """Reset each operator's open-exposure counter (wall 5) to the exact value from the positions,
+    so drift from trades that died between reserving and committing does not accumulate."""
+    count = 0
+    for operator_id in Operator.objects.order_by("pk").values_list("pk", flat=True):
+        try:
+            counters.set_total(operator_open_exposure_key(operator_id), cents(operator_open_exposure(operator_id=operator_id)))
+            count += 1
+        except Exception:  # noqa: BLE001 - one operator's failure must not leave the others stale
+            log.exception("rebuild of the open exposure of operator %s failed", operator_id)
+    return count
