@@ -123,6 +123,7 @@ CELERY_BEAT_SCHEDULE = {
     "wallet-reconcile": {"task": "wallets.tasks.wallet_reconcile", "schedule": 60.0},
     "risk-sharp-scores": {"task": "risk.tasks.sharp_scores_recompute_task", "schedule": 300.0},
     "risk-operator-open-exposure-rebuild": {"task": "risk.tasks.operator_open_exposure_rebuild", "schedule": 300.0},
+    "settlements-resume": {"task": "settlement.tasks.settlements_resume", "schedule": 60.0},
 }
 
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)

@@ -1,1 +1,94 @@
-"""Settlement records (resolve / void) live here; built out with the settlement capability."""
+"""Settlement records (one per market) and payouts (one per settled position)."""
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+MONEY = {"max_digits": 16, "decimal_places": 2}
+
+
+class SettlementAction(models.TextChoices):
+    RESOLVE = "resolve", "Resolve"
+    VOID = "void", "Void"
+
+
+class SettlementStatus(models.TextChoices):
+    SETTLING = "settling", "Settling (payouts in progress)"
+    COMPLETED = "completed", "Completed"
+
+
+class Settlement(models.Model):
+    """The decision on a market and the running totals of paying it out.
+
+    One per market (unique): resolving twice, or two staff resolving at once, finds the
+    same record. The totals are fixed when the decision is taken (from the positions then
+    open); paid/failed counts move as payouts go through.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    market = models.OneToOneField("casino.Market", on_delete=models.PROTECT, related_name="settlement")
+    action = models.CharField(max_length=8, choices=SettlementAction.choices)
+    outcome = models.CharField(max_length=3, null=True, blank=True)  # noqa: DJ001 - NULL for voids
+    reason = models.CharField(max_length=500, blank=True, default="")
+    status = models.CharField(max_length=10, choices=SettlementStatus.choices, default=SettlementStatus.SETTLING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    total_positions = models.PositiveIntegerField(default=0)
+    total_winners = models.PositiveIntegerField(default=0)
+    total_payout = models.DecimalField(**MONEY, default=Decimal("0"))
+    total_cost_basis = models.DecimalField(**MONEY, default=Decimal("0"))
+    casino_profit = models.DecimalField(**MONEY, default=Decimal("0"))
+    paid_count = models.PositiveIntegerField(default=0)
+    paid_amount = models.DecimalField(**MONEY, default=Decimal("0"))
+    failed_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "settlements"
+        constraints = [
+            models.CheckConstraint(condition=Q(action="void") | Q(outcome__in=["yes", "no"]), name="settlement_resolve_has_outcome"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.market_id} ({self.status})"
+
+    @property
+    def progress(self) -> str:
+        due = self.total_winners if self.action == SettlementAction.RESOLVE else self.total_positions
+        return f"{self.paid_count}/{due}"
+
+
+class PayoutStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sent to the operator, waiting for a definite answer"
+    PAID = "paid", "Paid"
+    NOTHING_DUE = "nothing_due", "Nothing due (losing position)"
+    FAILED = "failed", "Failed (refused by the operator; retry from the admin)"
+
+
+class Payout(models.Model):
+    """What one settled position receives, paid by the wallet transaction ``transaction_id``
+    (the ledger row's id, and the transaction_id sent to an S2S operator)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    transaction_id = models.UUIDField(default=uuid.uuid4, unique=True, help_text="A new one only after the operator refused the last.")
+    settlement = models.ForeignKey(Settlement, on_delete=models.PROTECT, related_name="payouts")
+    position = models.OneToOneField("casino.Position", on_delete=models.PROTECT, related_name="payout")
+    player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="payouts")
+    operator = models.ForeignKey("casino.Operator", on_delete=models.PROTECT, related_name="payouts")
+    outcome = models.CharField(max_length=3)
+    shares = models.DecimalField(max_digits=20, decimal_places=6)
+    cost_basis = models.DecimalField(**MONEY)
+    amount = models.DecimalField(**MONEY, help_text="$1 a winning share (resolve) or the cost basis (void), rounded down.")
+    status = models.CharField(max_length=12, choices=PayoutStatus.choices, default=PayoutStatus.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "settlement_payouts"
+        indexes = [models.Index(fields=["settlement", "status"], name="payout_settlement_status")]
+        constraints = [models.CheckConstraint(condition=Q(amount__gte=0), name="payout_amount_nonnegative")]

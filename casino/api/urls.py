@@ -2,6 +2,7 @@ from django.urls import path
 
 from casino.api import operator_views, views
 from risk.api.views import RiskConfigView
+from settlement.api.views import ResolveView
 
 urlpatterns = [
     path("trade", views.TradeView.as_view(), name="trade"),
@@ -16,4 +17,5 @@ urlpatterns = [
     path("admin/balance", operator_views.AdminBalanceView.as_view(), name="admin-balance"),
     path("admin/prices", operator_views.AdminPricesView.as_view(), name="admin-prices"),
     path("admin/risk", RiskConfigView.as_view(), name="admin-risk"),
+    path("resolve", ResolveView.as_view(), name="resolve"),
 ]

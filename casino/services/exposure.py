@@ -233,3 +233,18 @@ def exposure_book(*, market_id: str) -> Book:
 def global_exposure_bound() -> Decimal:
     """The global bound on the house's worst-case loss (sum of the global shards)."""
     return sum(GlobalExposure.objects.values_list("bound", flat=True), ZERO)
+
+
+def exposure_clear_market(*, market_id: str) -> None:
+    """A settled market owes nothing more: its book goes to zero and leaves the global bound."""
+    shards = _lock_all(MarketExposure.objects.filter(market_id=market_id), lambda i: MarketExposure(market_id=market_id, shard=i))
+    contribution = sum((_worst(s) for s in shards), ZERO)
+    for shard in shards:
+        shard.yes_shares = shard.no_shares = shard.cash_in = shard.quota = ZERO
+    MarketExposure.objects.bulk_update(shards, ["yes_shares", "no_shares", "cash_in", "quota"])
+    if contribution:
+        global_shards = _lock_all(GlobalExposure.objects.all(), lambda i: GlobalExposure(shard=i))
+        global_shards[0].bound -= contribution
+        # Freed room is handed out again by the next locked pass; a settled profit never adds quota.
+        global_shards[0].quota -= max(contribution, ZERO)
+        GlobalExposure.objects.bulk_update(global_shards[:1], ["bound", "quota"])
