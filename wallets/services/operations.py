@@ -73,10 +73,12 @@ def operation_create(
     description: str = "",
     payload: dict | None = None,
     reference: WalletOperation | None = None,
+    id: uuid.UUID | None = None,
 ) -> WalletOperation:
     """Record the intent; call inside the transaction that reserves whatever the movement is for."""
     assert transaction.get_connection().in_atomic_block, "operation_create must run inside a transaction"
     return WalletOperation.objects.create(
+        id=id or uuid.uuid4(),
         operator_id=player.operator_id,
         player=player,
         kind=kind,
