@@ -9,3 +9,5 @@ WALLET_MANUAL = Counter(
     "house_wallet_operations_manual_total", "S2S wallet operations flagged for manual handling (alert on any)", ["kind"]
 )
 WALLET_COMPENSATIONS = Counter("house_wallet_compensations_total", "Debits rolled back by the house", ["reason"])
+SETTLEMENT_PAYOUTS = Counter("house_settlement_payouts_total", "Settlement payouts by result", ["action", "result"])
+SETTLEMENTS = Counter("house_settlements_total", "Settlements by action and stage", ["action", "stage"])

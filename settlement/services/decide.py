@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from casino import money
 from casino.errors import HouseError
+from casino.metrics import SETTLEMENTS
 from casino.models import Market, MarketStatus, Position, PositionStatus
 from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction
 
@@ -112,6 +113,7 @@ def market_settle(*, market_id: str, action: str, outcome: str | None = None, re
             requested_by=requested_by,
         )
         _snapshot(settlement)
+        SETTLEMENTS.labels(action=action, stage="decided").inc()
         transaction.on_commit(lambda: _start(settlement.pk))
     return settlement
 

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from casino.metrics import SETTLEMENT_PAYOUTS, SETTLEMENTS
 from casino.models import Market, MarketStatus
 from casino.services.exposure import exposure_clear_market
 from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction, SettlementStatus
@@ -75,6 +76,7 @@ def payout_pay(*, payout_id) -> None:
             )
             payout.status = PayoutStatus.PAID
             payout.save(update_fields=["status", "attempts", "updated_at"])
+            SETTLEMENT_PAYOUTS.labels(action=settlement.action, result="paid").inc()
             return
         if breaker_is_open(operator_id=player.operator_id):
             payout.attempts -= 1
@@ -117,9 +119,11 @@ def payout_check(*, payout_id) -> None:
             return
         if operation.status == OperationStatus.OK:
             payout.status = PayoutStatus.PAID
+            SETTLEMENT_PAYOUTS.labels(action=operation.type, result="paid").inc()
         elif operation.status in (OperationStatus.REFUSED, OperationStatus.MANUAL):
             payout.status = PayoutStatus.FAILED
             payout.last_error = operation.operator_status or operation.last_error
+            SETTLEMENT_PAYOUTS.labels(action=operation.type, result="failed").inc()
         else:
             payout.last_error = operation.last_error
         payout.save(update_fields=["status", "last_error", "updated_at"])
@@ -172,6 +176,7 @@ def settlement_finalize(*, settlement_id) -> bool:
         exposure_clear_market(market_id=settlement.market_id)
         settlement.status = SettlementStatus.COMPLETED
         settlement.completed_at = timezone.now()
+        SETTLEMENTS.labels(action=settlement.action, stage="completed").inc()
         settlement.save(update_fields=["status", "completed_at"])
         operators = list(Payout.objects.filter(settlement_id=settlement_id).values_list("operator_id", flat=True).distinct())
         transaction.on_commit(lambda: _after_settlement(operators))
