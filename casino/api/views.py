@@ -105,9 +105,31 @@ def _player_balance(player) -> Decimal:
     return wallet_balance(player=player)
 
 
-class DepositView(HouseAPIView):
+class _TransferView(HouseAPIView):
+    """Deposit and withdraw: one amount, idempotent, internal wallets only."""
+
     permission_classes = [IsPlayer]
+    service = None
+
+    def post(self, request):
+        data = inputs.require_object(request.data)
+        inputs.require_fields(data, "amount")
+        amount = inputs.amount_field(data["amount"], places=2)
+        player = request.user.player
+        return self.run_idempotent(
+            request,
+            execute=lambda slot: type(self).service(player=player, amount=amount, idempotency=slot),
+            render_body=lambda change: self.body(change, amount),
+        )
+
+
+class DepositView(_TransferView):
     rate_group, rate = "deposit", "5/m"
+    service = staticmethod(wallet_deposit)
+
+    @staticmethod
+    def body(change, amount):
+        return {"balance": money(change.balance_after)}
 
     @extend_schema(
         request=s.AmountRequestSerializer,
@@ -116,20 +138,16 @@ class DepositView(HouseAPIView):
         summary="Deposit (internal wallets; balance cap $100,000)",
     )
     def post(self, request):
-        data = inputs.require_object(request.data)
-        inputs.require_fields(data, "amount")
-        amount = inputs.amount_field(data["amount"], places=2)
-        player = request.user.player
-        return self.run_idempotent(
-            request,
-            execute=lambda slot: wallet_deposit(player=player, amount=amount, idempotency=slot),
-            render_body=lambda change: {"balance": money(change.balance_after)},
-        )
+        return super().post(request)
 
 
-class WithdrawView(HouseAPIView):
-    permission_classes = [IsPlayer]
+class WithdrawView(_TransferView):
     rate_group, rate = "withdraw", "5/m"
+    service = staticmethod(wallet_withdraw)
+
+    @staticmethod
+    def body(change, amount):
+        return {"success": True, "newBalance": money(change.balance_after), "amount": money(amount)}
 
     @extend_schema(
         request=s.AmountRequestSerializer,
@@ -138,15 +156,7 @@ class WithdrawView(HouseAPIView):
         summary="Withdraw (internal wallets; $100,000 per request)",
     )
     def post(self, request):
-        data = inputs.require_object(request.data)
-        inputs.require_fields(data, "amount")
-        amount = inputs.amount_field(data["amount"], places=2)
-        player = request.user.player
-        return self.run_idempotent(
-            request,
-            execute=lambda slot: wallet_withdraw(player=player, amount=amount, idempotency=slot),
-            render_body=lambda change: {"success": True, "newBalance": money(change.balance_after), "amount": money(amount)},
-        )
+        return super().post(request)
 
 
 class PositionsView(HouseAPIView):

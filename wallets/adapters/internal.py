@@ -8,6 +8,11 @@ from wallets.models import LedgerType
 from wallets.services.balances import wallet_balance, wallet_change
 
 
+def _move(*, player, signed_amount: Decimal, **ledger) -> WalletMove:
+    change = wallet_change(player=player, amount=signed_amount, **ledger)
+    return WalletMove(transaction_id=change.entry_id, balance_before=change.balance_before, balance_after=change.balance_after)
+
+
 class InternalWalletAdapter(WalletAdapter):
     local = True
 
@@ -26,9 +31,9 @@ class InternalWalletAdapter(WalletAdapter):
         trade_id=None,
         locked_balance=None,
     ) -> WalletMove:
-        change = wallet_change(
+        return _move(
             player=player,
-            amount=-amount,
+            signed_amount=-amount,
             type=kind,
             description=description,
             entry_id=transaction_id,
@@ -36,7 +41,6 @@ class InternalWalletAdapter(WalletAdapter):
             round_id=round_id,
             locked_balance=locked_balance,
         )
-        return WalletMove(transaction_id=change.entry_id, balance_before=change.balance_before, balance_after=change.balance_after)
 
     def credit(
         self,
@@ -50,9 +54,9 @@ class InternalWalletAdapter(WalletAdapter):
         trade_id=None,
         locked_balance=None,
     ) -> WalletMove:
-        change = wallet_change(
+        return _move(
             player=player,
-            amount=amount,
+            signed_amount=amount,
             type=kind,
             description=description,
             entry_id=transaction_id,
@@ -60,18 +64,16 @@ class InternalWalletAdapter(WalletAdapter):
             round_id=round_id,
             locked_balance=locked_balance,
         )
-        return WalletMove(transaction_id=change.entry_id, balance_before=change.balance_before, balance_after=change.balance_after)
 
     def rollback(
         self, *, player, amount, transaction_id: uuid.UUID, reference_transaction_id: uuid.UUID, round_id="", description=""
     ) -> WalletMove:
-        change = wallet_change(
+        return _move(
             player=player,
-            amount=amount,
+            signed_amount=amount,
             type=LedgerType.ROLLBACK,
             description=description,
             entry_id=transaction_id,
             round_id=round_id,
             reference_id=reference_transaction_id,
         )
-        return WalletMove(transaction_id=change.entry_id, balance_before=change.balance_before, balance_after=change.balance_after)
