@@ -102,6 +102,8 @@ def market_settle(*, market_id: str, action: str, outcome: str | None = None, re
                 status=409,
                 extra={"action": existing.action, "outcome": existing.outcome},
             )
+        if market.status != MarketStatus.OPEN:
+            raise HouseError("Market already settled", code="market_not_open", status=409, extra={"status": market.status})
         market.status = MarketStatus.RESOLVING
         market.outcome = outcome
         market.save(update_fields=["status", "outcome", "updated_at"])
