@@ -8,9 +8,11 @@ class RiskConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from casino.models import CasinoSettings
         from risk.models import MarketRiskLimit, OperatorRiskLimit, RiskSettings, Tier
         from risk.services.config import risk_config_changed
 
-        for model in (RiskSettings, Tier, MarketRiskLimit, OperatorRiskLimit):
+        # CasinoSettings feed the trade's price and tradeability checks: cached with the rest.
+        for model in (RiskSettings, Tier, MarketRiskLimit, OperatorRiskLimit, CasinoSettings):
             post_save.connect(risk_config_changed, sender=model, dispatch_uid=f"risk-config-{model.__name__}-save")
             post_delete.connect(risk_config_changed, sender=model, dispatch_uid=f"risk-config-{model.__name__}-delete")

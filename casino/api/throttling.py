@@ -37,7 +37,7 @@ class PerUserRateThrottle(BaseThrottle):
             return True
         if usage is None or usage["time_left"] < 0:  # disabled, or the cache did not answer
             return True
-        reset = int(time.time()) + int(usage["time_left"])
+        reset = int(time.time()) + max(1, int(usage["time_left"]))  # the window's end, never "now"
         view.rate_headers = {
             "X-RateLimit-Limit": str(usage["limit"]),
             "X-RateLimit-Remaining": str(max(0, usage["limit"] - usage["count"])),

@@ -53,9 +53,10 @@ from casino.models import (
 )
 from casino.services.exposure import ExposureNeedsLock, exposure_reduce
 from casino.services.idempotency import idempotency_complete, idempotency_release
-from casino.services.markets import casino_settings, market_with_price
+from casino.services.markets import market_with_price
 from casino.services.pricing import Quote, quote_build, spread_effective
 from risk.services.assessment import RiskTicket, risk_assess, risk_record_refusal
+from risk.services.config import risk_config
 from wallets.adapters import WalletAdapter, WalletMove, wallet_adapter_for
 from wallets.adapters.s2s import player_error_for
 from wallets.models import LedgerType, OperationKind, OperationStatus, WalletOperation
@@ -99,6 +100,7 @@ class _Context:
     player: Player
     request: TradeRequest
     casino: object = None
+    config_version: str | None = None
     market: Market | None = None
     quote: Quote | None = None
     risk: RiskTicket | None = None
@@ -118,6 +120,9 @@ def trade_execute(*, player: Player, request: TradeRequest, idempotency=None, se
         _validate(ctx)
         _check_tradeability(ctx)
         _assess_risk(ctx)
+        if ctx.risk.config_version != ctx.config_version:  # staff changed a setting since step 1: check again
+            _validate(ctx)
+            _check_tradeability(ctx)
         try:
             _price(ctx)
             operator = _resolve_operator(ctx)
@@ -150,7 +155,9 @@ def _validate(ctx: _Context) -> None:
         raise errors.HouseError("Amount must be positive", code="amount_not_positive")
     if not (Decimal("0") < req.mid_price < Decimal("100")):
         raise errors.invalid("midPrice")
-    casino = casino_settings()
+    config = risk_config(verify=False)  # verified against Redis by the walls' reservation in step 3
+    ctx.config_version = config.version
+    casino = config.casino
     market, ref = market_with_price(market_id=req.market_id, outcome=req.outcome)
     if market is None:
         raise errors.market_not_tradeable("unknown_market")

@@ -57,6 +57,7 @@ class RiskTicket:
     tier: object = None
     reservations: list = field(default_factory=list)
     enabled: bool = True
+    config_version: str | None = None
 
     def check_in_transaction(self, *, positions: list, stake: Decimal) -> None:
         """Wall 2, max position per market, exact: call with the player's positions in this market
@@ -131,6 +132,7 @@ def _run_walls(config, player, market_id, side, outcome, amount, mid_price, *, v
         market_cap=config.market_cap(market_id),
         global_cap=s.global_exposure_cap,
         tier=config.tier(player.tier),
+        config_version=config.version,
     )
     if score >= s.sharp_spread_widen_at:
         ticket.spread_extra = s.sharp_extra_spread

@@ -5,16 +5,21 @@ import threading
 from dataclasses import dataclass
 from decimal import Decimal
 
+from casino.services.markets import casino_settings
 from risk import counters
 from risk.models import MarketRiskLimit, RiskSettings, Tier
 
 
 @dataclass(frozen=True)
 class RiskConfig:
+    """Everything a trade reads that staff can change: risk thresholds and the casino settings
+    (spread, price tolerance, criteria), all invalidated by the same version number."""
+
     version: str | None
     settings: RiskSettings
     tiers: dict[str, Tier]
     market_caps: dict[str, Decimal]
+    casino: object = None
 
     def market_cap(self, market_id: str) -> Decimal:
         return self.market_caps.get(market_id, self.settings.default_market_exposure_cap)
@@ -65,6 +70,7 @@ def _load(version: str | None) -> RiskConfig:
         settings=risk_settings(),
         tiers={t.name: t for t in Tier.objects.all()},
         market_caps=dict(MarketRiskLimit.objects.values_list("market_id", "exposure_cap")),
+        casino=casino_settings(),
     )
     with _lock:
         _cached = config
