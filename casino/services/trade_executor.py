@@ -246,6 +246,8 @@ def _execute_locally(ctx: _Context, idempotency) -> TradeResult:
         try:
             with transaction.atomic():
                 _lock_market_for_trading(ctx)
+                if connection.vendor == "postgresql" and not ctx.exposure_locked:
+                    return _steps_7_to_12_compact(ctx, idempotency)
                 _check_balance(ctx)
                 _move_money(ctx)
                 _record_trade(ctx)
@@ -265,6 +267,181 @@ def _execute_locally(ctx: _Context, idempotency) -> TradeResult:
                 raise  # the API layer answers with the concurrent request's stored response
             log.info("concurrent position insert for trade %s, retrying", ctx.trade_id)
     raise errors.HouseError("Trade could not be completed, please retry", code="concurrent_update", status=409)
+
+
+# -- steps 7-12 on PostgreSQL in three round trips -----------------------------------------------
+
+_WALLET_AND_POSITIONS_SQL = """
+SELECT w.balance, p.id, p.outcome, p.shares, p.avg_price, p.status, p.realized_pnl, p.version, p.market_title
+  FROM wallet_balances w
+  LEFT JOIN casino_positions p ON p.player_id = w.player_id AND p.market_id = %(market)s
+ WHERE w.player_id = %(player)s
+   FOR UPDATE OF w
+"""
+_POSITION_INSERT = """INSERT INTO casino_positions (id, player_id, operator_id, market_id, market_title, outcome, shares, avg_price,
+                                   status, realized_pnl, version, created_at, updated_at)
+    VALUES (%(position)s, %(player)s, %(operator)s, %(market)s, %(p_title)s, %(outcome)s, %(p_shares)s, %(p_avg)s,
+            %(p_status)s, %(p_pnl)s, 0, %(now)s, %(now)s) RETURNING id"""
+_POSITION_UPDATE = """UPDATE casino_positions SET shares = %(p_shares)s, avg_price = %(p_avg)s, status = %(p_status)s,
+           realized_pnl = %(p_pnl)s, market_title = %(p_title)s, version = version + 1, updated_at = %(now)s
+     WHERE id = %(position)s AND version = %(p_version)s RETURNING id"""
+_WRITE_SQL = """
+WITH wal AS (UPDATE wallet_balances SET balance = %(after)s, updated_at = %(now)s WHERE player_id = %(player)s RETURNING 1),
+led AS (INSERT INTO s2s_transactions (id, player_id, operator_id, type, amount, balance_after, currency, description,
+                                      trade_id, round_id, reference_id, actor, created_at)
+        VALUES (%(ledger)s, %(player)s, %(operator)s, %(l_type)s, %(l_amount)s, %(after)s, %(currency)s, %(description)s,
+                %(trade)s, %(round)s, NULL, 'player', %(now)s) RETURNING 1),
+tra AS (INSERT INTO casino_trades (id, player_id, operator_id, market_id, market_title, side, outcome, shares, price_mid,
+                                   price_executed, spread_applied, cost, balance_before, balance_after, realized_pnl,
+                                   wallet_transaction_id, created_at)
+        VALUES (%(trade)s, %(player)s, %(operator)s, %(market)s, %(title)s, %(side)s, %(outcome)s, %(shares)s, %(mid)s,
+                %(price)s, %(half_spread)s, %(cost)s, %(before)s, %(after)s, %(pnl)s, %(ledger)s, %(now)s) RETURNING 1),
+pos AS ({position}),
+exp AS (UPDATE casino_exposure
+           SET yes_shares = yes_shares + %(dy)s, no_shares = no_shares + %(dn)s, cash_in = cash_in + %(dc)s
+         WHERE market_id = %(market)s AND shard = %(shard)s AND cap = %(cap)s AND (
+                GREATEST(yes_shares + %(dy)s, no_shares + %(dn)s) - (cash_in + %(dc)s) <= quota
+             OR GREATEST(yes_shares + %(dy)s, no_shares + %(dn)s) - (cash_in + %(dc)s) <= GREATEST(yes_shares, no_shares) - cash_in)
+        RETURNING GREATEST(yes_shares, no_shares) - cash_in
+                - (GREATEST(yes_shares - %(dy)s, no_shares - %(dn)s) - (cash_in - %(dc)s)) AS growth),
+glo AS (UPDATE casino_global_exposure SET bound = bound + (SELECT growth FROM exp)
+         WHERE shard = %(g_shard)s AND cap = %(g_cap)s AND EXISTS (SELECT 1 FROM exp)
+           AND (bound + (SELECT growth FROM exp) <= quota OR (SELECT growth FROM exp) <= 0) RETURNING 1),
+wag AS (UPDATE casino_players SET total_wagered = total_wagered + %(wager)s WHERE id = %(player)s AND %(wager)s > 0 RETURNING 1)
+{idempotency}
+SELECT (SELECT count(*) FROM pos), (SELECT count(*) FROM glo)
+"""
+_IDEMPOTENCY_CTE = """, idem AS (INSERT INTO casino_idempotency (scope, key, request_hash, status_code, response_body, created_at)
+        VALUES (%(i_scope)s, %(i_key)s, %(i_hash)s, %(i_status)s, %(i_body)s, %(now)s) RETURNING 1)"""
+
+
+@dataclass(frozen=True)
+class _HeldPosition:
+    id: uuid.UUID
+    outcome: str
+    shares: Decimal
+    avg_price: Decimal
+    status: str
+    realized_pnl: Decimal
+    version: int
+    market_title: str
+
+
+def _steps_7_to_12_compact(ctx: _Context, idempotency) -> TradeResult:
+    """Steps 7-12 with the same rules as the step functions below, written as one locked read
+    (wallet and the player's positions in this market) and one data-modifying statement for all
+    writes. A lost position race or an exposure shard out of quota raises inside the transaction,
+    which rolls everything back; the retry then takes the step-by-step path (exposure locked)."""
+    import random
+
+    from django.conf import settings as django_settings
+
+    q, req, player = ctx.quote, ctx.request, ctx.player
+    with connection.cursor() as cursor:
+        cursor.execute(_WALLET_AND_POSITIONS_SQL, {"market": ctx.market.pk, "player": player.pk})
+        rows = cursor.fetchall()
+        if not rows:  # no wallet row yet: the step-by-step path creates it
+            ctx.exposure_locked = True
+            raise errors.ConcurrentUpdate()
+        balance = rows[0][0]
+        positions = [_HeldPosition(*row[1:]) for row in rows if row[1] is not None]
+        position = next((p for p in positions if p.outcome == req.outcome), None)
+        # Step 7: funds or shares, and the tier's position limit.
+        ctx.risk.check_in_transaction(positions=positions, stake=q.cost)
+        if q.side == Side.BUY and balance < q.cost:
+            raise errors.insufficient_balance()
+        held = position.shares if position is not None and position.status == PositionStatus.OPEN else Decimal("0")
+        if q.side == Side.SELL and held < q.shares:
+            raise errors.insufficient_shares()
+        # Steps 8-12, computed here, written below in one statement.
+        buy = q.side == Side.BUY
+        after = balance - q.cost if buy else balance + q.cost
+        realized = None if buy else money.realized_pnl(q.shares, q.execution_price, position.avg_price)
+        if buy:
+            p_shares, p_avg = (
+                held + q.shares,
+                money.average_price(held, position.avg_price if position else Decimal("0"), q.shares, q.execution_price),
+            )
+            p_status, p_pnl = PositionStatus.OPEN, position.realized_pnl if position else Decimal("0")
+        else:
+            p_shares, p_avg = held - q.shares, position.avg_price
+            p_status, p_pnl = (PositionStatus.OPEN if p_shares > 0 else PositionStatus.CLOSED), position.realized_pnl + realized
+        position_id = position.id if position is not None else uuid.uuid4()
+        title = (req.market_title or ctx.market.title)[:500]
+        p_title = (position.market_title if position is not None and position.market_title else title)[:500]
+        sign = Decimal("1") if buy else Decimal("-1")
+        dy, dn = (sign * q.shares, Decimal("0")) if req.outcome == "yes" else (Decimal("0"), sign * q.shares)
+        ledger_id, now = uuid.uuid4(), timezone.now()
+        result = TradeResult(
+            trade_id=ctx.trade_id,
+            position_id=position_id,
+            side=q.side,
+            execution_price=q.execution_price,
+            shares=q.shares,
+            cost=q.cost,
+            new_balance=after,
+            realized_pnl=realized,
+        )
+        params = {
+            "player": player.pk,
+            "operator": player.operator_id,
+            "market": ctx.market.pk,
+            "title": title,
+            "p_title": p_title,
+            "now": now,
+            "after": after,
+            "before": balance,
+            "ledger": ledger_id,
+            "trade": ctx.trade_id,
+            "round": str(ctx.trade_id),
+            "l_type": LedgerType.TRADE_DEBIT if buy else LedgerType.TRADE_CREDIT,
+            "l_amount": -q.cost if buy else q.cost,
+            "currency": player.currency,
+            "description": _describe(q, req.outcome),
+            "side": q.side,
+            "outcome": req.outcome,
+            "shares": q.shares,
+            "mid": q.mid_price,
+            "price": q.execution_price,
+            "half_spread": q.half_spread,
+            "cost": q.cost,
+            "pnl": realized or Decimal("0"),
+            "position": position_id,
+            "p_shares": p_shares,
+            "p_avg": p_avg,
+            "p_status": p_status,
+            "p_pnl": p_pnl,
+            "p_version": position.version if position else 0,
+            "dy": dy,
+            "dn": dn,
+            "dc": sign * q.cost,
+            "shard": random.randrange(max(1, django_settings.HOUSE_EXPOSURE_SHARDS)),
+            "cap": ctx.risk.market_cap,
+            "g_shard": random.randrange(max(1, django_settings.HOUSE_EXPOSURE_SHARDS)),
+            "g_cap": ctx.risk.global_cap,
+            "wager": q.cost if buy else Decimal("0"),
+        }
+        idempotency_cte = ""
+        if idempotency is not None:
+            status_code, body = idempotency.render(result)
+            idempotency_cte = _IDEMPOTENCY_CTE
+            params.update(
+                i_scope=idempotency.scope, i_key=idempotency.key, i_hash=idempotency.request_hash, i_status=status_code, i_body=body
+            )
+        sql = _WRITE_SQL.format(position=_POSITION_UPDATE if position is not None else _POSITION_INSERT, idempotency=idempotency_cte)
+        cursor.execute(sql, params)
+        position_written, exposure_taken = cursor.fetchone()
+    if position_written != 1:
+        raise errors.ConcurrentUpdate()
+    if exposure_taken != 1:
+        raise ExposureNeedsLock()
+    if idempotency is not None:
+        from casino.models import IdempotencyRecord
+
+        idempotency.stored = IdempotencyRecord(
+            scope=idempotency.scope, key=idempotency.key, request_hash=idempotency.request_hash, status_code=status_code, response_body=body
+        )
+    return result
 
 
 def _lock_market_for_trading(ctx: _Context) -> None:
