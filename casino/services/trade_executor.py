@@ -11,10 +11,12 @@
  9. _record_trade          the trade row with full audit fields
 10. _upsert_position       average in / reduce, with optimistic concurrency (version column)
 11. _update_exposure       the market book; refuses past the cap (wall 3)
-12. _update_wagering_stats total_wagered, best effort (a savepoint: its failure never undoes the trade)
+12. _update_wagering_stats total_wagered (best effort on the step-by-step path)
 
 With a local (internal) wallet, steps 7-12 are one database transaction: the trade happens
-completely or not at all, and no network call is made inside it. Locks are taken in the
+completely or not at all, and no network call is made inside it. On PostgreSQL the same
+steps are written in three round trips (_steps_7_to_12_compact); the step functions remain
+the path for SQLite and for retries that need the exposure shards locked. Locks are taken in the
 order market (shared), player wallet, position, exposure shard. Exposure is the last
 write so the hottest rows are held for the shortest time.
 
