@@ -84,6 +84,9 @@ if DATABASE_URL:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("OPTIONS", {})
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        # Server-side binding (prepared statements) measured slower for the trade path here
+        # (bench/RESULTS.md): client-side binding stays, DB_SERVER_SIDE_BINDING=1 turns it on.
+        DATABASES["default"]["OPTIONS"]["server_side_binding"] = env_bool("DB_SERVER_SIDE_BINDING", False)
 else:
     DATABASES = {
         "default": {
