@@ -1,4 +1,4 @@
-.PHONY: run test lint bench bench-risk
+.PHONY: run test lint bench bench-risk bench-settlement
 
 # Set up and run the product on the embedded default (SQLite, eager Celery, local cache).
 run:
@@ -18,3 +18,7 @@ bench:
 # What the five risk walls add to a trade: the executor timed with walls on and off.
 bench-risk:
 	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/risk_walls.py --write
+
+# Settlement of a market with 10,000 positions: decision and payouts, internal and S2S wallets (bench/settlement.py).
+bench-settlement:
+	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/settlement.py --write

@@ -1,0 +1,594 @@
+"""Settling a market with 10,000 positions on PostgreSQL: the decision and the payouts, per wallet kind.
+
+    make bench-settlement   (= PG_DURABLE=1 scripts/with-services .venv/bin/python bench/settlement.py --write)
+
+For each scenario a fresh market gets ``--positions`` open positions (half YES, half NO, one
+player each, rows created in bulk, not through the trade API) and an exposure book holding
+them. Then, timed separately:
+
+1. the decision: ``market_settle`` (what the staff request runs: lock the market, snapshot one
+   Payout per open position, close the positions). Celery is not eager here (REDIS_URL is set)
+   and no worker runs, so the task it schedules is never executed: the benchmark pays itself;
+2. the payouts: ``--workers`` processes (started and connected before the clock starts) call
+   ``settlement_advance(chunk=--chunk)`` until it returns True, concurrently when more than one
+   (safe: payouts are taken under SKIP LOCKED row locks). SQL queries are counted, and the CPU
+   used by the benchmark (workers, PostgreSQL, wallet server) and by other work is measured.
+
+Wallet kinds: ``internal`` (house-held balances, one ledger row per payout) and ``s2s`` (each
+payout is a signed HTTP credit to the reference operator wallet server, run as a separate
+process with ``manage.py run_wallet_server --control`` so it does not share the GIL).
+``internal-void`` voids a market instead (every position refunded its cost basis).
+
+After each scenario the results are checked, independently of the settlement code: one
+ledger row per winning position and nothing else, their sum equal to the amount computed
+here from the seeded shares, the players' balances (house wallets, or the reference server's
+total) up by exactly that sum, every payout paid or nothing-due, every position resolved or
+voided, the market resolved/voided, its exposure book zero and the global exposure bound
+lowered by exactly the market's worst case. Any failed check makes the run exit non-zero (and nothing is written).
+--write appends a section to bench/RESULTS.md.
+"""
+
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from decimal import ROUND_FLOOR, Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+# This file is named like the Django app "settlement": keep bench/ off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+CENT = Decimal("0.01")
+BIG_CAP = Decimal("1000000000")
+WORKER_TIME_LIMIT = 600.0
+
+
+def _setup_django() -> None:
+    import django
+
+    django.setup()
+    # Keep the product's logging work (wallet_call lines are formatted as in production) but not the noise.
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
+
+
+def _worker(settlement_id: str, chunk: int, ready, go, results) -> None:
+    """One payout worker: what a Celery worker running settle_market does, without the broker round trips."""
+    _setup_django()
+    from django.db import connection
+
+    from settlement.services.payouts import settlement_advance
+
+    queries = 0
+
+    def count(execute, sql, params, many, context):
+        nonlocal queries
+        queries += 1
+        return execute(sql, params, many, context)
+
+    connection.ensure_connection()
+    ready.wait()
+    go.wait()
+    cpu_started = _own_cpu()
+    started = time.monotonic()
+    passes, done = 0, False
+    with connection.execute_wrapper(count):
+        while time.monotonic() - started < WORKER_TIME_LIMIT:
+            passes += 1
+            if settlement_advance(settlement_id=settlement_id, chunk=chunk):
+                done = True
+                break
+    ended = time.monotonic()
+    results.put({"ended": ended, "cpu": _own_cpu() - cpu_started, "passes": passes, "queries": queries, "done": done})
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
+
+
+def _pid_cpu(pid: int, *, reaped: bool = False) -> float:
+    """CPU seconds of a process (all its threads); with reaped, plus its waited-for children's."""
+    fields = _stat(pid)
+    if fields is None:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if reaped else 0)
+    return ticks / TICK
+
+
+def _pg_cpu(postmaster: int) -> float:
+    """PostgreSQL's CPU seconds: the postmaster, its exited backends (reaped) and its live ones."""
+    total = _pid_cpu(postmaster, reaped=True)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and int(fields[1]) == postmaster:
+                total += _pid_cpu(int(entry.name))
+    return total
+
+
+def _machine_cpu() -> float:
+    """CPU seconds the whole machine spent busy (all processes, everyone's)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / TICK  # minus idle and iowait
+
+
+class CpuMeter:
+    """CPUs busy during a window: this benchmark's (its processes, PostgreSQL, the wallet server) and everyone else's."""
+
+    def __init__(self, postmaster: int, server_pid: int | None):
+        self.postmaster, self.server_pid = postmaster, server_pid
+
+    def _sample(self) -> tuple[float, ...]:
+        server = _pid_cpu(self.server_pid) if self.server_pid else 0.0
+        return time.monotonic(), _machine_cpu(), _pg_cpu(self.postmaster), server, _own_cpu()
+
+    def start(self) -> None:
+        self.before = self._sample()
+
+    def stop(self, worker_cpu: float) -> tuple[float, float]:
+        """(CPUs used by the benchmark, CPUs used by other work) on average over the window."""
+        seconds, machine, *ours = (a - b for a, b in zip(self._sample(), self.before, strict=True))
+        mine = worker_cpu + sum(ours)
+        return mine / seconds, max(0.0, machine - mine) / seconds
+
+
+def _pay(settlement_id: str, *, workers: int, chunk: int, meter: CpuMeter) -> dict:
+    ctx = mp.get_context("spawn")
+    ready, go, results = ctx.Barrier(workers + 1), ctx.Barrier(workers + 1), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(settlement_id, chunk, ready, go, results)) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    ready.wait(timeout=120)  # every worker has imported Django and connected
+    meter.start()
+    go.wait(timeout=10)
+    started = time.monotonic()
+    reports = [results.get(timeout=WORKER_TIME_LIMIT + 60) for _ in procs]
+    ended = max(r["ended"] for r in reports)
+    for p in procs:
+        p.join(timeout=30)
+    time.sleep(0.2)  # let the workers' backends exit (their CPU then counts in the postmaster's reaped children)
+    ours, other = meter.stop(sum(r["cpu"] for r in reports))
+    return {
+        "seconds": ended - started,
+        "queries": sum(r["queries"] for r in reports),
+        "passes": sum(r["passes"] for r in reports),
+        "done": all(r["done"] for r in reports),
+        "cpus_ours": ours,
+        "cpus_other": other,
+    }
+
+
+class WalletServerProcess:
+    """The reference operator wallet server in its own process (manage.py run_wallet_server --control)."""
+
+    def __init__(self, secret: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "run_wallet_server", "--port", "0", "--secret", secret, "--control"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("run_wallet_server exited before printing its address")
+        self.url = json.loads(line)["url"]
+
+    def state(self) -> dict:
+        with urllib.request.urlopen(f"{self.url}/_state", timeout=60) as response:  # noqa: S310 - loopback URL we started
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _shares(i: int) -> Decimal:
+    # 10.000456 .. 19.999456 shares: every payout and cost basis needs rounding down to the cent.
+    return Decimal(10 + i % 10) + Decimal(i % 1000) / 1000 + Decimal("0.000456")
+
+
+def _avg_price(i: int) -> Decimal:
+    return Decimal(35 + i % 30) + Decimal("0.25")
+
+
+def _seed_players(operator, n: int, *, internal: bool) -> list:
+    from casino.models import Player
+    from wallets.models import PlayerWallet
+
+    players = [Player(operator=operator, external_id=f"settle-{operator.name}-{i:06d}") for i in range(n)]
+    Player.objects.bulk_create(players, batch_size=2000)
+    if internal:
+        PlayerWallet.objects.bulk_create([PlayerWallet(player=p, balance=Decimal("0")) for p in players], batch_size=2000)
+    return players
+
+
+def _seed_market(players: list, operator, n: int) -> tuple[str, dict]:
+    """A market with n open positions (even i: YES, odd i: NO) and its exposure book; returns (id, amounts due)."""
+    from django.db import transaction
+
+    from casino.models import Market, MarketStatus, Position, PositionStatus
+    from casino.services.exposure import exposure_apply
+
+    market_id = f"0xbenchsettle{uuid.uuid4().hex[:12]}"
+    Market.objects.create(id=market_id, title="Settlement benchmark", status=MarketStatus.OPEN)
+    positions, totals = [], {"yes": [Decimal(0), Decimal(0)], "no": [Decimal(0), Decimal(0)]}
+    due = {"yes": Decimal(0), "no": Decimal(0), "void": Decimal(0), "yes_n": 0, "no_n": 0}
+    for i in range(n):
+        outcome, shares, price = ("yes" if i % 2 == 0 else "no"), _shares(i), _avg_price(i)
+        cost = (shares * price / 100).quantize(CENT, rounding=ROUND_FLOOR)
+        positions.append(
+            Position(
+                player=players[i],
+                operator=operator,
+                market_id=market_id,
+                outcome=outcome,
+                shares=shares,
+                avg_price=price,
+                status=PositionStatus.OPEN,
+            )
+        )
+        totals[outcome][0] += shares
+        totals[outcome][1] += cost
+        due[outcome] += shares.quantize(CENT, rounding=ROUND_FLOOR)
+        due[f"{outcome}_n"] += 1
+        due["void"] += cost
+    Position.objects.bulk_create(positions, batch_size=2000)
+    with transaction.atomic():
+        for outcome, (shares, cash) in totals.items():
+            if shares:
+                exposure_apply(
+                    market_id=market_id, outcome=outcome, shares_delta=shares, cash_delta=cash, cap=BIG_CAP, global_cap=BIG_CAP, locked=True
+                )
+    return market_id, due
+
+
+def _warm_up(tag: str) -> None:
+    """Settle and pay a 10-position market once, so the timed decisions do not pay for first-use costs
+    (imports, query compilation, the Celery producer's first connection to Redis)."""
+    from casino.services.credentials import operator_create
+    from settlement.services.decide import market_settle
+    from settlement.services.payouts import settlement_advance
+
+    operator = operator_create(name=f"settle-warm-{tag}").operator
+    market_id, _ = _seed_market(_seed_players(operator, 10, internal=True), operator, 10)
+    settlement = market_settle(market_id=market_id, action="resolve", outcome="yes", reason="warm-up")
+    while not settlement_advance(settlement_id=settlement.pk):
+        pass
+
+
+def _run_scenario(label: str, *, kind: str, operator, players, n: int, action: str, workers: int, chunk: int, server, meter) -> dict:
+    from django.db.models import Count, Sum
+
+    from casino.models import Market, Position
+    from casino.services.exposure import exposure_book, global_exposure_bound
+    from settlement.models import Payout, Settlement
+    from settlement.services.decide import market_settle
+    from wallets.models import LedgerEntry, PlayerWallet, WalletOperation
+
+    seed_started = time.monotonic()
+    market_id, due = _seed_market(players, operator, n)
+    seed_seconds = time.monotonic() - seed_started
+    bound_with_market = global_exposure_bound()
+    worst = exposure_book(market_id=market_id).worst_case_loss
+    outcome = "yes" if action == "resolve" else None
+    expected_n = due["yes_n"] if action == "resolve" else n
+    expected_sum = due["yes"] if action == "resolve" else due["void"]
+    ledger_type = "payout" if action == "resolve" else "refund"
+    if kind == "internal":
+        balances_before = PlayerWallet.objects.filter(player__operator=operator).aggregate(s=Sum("balance"))["s"]
+    else:
+        balances_before = Decimal(server.state()["total_balance"])
+
+    started = time.monotonic()
+    settlement = market_settle(market_id=market_id, action=action, outcome=outcome, reason="benchmark")
+    decision_ms = (time.monotonic() - started) * 1000
+    paid = _pay(str(settlement.pk), workers=workers, chunk=chunk, meter=meter)
+
+    checks: list[tuple[str, bool, str]] = []
+
+    def check(name: str, ok: bool, detail: str = "") -> None:
+        checks.append((name, bool(ok), detail))
+
+    settlement = Settlement.objects.get(pk=settlement.pk)
+    check("workers finished", paid["done"])
+    check("settlement completed", settlement.status == "completed", settlement.status)
+    check("settlement totals", (settlement.total_positions, settlement.total_winners) == (n, expected_n))
+    check("settlement total_payout == expected", settlement.total_payout == expected_sum, f"{settlement.total_payout} vs {expected_sum}")
+    statuses = {row["status"]: row["c"] for row in Payout.objects.filter(settlement=settlement).values("status").annotate(c=Count("pk"))}
+    check(
+        "payouts paid / nothing due",
+        statuses == {k: v for k, v in {"paid": expected_n, "nothing_due": n - expected_n}.items() if v},
+        str(statuses),
+    )
+    ledger = LedgerEntry.objects.filter(round_id=str(settlement.pk))
+    ledger_agg = ledger.aggregate(s=Sum("amount"))
+    check(
+        f"one {ledger_type} ledger row per payout due, no other row",
+        ledger.filter(type=ledger_type).count() == expected_n == ledger.count(),
+    )
+    check("ledger sum == expected", ledger_agg["s"] == expected_sum, f"{ledger_agg['s']} vs {expected_sum}")
+    tx_ids = {str(t) for t in Payout.objects.filter(settlement=settlement, status="paid").values_list("transaction_id", flat=True)}
+    check("ledger ids == payout transaction ids", {str(i) for i in ledger.values_list("id", flat=True)} == tx_ids)
+    credit_calls = None
+    if kind == "internal":
+        after = PlayerWallet.objects.filter(player__operator=operator).aggregate(s=Sum("balance"))["s"]
+        check("house wallets up by exactly the payout", after - balances_before == expected_sum, f"{after - balances_before}")
+    else:
+        state = server.state()
+        delta = Decimal(state["total_balance"]) - balances_before
+        check("reference server total up by exactly the payout", delta == expected_sum, f"{delta} vs {expected_sum}")
+        recorded = {tid: tx for tid, tx in state["transactions"].items() if tid in tx_ids}
+        check(
+            "reference server: one applied OK credit per winner",
+            len(recorded) == expected_n
+            and all(tx["status"] == "OK" and tx["applied"] and tx["operation"] == "credit" for tx in recorded.values()),
+        )
+        credit_calls = sum(1 for e in state["request_log"] if e["endpoint"] == "credit" and e["transaction_id"] in tx_ids)
+        ops = WalletOperation.objects.filter(round_id=str(settlement.pk))
+        check("wallet operations all OK", ops.count() == ops.filter(status="ok").count() == expected_n)
+    position_statuses = set(Position.objects.filter(market_id=market_id).values_list("status", flat=True))
+    check("every position resolved/voided", position_statuses == {"resolved" if action == "resolve" else "voided"}, str(position_statuses))
+    market = Market.objects.get(pk=market_id)
+    check("market resolved/voided", market.status == ("resolved" if action == "resolve" else "voided"), market.status)
+    book = exposure_book(market_id=market_id)
+    check("market exposure zero", book.yes_shares == book.no_shares == book.cash_in == 0, str(book))
+    check("global bound lowered by the market's worst case", global_exposure_bound() == bound_with_market - worst)
+
+    return {
+        "label": label,
+        "kind": kind,
+        "action": action,
+        "positions": n,
+        "workers": workers,
+        "chunk": chunk,
+        "seed_s": seed_seconds,
+        "decision_ms": decision_ms,
+        "payouts": expected_n,
+        "payout_s": paid["seconds"],
+        "rate": expected_n / paid["seconds"],
+        "queries_per_payout": paid["queries"] / expected_n,
+        "passes": paid["passes"],
+        "credit_calls": credit_calls,
+        "cpus_ours": paid["cpus_ours"],
+        "cpus_other": paid["cpus_other"],
+        "total": expected_sum,
+        "checks": checks,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--positions", type=int, default=10000)
+    parser.add_argument("--chunk", type=int, default=200, help="payouts per settlement_advance call (the Celery task's default)")
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker-process counts to run each wallet kind with")
+    parser.add_argument(
+        "--kinds", default="internal,s2s,internal-void", help="among internal, s2s, internal-void (void is run with 1 worker)"
+    )
+    parser.add_argument("--s2s-timeout", type=Decimal, default=Decimal("10"), help="OperatorWallet.timeout_seconds of the S2S operator")
+    parser.add_argument("--max-other", type=float, default=0.2, help="a row disturbed by more CPUs of other work is run again")
+    parser.add_argument("--retries", type=int, default=1, help="how many times a disturbed row is run again (least disturbed kept)")
+    parser.add_argument("--retry-budget", type=float, default=420, help="no more re-runs once this many seconds have passed")
+    parser.add_argument("--write", action="store_true", help="append the result to --results")
+    parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.positions < 2:
+        parser.error("--positions must be at least 2")
+    worker_counts = [int(w) for w in args.workers.split(",") if w.strip()]
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    if not worker_counts or min(worker_counts) < 1 or set(kinds) - {"internal", "s2s", "internal-void"}:
+        parser.error("bad --workers or --kinds")
+    if "DATABASE_URL" not in os.environ or "REDIS_URL" not in os.environ:
+        sys.exit(
+            "run under scripts/with-services (needs PostgreSQL and Redis; without REDIS_URL Celery is eager and would pay in the request)"
+        )
+
+    _setup_django()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from django.db import connection
+
+    from casino.services.credentials import operator_create
+    from wallets.models import OperatorWallet
+
+    pg_version = connection.cursor().connection.info.server_version
+    tag = uuid.uuid4().hex[:6]
+    n = args.positions
+    runs, server = [], None
+    wall_started = time.monotonic()
+    try:
+        internal_op = internal_players = s2s_op = s2s_players = None
+        if any(k.startswith("internal") for k in kinds):
+            internal_op = operator_create(name=f"settle-int-{tag}").operator
+            internal_players = _seed_players(internal_op, n, internal=True)
+        if "s2s" in kinds:
+            issued = operator_create(name=f"settle-s2s-{tag}", wallet_mode="s2s", wallet_url="http://127.0.0.1:1")
+            server = WalletServerProcess(issued.wallet_secret)
+            OperatorWallet.objects.filter(operator=issued.operator).update(base_url=server.url, timeout_seconds=args.s2s_timeout)
+            s2s_op = issued.operator
+            s2s_players = _seed_players(s2s_op, n, internal=False)  # auto-created at the wallet server (balance 0) on first credit
+        _warm_up(tag)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            postmaster = int(_stat(cursor.fetchone()[0])[1])
+        meter = CpuMeter(postmaster, server.proc.pid if server else None)
+        plan = []
+        for kind in kinds:
+            if kind == "internal-void":
+                plan.append(("internal (void: refunds)", "internal", internal_op, internal_players, "void", 1))
+                continue
+            op, players = (internal_op, internal_players) if kind == "internal" else (s2s_op, s2s_players)
+            label = "internal" if kind == "internal" else "S2S (reference server, own process)"
+            plan += [(label, kind, op, players, "resolve", w) for w in worker_counts]
+        for label, kind, op, players, action, workers in plan:
+            attempts = []
+            while True:
+                result = _run_scenario(
+                    label,
+                    kind=kind,
+                    operator=op,
+                    players=players,
+                    n=n,
+                    action=action,
+                    workers=workers,
+                    chunk=args.chunk,
+                    server=server,
+                    meter=meter,
+                )
+                attempts.append(result)
+                _print_result(result)
+                disturbed = result["cpus_other"] > args.max_other
+                if not disturbed or len(attempts) > args.retries or time.monotonic() - wall_started > args.retry_budget:
+                    break
+                print(f"    {result['cpus_other']:.2f} CPUs of other work: running it again", flush=True)
+            best = min(attempts, key=lambda r: r["cpus_other"])
+            best["attempts"] = len(attempts)
+            best["checks"] = [c for r in attempts for c in r["checks"]]  # every attempt must have passed
+            runs.append(best)
+        if s2s_op is not None:
+            baseline_calls = n // 2
+            baseline_s = _s2s_baseline(s2s_op, s2s_players, baseline_calls)
+            print(
+                f"baseline: {baseline_calls} signed credit calls alone in {baseline_s:.1f} s = {baseline_calls / baseline_s:.0f}/s",
+                flush=True,
+            )
+    finally:
+        if server is not None:
+            server.stop()
+    total_seconds = time.monotonic() - wall_started
+
+    all_ok = all(ok for r in runs for _, ok, _ in r["checks"])
+    lines = [
+        "| wallet kind | action | workers | decision ms | payouts | payout seconds | payouts/s | SQL queries per payout"
+        " | CPUs busy: bench / other |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['label']} | {r['action']} | {r['workers']} | {r['decision_ms']:,.0f} | {r['payouts']:,} | {r['payout_s']:.1f} | "
+            f"{r['rate']:,.0f} | {r['queries_per_payout']:.1f} | {r['cpus_ours']:.2f} / {r['cpus_other']:.2f} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    print(f"all checks passed: {all_ok}; total {total_seconds:.0f} s")
+    if not all_ok:
+        sys.exit(1)
+    if not args.write:
+        return
+    check_names = list(dict.fromkeys(name for r in runs for name, _, _ in r["checks"]))
+    notes = []
+    dupes = [(r["workers"], r["credit_calls"] - r["payouts"]) for r in runs if r["credit_calls"] is not None]
+    if dupes:
+        notes.append(
+            "S2S credit requests beyond one per payout (the same transaction id sent again, answered by the server's replay): "
+            + ", ".join(f"{d} with {w} worker(s)" for w, d in dupes)
+            + "."
+        )
+    if s2s_op is not None:
+        notes.append(
+            f"Baseline, not a settlement: {baseline_calls:,} signed credit calls alone (the product's `S2SWalletClient`, "
+            f"one after another, no database) to the same server: {baseline_s:.1f} s = {baseline_calls / baseline_s:,.0f} calls/s."
+        )
+    durable = os.environ.get("PG_DURABLE") == "1"
+    command = f"{'PG_DURABLE=1 ' if durable else ''}scripts/with-services .venv/bin/python bench/settlement.py {' '.join(sys.argv[1:])}"
+    text = (
+        f"\n## Settlement of {n:,} positions\n\n"
+        + (
+            f"- Command: `make bench-settlement` (= `scripts/bootstrap requirements-dev.txt && {command}`)\n"
+            if sys.argv[1:] == ["--write"] and durable
+            else f"- Command: `{command}`\n"
+        )
+        + f"- Date: {time.strftime('%Y-%m-%d %H:%M %Z')}; machine: {len(os.sched_getaffinity(0))} CPUs (nproc), "
+        f"{platform.python_implementation()} {platform.python_version()}, PostgreSQL {pg_version // 10000}.{pg_version % 10000} "
+        + ("with fsync and synchronous_commit on (PG_DURABLE=1)" if durable else "**without fsync** (PG_DURABLE not set)")
+        + ", Redis (cache, circuit breaker, Celery broker)\n"
+        f"- Data: per row a fresh market with {n:,} open positions, half YES and half NO, one player each, seeded in bulk "
+        f"(not through the trade API), with its exposure book; resolved YES, so a resolve pays {n // 2:,} winners; the void "
+        f"refunds all {n:,} their cost basis\n"
+        "- *Decision ms*: `market_settle` (lock the market, snapshot one Payout per open position, close the positions), "
+        "what the staff request runs. Celery is not eager and no worker runs, so the benchmark pays itself\n"
+        f"- *Payout seconds*: N worker processes (like Celery workers, started and connected before the clock starts) calling "
+        f"`settlement_advance(chunk={args.chunk})` until it returns True. Internal: house balances and ledger. S2S: each payout is a "
+        "signed HTTP credit to the reference wallet server (`manage.py run_wallet_server --control`, its own process, loopback, "
+        "no latency added), timed together with everything the house records around it\n"
+        "- *CPUs busy*: average CPUs used during the payouts by the benchmark (workers, PostgreSQL, wallet server) and by other "
+        f"work on the machine (shared); a row disturbed by more than {args.max_other} CPUs of other work is run again (up to "
+        f"{args.retries} time(s), within {args.retry_budget:.0f} s of the start) and the least disturbed run is kept\n\n"
+        + table
+        + "\n\n"
+        + "".join(f"{note}\n\n" for note in notes)
+        + "Correctness, checked after every row, all passed: "
+        + "; ".join(check_names)
+        + ".\n"
+    )
+    with open(args.results, "a") as fh:
+        fh.write(text)
+    print(f"appended to {args.results}")
+
+
+def _print_result(result: dict) -> None:
+    failed = [c for c in result["checks"] if not c[1]]
+    print(
+        f"{result['label']:36s} {result['action']:7s} workers={result['workers']} decision={result['decision_ms']:7.0f} ms  "
+        f"payouts={result['payouts']:6d} in {result['payout_s']:6.1f} s = {result['rate']:6.0f}/s  "
+        f"queries/payout={result['queries_per_payout']:.1f}  CPUs bench/other={result['cpus_ours']:.2f}/{result['cpus_other']:.2f}"
+        + (f"  credit calls={result['credit_calls']}" if result["credit_calls"] is not None else "")
+        + f"  checks {len(result['checks']) - len(failed)}/{len(result['checks'])} ok",
+        flush=True,
+    )
+    for name, _, detail in failed:
+        print(f"    CHECK FAILED: {name} {detail}", flush=True)
+
+
+def _s2s_baseline(operator, players, count: int) -> float:
+    """The wallet calls alone: signed credits through the product's client, one after another, no database."""
+    from wallets.services.operations import WalletTarget
+
+    client = WalletTarget.for_operator(operator.pk).client()
+    started = time.monotonic()
+    for i in range(count):
+        body = {
+            "transaction_id": str(uuid.uuid4()),
+            "user_id": players[i % len(players)].external_id,
+            "currency": "USD",
+            "amount": "1.00",
+            "round_id": "baseline",
+            "type": "payout",
+            "description": "baseline",
+        }
+        reply = client.call("credit", body)
+        if not reply.ok:
+            raise RuntimeError(f"baseline credit refused: {reply.status}")
+    return time.monotonic() - started
+
+
+if __name__ == "__main__":
+    main()
