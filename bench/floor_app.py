@@ -9,6 +9,7 @@ framework or product logic: the room the product has for the "HTTP >= 20% of raw
 
     gunicorn --pythonpath bench floor_app:application    (BENCH_META=<seed dir>/meta.json, DATABASE_URL)
 """
+
 import hashlib
 import json
 import os
@@ -17,8 +18,10 @@ import random
 import psycopg
 
 META = json.loads(open(os.environ["BENCH_META"]).read())  # noqa: SIM115 - read once at import
-SESSION = ("SELECT p.id, p.operator_id FROM casino_player_sessions s JOIN casino_players p ON p.id = s.player_id"
-           " WHERE s.token_hash = %s AND s.expires_at > now()")
+SESSION = (
+    "SELECT p.id, p.operator_id FROM casino_player_sessions s JOIN casino_players p ON p.id = s.player_id"
+    " WHERE s.token_hash = %s AND s.expires_at > now()"
+)
 TRADE = [
     "SELECT balance FROM wallet_balances WHERE player_id = %(pid)s FOR UPDATE",
     "UPDATE wallet_balances SET balance = balance - %(stake)s, updated_at = now() WHERE player_id = %(pid)s",
@@ -61,10 +64,20 @@ def application(environ, start_response):
     if row is None:
         return _respond(start_response, "401 Unauthorized", {"error": "Unauthorized"})
     outcome = body["outcome"]
-    params = {"pid": row[0], "opid": row[1], "mid": body["marketId"], "outcome": outcome, "stake": META["stake"],
-              "shares": META["shares"], "price": META["price"], "mid_price": META["mid"], "half": META["half_spread"],
-              "dy": META["shares"] if outcome == "yes" else 0, "dn": 0 if outcome == "yes" else META["shares"],
-              "shard": random.randrange(META["shards"])}
+    params = {
+        "pid": row[0],
+        "opid": row[1],
+        "mid": body["marketId"],
+        "outcome": outcome,
+        "stake": META["stake"],
+        "shares": META["shares"],
+        "price": META["price"],
+        "mid_price": META["mid"],
+        "half": META["half_spread"],
+        "dy": META["shares"] if outcome == "yes" else 0,
+        "dn": 0 if outcome == "yes" else META["shares"],
+        "shard": random.randrange(META["shards"]),
+    }
     with conn.transaction():
         cursor = conn.cursor()
         params["bal"] = cursor.execute(TRADE[0], params).fetchone()[0]

@@ -12,6 +12,7 @@ and without concurrency, so nothing but the trade itself is measured) and report
 
 --write saves the report as bench/PROFILE.md.
 """
+
 import argparse
 import atexit
 import cProfile
@@ -37,8 +38,12 @@ from run import CpuMeter, code_version, wait_quiet  # noqa: E402 - bench/run.py,
 
 
 def seed(players: int, markets: int, out: Path) -> None:
-    subprocess.run([sys.executable, str(BENCH / "seed.py"), "--players", str(players), "--markets", str(markets), "--out", str(out)],
-                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(BENCH / "seed.py"), "--players", str(players), "--markets", str(markets), "--out", str(out)],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 BUCKETS = [
@@ -100,10 +105,20 @@ def raw_sql_reference(workdir: Path, n: int) -> tuple[float, float]:
     def one() -> None:
         pid, opid = random.choice(players)
         outcome = random.choice(("yes", "no"))
-        params = {"pid": pid, "opid": opid, "mid": random.choice(markets), "outcome": outcome, "stake": meta["stake"],
-                  "shares": meta["shares"], "price": meta["price"], "mid_price": meta["mid"], "half": meta["half_spread"],
-                  "dy": meta["shares"] if outcome == "yes" else 0, "dn": 0 if outcome == "yes" else meta["shares"],
-                  "shard": random.randrange(meta["shards"])}
+        params = {
+            "pid": pid,
+            "opid": opid,
+            "mid": random.choice(markets),
+            "outcome": outcome,
+            "stake": meta["stake"],
+            "shares": meta["shares"],
+            "price": meta["price"],
+            "mid_price": meta["mid"],
+            "half": meta["half_spread"],
+            "dy": meta["shares"] if outcome == "yes" else 0,
+            "dn": 0 if outcome == "yes" else meta["shares"],
+            "shard": random.randrange(meta["shards"]),
+        }
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(RAW_TRADE[0], params)
             params["bal"] = cursor.fetchone()[0]
@@ -150,13 +165,30 @@ def main() -> None:
     markets = (workdir / "markets.txt").read_text().split()
 
     def environ() -> dict:
-        body = json.dumps({"marketId": random.choice(markets), "side": "buy", "outcome": random.choice(("yes", "no")),
-                           "amount": 1.00, "midPrice": 50}).encode()
-        return {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/casino/trade", "SCRIPT_NAME": "", "QUERY_STRING": "",
-                "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
-                "HTTP_HOST": "127.0.0.1", "HTTP_AUTHORIZATION": "Bearer " + random.choice(tokens), "CONTENT_TYPE": "application/json",
-                "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
-                "wsgi.version": (1, 0), "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False}
+        body = json.dumps(
+            {"marketId": random.choice(markets), "side": "buy", "outcome": random.choice(("yes", "no")), "amount": 1.00, "midPrice": 50}
+        ).encode()
+        return {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": "/api/casino/trade",
+            "SCRIPT_NAME": "",
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_AUTHORIZATION": "Bearer " + random.choice(tokens),
+            "CONTENT_TYPE": "application/json",
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.version": (1, 0),
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
 
     def trade() -> None:
         status = []
@@ -179,6 +211,7 @@ def main() -> None:
                 rec = steps[name]
                 rec[0] += 1
                 rec[1] += time.perf_counter() - t
+
         return wrapper
 
     # (module, function, depth in the report); functions this version of the code lacks are skipped.
@@ -320,20 +353,30 @@ def main() -> None:
         c, t = steps.get(name, (0, 0.0))
         out.append(f"| {'&nbsp;&nbsp;' * 2 * depth}{name} | {c / n:.2f} | {t / n * 1000:.3f} |")
     framework = wall - steps["trade_execute"][1] / n * 1000 - steps["credentials.session_player"][1] / n * 1000
-    out += [f"| everything else (WSGI, middleware, DRF parse/auth/throttle/render) | | {framework:.3f} |", "",
-            "## SQL statements (wall ms per trade inside cursor.execute, measured loop)", "",
-            "| Statement | Calls/trade | ms/trade |", "| --- | ---: | ---: |"]
+    out += [
+        f"| everything else (WSGI, middleware, DRF parse/auth/throttle/render) | | {framework:.3f} |",
+        "",
+        "## SQL statements (wall ms per trade inside cursor.execute, measured loop)",
+        "",
+        "| Statement | Calls/trade | ms/trade |",
+        "| --- | ---: | ---: |",
+    ]
     for key, (c, t) in sorted(sql.items(), key=lambda kv: -kv[1][1]):
         out.append(f"| `{key.replace('|', '/')}` | {c / n:.2f} | {t / n * 1000:.3f} |")
-    out += ["", f"## cProfile: own time by package ({total_tt / n * 1000:.2f} ms per trade under the profiler)", "",
-            "| Package | Share |", "| --- | ---: |"]
+    out += [
+        "",
+        f"## cProfile: own time by package ({total_tt / n * 1000:.2f} ms per trade under the profiler)",
+        "",
+        "| Package | Share |",
+        "| --- | ---: |",
+    ]
     for name, tt in sorted(by_bucket.items(), key=lambda kv: -kv[1]):
         out.append(f"| {name} | {tt / total_tt:.1%} |")
     buf = io.StringIO()
     pstats.Stats(profiler, stream=buf).sort_stats("tottime").print_stats(25)
     top = "\n".join(line for line in buf.getvalue().splitlines() if line.strip())
     top = top.replace(str(ROOT / ".venv/lib/python3.11/site-packages") + "/", "").replace(str(ROOT) + "/", "")
-    out += ["", "## cProfile: top functions by own time", "", "```", top[top.find("ncalls"):], "```", ""]
+    out += ["", "## cProfile: top functions by own time", "", "```", top[top.find("ncalls") :], "```", ""]
     report = "\n".join(out)
     print(report)
     if args.write:

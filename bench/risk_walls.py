@@ -118,9 +118,7 @@ def main() -> None:
                 f"--trades {args.trades} --players {args.players} --markets {args.markets} --write`), "
                 f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores. Same trades ($1 buys, round-robin over players and markets) "
                 "three times: walls on, walls off (risk assessment replaced by a ticket that only keeps the exposure book), "
-                "walls on again.\n\n"
-                + "\n".join(lines)
-                + f"\n\n{summary}\n"
+                "walls on again.\n\n" + "\n".join(lines) + f"\n\n{summary}\n"
             )
 
 

@@ -18,6 +18,7 @@ Rewrites its block of bench/RESULTS.md (unless --no-write) with trades/s, p50/p9
 CPU per trade and the ratios against the targets: HTTP >= 20% of raw SQL, hot >= 80% of spread.
 gunicorn runs in its own session and is killed (the whole process group) when the run ends.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -123,7 +124,7 @@ def _proc_stats() -> dict[int, tuple[int, int]]:
                 raw = fh.read()
         except OSError:
             continue
-        fields = raw[raw.rfind(")") + 2:].split()
+        fields = raw[raw.rfind(")") + 2 :].split()
         stats[int(entry)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
     return stats
 
@@ -186,8 +187,12 @@ class CpuMeter:
         busy = (end[1] - start[1]) / CLK_TCK / seconds
         trees = {name: (end[2][name] - start[2].get(name, 0)) / CLK_TCK / seconds for name in end[2]}
         own = sum(trees.values())
-        return {"machine_cpus": round(busy, 2), "bench_cpus": round(own, 2), "other_cpus": round(max(0.0, busy - own), 2),
-                **{f"{name}_cpus": round(v, 2) for name, v in trees.items()}}
+        return {
+            "machine_cpus": round(busy, 2),
+            "bench_cpus": round(own, 2),
+            "other_cpus": round(max(0.0, busy - own), 2),
+            **{f"{name}_cpus": round(v, 2) for name, v in trees.items()},
+        }
 
 
 def wait_quiet(max_wait: float, threshold: float = 0.25, quiet_seconds: int = 3) -> float:
@@ -216,9 +221,27 @@ class Server:
     def __init__(self, args, env: dict, workdir: Path, app: str = "config.wsgi:application"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [PY, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(args.workers),
-               "--worker-class", args.worker_class, "--backlog", "4096", "--timeout", "120",
-               "--graceful-timeout", "10", "--log-level", "warning", "--chdir", str(ROOT)]
+        cmd = [
+            PY,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(args.workers),
+            "--worker-class",
+            args.worker_class,
+            "--backlog",
+            "4096",
+            "--timeout",
+            "120",
+            "--graceful-timeout",
+            "10",
+            "--log-level",
+            "warning",
+            "--chdir",
+            str(ROOT),
+        ]
         if args.worker_class == "gthread":
             cmd += ["--threads", str(args.threads), "--keep-alive", "30"]
         if app != "config.wsgi:application":
@@ -262,13 +285,13 @@ class Server:
 # -- load generators ----------------------------------------------------------------------------
 
 
-def http_run_wrk(wrk: str, url: str, tokens: Path, markets: Path, *, seconds: int, connections: int, threads: int,
-                 get_path: str | None = None) -> dict:
+def http_run_wrk(
+    wrk: str, url: str, tokens: Path, markets: Path, *, seconds: int, connections: int, threads: int, get_path: str | None = None
+) -> dict:
     env = {**os.environ, "BENCH_TOKENS": str(tokens), "BENCH_MARKETS": str(markets)}
     if get_path:
         env.update(BENCH_GET="1", BENCH_PATH=get_path)
-    cmd = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "60s",
-           "-s", str(BENCH / "trade.lua"), url]
+    cmd = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "60s", "-s", str(BENCH / "trade.lua"), url]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, timeout=seconds + 120)
     match = re.search(r"^BENCH_RESULT (\{.*\})$", out.stdout, re.M)
     if not match:
@@ -298,10 +321,13 @@ def http_run_python(url: str, tokens: Path, markets: Path, *, seconds: int, conn
     statuses: dict[str, int] = {}
 
     def request_bytes() -> bytes:
-        body = json.dumps({"marketId": random.choice(market_list), "side": "buy", "outcome": random.choice(("yes", "no")),
-                           "amount": 1.00, "midPrice": 50}).encode()
-        head = (f"POST /api/casino/trade HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {random.choice(token_list)}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        body = json.dumps(
+            {"marketId": random.choice(market_list), "side": "buy", "outcome": random.choice(("yes", "no")), "amount": 1.00, "midPrice": 50}
+        ).encode()
+        head = (
+            f"POST /api/casino/trade HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {random.choice(token_list)}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
         return head.encode() + body
 
     async def client(stop_at: float) -> None:
@@ -338,9 +364,14 @@ def http_run_python(url: str, tokens: Path, markets: Path, *, seconds: int, conn
     elapsed = asyncio.run(main())
     latencies.sort()
     ok = statuses.get("200", 0)
-    return {"ok": ok, "failures": sum(statuses.values()) - ok, "seconds": elapsed,
-            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
-            "raw": {"statuses": statuses}}
+    return {
+        "ok": ok,
+        "failures": sum(statuses.values()) - ok,
+        "seconds": elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "raw": {"statuses": statuses},
+    }
 
 
 # -- pgbench --------------------------------------------------------------------------------------
@@ -351,24 +382,55 @@ def pgbench_run(name: str, meta: dict, workdir: Path, *, hot: bool, args) -> Res
     pgbench = str(Path(os.environ.get("PG_BINDIR", "")) / "pgbench")
     if not os.path.exists(pgbench):
         pgbench = shutil.which("pgbench") or "pgbench"
-    script = (BENCH / "trade.pgbench.sql").read_text().format(
-        players=meta["players"], market_lo=0 if hot else 1, market_hi=0 if hot else meta["markets"], shards_max=meta["shards"] - 1,
-        stake=meta["stake"], shares=meta["shares"], price=meta["price"], mid=meta["mid"], half_spread=meta["half_spread"],
+    script = (
+        (BENCH / "trade.pgbench.sql")
+        .read_text()
+        .format(
+            players=meta["players"],
+            market_lo=0 if hot else 1,
+            market_hi=0 if hot else meta["markets"],
+            shards_max=meta["shards"] - 1,
+            stake=meta["stake"],
+            shares=meta["shares"],
+            price=meta["price"],
+            mid=meta["mid"],
+            half_spread=meta["half_spread"],
+        )
     )
     script_path = workdir / f"{name}.sql"
     script_path.write_text(script)
     logdir = Path(tempfile.mkdtemp(prefix=f"{name}-logs.", dir=workdir))
     total = args.warmup + args.duration
-    cmd = [pgbench, "-h", db.hostname, "-p", str(db.port or 5432), "-U", db.username or "postgres", "-n", "-M", "prepared",
-           "-c", str(args.pgbench_clients), "-j", str(args.pgbench_jobs), "-T", str(total), "-f", str(script_path),
-           "-l", "--log-prefix", str(logdir / "tx"), db.path.lstrip("/")]
+    cmd = [
+        pgbench,
+        "-h",
+        db.hostname,
+        "-p",
+        str(db.port or 5432),
+        "-U",
+        db.username or "postgres",
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        str(args.pgbench_clients),
+        "-j",
+        str(args.pgbench_jobs),
+        "-T",
+        str(total),
+        "-f",
+        str(script_path),
+        "-l",
+        "--log-prefix",
+        str(logdir / "tx"),
+        db.path.lstrip("/"),
+    ]
     log(f"{name}: {shlex.join(cmd[:1] + ['...'] + cmd[7:-1])}")
     wait_quiet(max(0.0, min(args.quiet_wait, slack(args))))
     meter = CpuMeter()
     before = meter.snapshot()
     started = time.time()
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=total + 120,
-                         env={**os.environ, "PGPASSWORD": db.password or ""})
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=total + 120, env={**os.environ, "PGPASSWORD": db.password or ""})
     cpu = CpuMeter.usage(before, meter.snapshot())
     if out.returncode != 0 and "aborted" not in out.stdout + out.stderr:
         raise RuntimeError(f"pgbench failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
@@ -389,9 +451,17 @@ def pgbench_run(name: str, meta: dict, workdir: Path, *, hot: bool, args) -> Res
     latencies.sort()
     aborted = re.search(r"number of failed transactions: (\d+)", out.stdout)
     summary = "\n".join(line for line in out.stdout.splitlines() if re.match(r"(number of|latency average|tps|initial)", line))
-    return Result(name, "pgbench", in_window, float(args.duration), percentile(latencies, 50), percentile(latencies, 99),
-                  failures=failed + (int(aborted.group(1)) if aborted else 0) + out.stderr.count("aborted"),
-                  detail={"pgbench_summary": summary, "stderr": out.stderr.strip()[-2000:]}, cpu=cpu)
+    return Result(
+        name,
+        "pgbench",
+        in_window,
+        float(args.duration),
+        percentile(latencies, 50),
+        percentile(latencies, 99),
+        failures=failed + (int(aborted.group(1)) if aborted else 0) + out.stderr.count("aborted"),
+        detail={"pgbench_summary": summary, "stderr": out.stderr.strip()[-2000:]},
+        cpu=cpu,
+    )
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -402,9 +472,16 @@ def http_scenario(name: str, server: Server, tokens: Path, markets: Path, args, 
 
     def run(seconds: int) -> dict:
         if wrk and args.client == "wrk":
-            return http_run_wrk(wrk, server.url + "/api/casino/trade", tokens, markets, seconds=seconds,
-                                connections=args.concurrency, threads=args.wrk_threads,
-                                get_path="/healthz" if name == "http-healthz" else None)
+            return http_run_wrk(
+                wrk,
+                server.url + "/api/casino/trade",
+                tokens,
+                markets,
+                seconds=seconds,
+                connections=args.concurrency,
+                threads=args.wrk_threads,
+                get_path="/healthz" if name == "http-healthz" else None,
+            )
         return http_run_python(server.url, tokens, markets, seconds=seconds, connections=args.concurrency)
 
     wait_quiet(max(0.0, min(args.quiet_wait, slack(args))))
@@ -417,10 +494,13 @@ def http_scenario(name: str, server: Server, tokens: Path, markets: Path, args, 
     data = run(duration)
     cpu = CpuMeter.usage(before, meter.snapshot())
     tool = "wrk" if wrk and args.client == "wrk" else "asyncio"
-    result = Result(name, tool, data["ok"], data["seconds"], data["p50_ms"], data["p99_ms"], failures=data["failures"],
-                    detail=data["raw"], cpu=cpu)
-    log(f"{name}: {result.tps:.0f} trades/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-        f"non-200/errors {result.failures}, CPU {cpu}")
+    result = Result(
+        name, tool, data["ok"], data["seconds"], data["p50_ms"], data["p99_ms"], failures=data["failures"], detail=data["raw"], cpu=cpu
+    )
+    log(
+        f"{name}: {result.tps:.0f} trades/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+        f"non-200/errors {result.failures}, CPU {cpu}"
+    )
     return result
 
 
@@ -463,10 +543,16 @@ def db_counts() -> dict:
     psql = str(Path(os.environ.get("PG_BINDIR", "")) / "psql")
     if not os.path.exists(psql):
         return {}
-    sql = ("SELECT (SELECT count(*) FROM casino_trades), (SELECT count(*) FROM s2s_transactions WHERE type='trade_debit'), "
-           "(SELECT count(*) FROM casino_positions)")
-    out = subprocess.run([psql, "-h", db.hostname, "-p", str(db.port), "-U", db.username, "-At", "-c", sql, db.path.lstrip("/")],
-                         capture_output=True, text=True, check=False)
+    sql = (
+        "SELECT (SELECT count(*) FROM casino_trades), (SELECT count(*) FROM s2s_transactions WHERE type='trade_debit'), "
+        "(SELECT count(*) FROM casino_positions)"
+    )
+    out = subprocess.run(
+        [psql, "-h", db.hostname, "-p", str(db.port), "-U", db.username, "-At", "-c", sql, db.path.lstrip("/")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         return {}
     trades, ledger, positions = out.stdout.strip().split("|")
@@ -500,8 +586,9 @@ def code_version() -> str:
     head = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"], capture_output=True, text=True, check=False)
     if head.returncode != 0:
         return "unknown (not a git work tree)"
-    status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", ".", ":(exclude)bench"],
-                            capture_output=True, text=True, check=False)
+    status = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", ".", ":(exclude)bench"], capture_output=True, text=True, check=False
+    )
     dirty = [line[3:] for line in status.stdout.splitlines() if line.strip()]
     return f"commit `{head.stdout.strip()}`" + (f", plus uncommitted changes to {len(dirty)} file(s)" if dirty else ", clean work tree")
 
@@ -555,23 +642,37 @@ def render(results: dict[str, Result], args, meta: dict, counts: dict, argv: lis
         "sql-hot": "pgbench raw-SQL trade transaction, 1 hot market",
         "http-healthz": "baseline, not a trade: HTTP `GET /healthz` on the same gunicorn (no database; <= 10 s measured)",
         "http-floor": "baseline, not the product: bench/floor_app.py, a bare WSGI app doing the session look-up + the sql-spread "
-                      "transaction with psycopg, same gunicorn and load generator, spread (<= 10 s measured)",
+        "transaction with psycopg, same gunicorn and load generator, spread (<= 10 s measured)",
     }
     order = ["http-spread", "http-hot", "sql-spread", "sql-hot", "http-floor", "http-healthz"]
     results = dict(sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     for name, r in results.items():
         c = r.cpu
-        cpu = (f"{c.get('gunicorn_cpus', 0):.2f} + {c.get('postgres_cpus', 0):.2f} + {c.get('runner_cpus', 0):.2f} / "
-               f"{c.get('other_cpus', 0):.2f}") if c else "n/a"
+        cpu = (
+            (
+                f"{c.get('gunicorn_cpus', 0):.2f} + {c.get('postgres_cpus', 0):.2f} + {c.get('runner_cpus', 0):.2f} / "
+                f"{c.get('other_cpus', 0):.2f}"
+            )
+            if c
+            else "n/a"
+        )
         per_trade = f"{c['bench_cpus'] * 1000 / r.tps:.2f}" if c and r.tps else "n/a"
-        lines.append(f"| {name} | {what.get(name, name)} | {r.tps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.failures} | {cpu} "
-                     f"| {per_trade} |")
-    lines += ["", "CPUs: average number of CPUs busy during the measured window, per process tree (gunicorn master + workers; "
-              "the PostgreSQL server and its backends; the load generator, wrk or pgbench), and outside the benchmark "
-              "(other processes on the machine). CPU ms per trade = the benchmark's CPU time / trades. A scenario "
-              f"disturbed by more than {args.max_other_cpus} CPUs of other work is run again (up to {args.retries} time(s)) "
-              "and the least disturbed run is kept.",
-              "", "## Ratios against the targets", "", "| Ratio | Value | Target | Verdict |", "| --- | ---: | ---: | --- |"]
+        lines.append(
+            f"| {name} | {what.get(name, name)} | {r.tps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.failures} | {cpu} | {per_trade} |"
+        )
+    lines += [
+        "",
+        "CPUs: average number of CPUs busy during the measured window, per process tree (gunicorn master + workers; "
+        "the PostgreSQL server and its backends; the load generator, wrk or pgbench), and outside the benchmark "
+        "(other processes on the machine). CPU ms per trade = the benchmark's CPU time / trades. A scenario "
+        f"disturbed by more than {args.max_other_cpus} CPUs of other work is run again (up to {args.retries} time(s)) "
+        "and the least disturbed run is kept.",
+        "",
+        "## Ratios against the targets",
+        "",
+        "| Ratio | Value | Target | Verdict |",
+        "| --- | ---: | ---: | --- |",
+    ]
     http, hot, sql, sql_hot = (results.get(k) for k in ("http-spread", "http-hot", "sql-spread", "sql-hot"))
     if http and sql:
         r = http.tps / sql.tps
@@ -581,8 +682,10 @@ def render(results: dict[str, Result], args, meta: dict, counts: dict, argv: lis
         lines.append(f"| HTTP hot / HTTP spread | {r:.1%} | >= {TARGET_HOT_VS_SPREAD:.0%} | {verdict(r >= TARGET_HOT_VS_SPREAD)} |")
     if http and sql and http.cpu and sql.cpu and http.tps and sql.tps:
         per_http, per_sql = http.cpu["bench_cpus"] / http.tps, sql.cpu["bench_cpus"] / sql.tps
-        lines.append(f"| HTTP spread / raw-SQL spread per CPU second (information: CPU ms per trade {per_sql * 1000:.2f} / "
-                     f"{per_http * 1000:.2f}, insensitive to other load) | {per_sql / per_http:.1%} | | |")
+        lines.append(
+            f"| HTTP spread / raw-SQL spread per CPU second (information: CPU ms per trade {per_sql * 1000:.2f} / "
+            f"{per_http * 1000:.2f}, insensitive to other load) | {per_sql / per_http:.1%} | | |"
+        )
     if hot and sql_hot:
         lines.append(f"| HTTP hot / raw-SQL hot (information) | {hot.tps / sql_hot.tps:.1%} | | |")
     floor = results.get("http-floor")
@@ -593,13 +696,22 @@ def render(results: dict[str, Result], args, meta: dict, counts: dict, argv: lis
     if sql and sql_hot:
         lines.append(f"| raw-SQL hot / raw-SQL spread (information) | {sql_hot.tps / sql.tps:.1%} | | |")
     if counts:
-        lines += ["", f"Database after the run: {counts['trades']:,} trades, {counts['ledger_trade_debits']:,} trade ledger rows, "
-                  f"{counts['positions']:,} positions (warm-up trades included)."]
+        lines += [
+            "",
+            f"Database after the run: {counts['trades']:,} trades, {counts['ledger_trade_debits']:,} trade ledger rows, "
+            f"{counts['positions']:,} positions (warm-up trades included).",
+        ]
     lines += ["", "## Raw tool output", ""]
     for name, r in results.items():
         if r.tool == "pgbench":
-            lines += [f"{name} (pgbench summary; its tps includes the warm-up, the table above counts the measured window only):",
-                      "", "```", r.detail.get("pgbench_summary", ""), "```", ""]
+            lines += [
+                f"{name} (pgbench summary; its tps includes the warm-up, the table above counts the measured window only):",
+                "",
+                "```",
+                r.detail.get("pgbench_summary", ""),
+                "```",
+                "",
+            ]
         else:
             lines += [f"{name} ({r.tool}): `{json.dumps(r.detail, sort_keys=True)}`", ""]
     return "\n".join(lines)
@@ -635,23 +747,38 @@ def parse_args(argv: list[str]):
     p.add_argument("--markets", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=64, help="concurrent HTTP connections (default 64)")
     p.add_argument("--workers", type=int, default=2 * cpus + 1, help="gunicorn workers (default 2 x CPUs + 1)")
-    p.add_argument("--worker-class", default="sync", choices=["sync", "gthread"],
-                   help="gunicorn worker class (default sync; gthread keeps client connections alive, but a connection "
-                        "stays with the worker that accepted it, which can leave a CPU idle)")
+    p.add_argument(
+        "--worker-class",
+        default="sync",
+        choices=["sync", "gthread"],
+        help="gunicorn worker class (default sync; gthread keeps client connections alive, but a connection "
+        "stays with the worker that accepted it, which can leave a CPU idle)",
+    )
     p.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default 4)")
     p.add_argument("--wrk-threads", type=int, default=1)
     p.add_argument("--client", default="wrk", choices=["wrk", "python"], help="HTTP load generator (python = built-in asyncio)")
     p.add_argument("--pgbench-clients", type=int, default=None, help="pgbench -c (default: --concurrency)")
     p.add_argument("--pgbench-jobs", type=int, default=cpus)
-    p.add_argument("--quiet-wait", type=float, default=60,
-                   help="before each scenario, wait up to this many seconds for processes outside the benchmark to go quiet")
-    p.add_argument("--max-other-cpus", type=float, default=0.2,
-                   help="a scenario during which processes outside the benchmark used more CPUs than this is run again")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60,
+        help="before each scenario, wait up to this many seconds for processes outside the benchmark to go quiet",
+    )
+    p.add_argument(
+        "--max-other-cpus",
+        type=float,
+        default=0.2,
+        help="a scenario during which processes outside the benchmark used more CPUs than this is run again",
+    )
     p.add_argument("--retries", type=int, default=1, help="how many times a disturbed scenario is run again (default 1)")
-    p.add_argument("--time-budget", type=float, default=330,
-                   help="seconds for all scenarios (default 330): waiting for quiet and re-runs only use what is left over")
-    p.add_argument("--scenarios", default=",".join(SCENARIOS),
-                   help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=330,
+        help="seconds for all scenarios (default 330): waiting for quiet and re-runs only use what is left over",
+    )
+    p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)")
     p.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
     p.add_argument("--no-write", action="store_true", help="print the table, do not write RESULTS.md")
     args = p.parse_args(argv)
@@ -688,8 +815,13 @@ def main(argv: list[str]) -> int:
     args.deadline = time.monotonic() + max(args.time_budget, sum(args.pending.values()))
     log(f"migrating and seeding {args.players} players, {args.markets} markets")
     t0 = time.monotonic()
-    seeded = subprocess.run([PY, str(BENCH / "seed.py"), "--players", str(args.players), "--markets", str(args.markets),
-                             "--out", str(workdir)], cwd=ROOT, capture_output=True, text=True, check=False)
+    seeded = subprocess.run(
+        [PY, str(BENCH / "seed.py"), "--players", str(args.players), "--markets", str(args.markets), "--out", str(workdir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if seeded.returncode != 0:
         log(f"seeding failed:\n{seeded.stdout}\n{seeded.stderr}")
         return 1
@@ -706,8 +838,9 @@ def main(argv: list[str]) -> int:
             log(f"gunicorn ready on {server.url}: {args.workers} x {args.worker_class}")
             for name in http_scenarios:
                 markets = workdir / ("hot_market.txt" if name == "http-hot" else "markets.txt")
-                results[name] = undisturbed(name, lambda n=name, m=markets: http_scenario(n, server, workdir / "tokens.txt", m, args, wrk),
-                                            args)
+                results[name] = undisturbed(
+                    name, lambda n=name, m=markets: http_scenario(n, server, workdir / "tokens.txt", m, args, wrk), args
+                )
         finally:
             server.stop()
     if "http-floor" in scenarios:
@@ -715,7 +848,8 @@ def main(argv: list[str]) -> int:
         try:
             server.wait_ready()
             results["http-floor"] = undisturbed(
-                "http-floor", lambda: http_scenario("http-floor", server, workdir / "tokens.txt", workdir / "markets.txt", args, wrk), args)
+                "http-floor", lambda: http_scenario("http-floor", server, workdir / "tokens.txt", workdir / "markets.txt", args, wrk), args
+            )
         finally:
             server.stop()
     for name in [s for s in scenarios if s.startswith("sql-")]:

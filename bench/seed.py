@@ -8,6 +8,7 @@ outcomes), the market exposure shards, a risk cap and a price max age that never
 bench trade, and two helper tables for pgbench (``bench_players``, ``bench_markets``: 1..N
 -> ids). Writes DIR/tokens.txt, DIR/markets.txt, DIR/hot_market.txt and DIR/meta.json.
 """
+
 import argparse
 import json
 import os
