@@ -247,9 +247,9 @@ def _execute_locally(ctx: _Context, idempotency) -> TradeResult:
         ctx.trade_id = uuid.uuid4()
         try:
             with transaction.atomic():
-                _lock_market_for_trading(ctx)
                 if connection.vendor == "postgresql" and not ctx.exposure_locked:
                     return _steps_7_to_12_compact(ctx, idempotency)
+                _lock_market_for_trading(ctx)
                 _check_balance(ctx)
                 _move_money(ctx)
                 _record_trade(ctx)
@@ -273,12 +273,18 @@ def _execute_locally(ctx: _Context, idempotency) -> TradeResult:
 
 # -- steps 7-12 on PostgreSQL in three round trips -----------------------------------------------
 
-_WALLET_AND_POSITIONS_SQL = """
-SELECT w.balance, p.id, p.outcome, p.shares, p.avg_price, p.status, p.realized_pnl, p.version, p.market_title
-  FROM wallet_balances w
-  LEFT JOIN casino_positions p ON p.player_id = w.player_id AND p.market_id = %(market)s
- WHERE w.player_id = %(player)s
-   FOR UPDATE OF w
+# The market row shared and the player's wallet row exclusive, in that order, in one statement.
+_LOCK_MARKET_AND_WALLET_SQL = """
+SELECT m.status, m.disabled, w.balance
+  FROM casino_markets m, wallet_balances w
+ WHERE m.id = %(market)s AND w.player_id = %(player)s
+   FOR SHARE OF m FOR UPDATE OF w
+"""
+# Read after the wallet lock is held (a new statement, so a new snapshot): a trade that waited
+# for the lock sees the positions the trades before it wrote.
+_POSITIONS_SQL = """
+SELECT id, outcome, shares, avg_price, status, realized_pnl, version, market_title
+  FROM casino_positions WHERE player_id = %(player)s AND market_id = %(market)s
 """
 _POSITION_INSERT = """INSERT INTO casino_positions (id, player_id, operator_id, market_id, market_title, outcome, shares, avg_price,
                                    status, realized_pnl, version, created_at, updated_at)
@@ -330,9 +336,9 @@ class _HeldPosition:
 
 
 def _steps_7_to_12_compact(ctx: _Context, idempotency) -> TradeResult:
-    """Steps 7-12 with the same rules as the step functions below, written as one locked read
-    (wallet and the player's positions in this market) and one data-modifying statement for all
-    writes. A lost position race or an exposure shard out of quota raises inside the transaction,
+    """Steps 7-12 with the same rules as the step functions below: one statement locks the market
+    (shared) and the wallet, one reads the player's positions in the market, one data-modifying
+    statement does all writes. A lost position race or an exposure shard out of quota raises inside the transaction,
     which rolls everything back; the retry then takes the step-by-step path (exposure locked)."""
     import random
 
@@ -340,13 +346,16 @@ def _steps_7_to_12_compact(ctx: _Context, idempotency) -> TradeResult:
 
     q, req, player = ctx.quote, ctx.request, ctx.player
     with connection.cursor() as cursor:
-        cursor.execute(_WALLET_AND_POSITIONS_SQL, {"market": ctx.market.pk, "player": player.pk})
-        rows = cursor.fetchall()
-        if not rows:  # no wallet row yet: the step-by-step path creates it
+        cursor.execute(_LOCK_MARKET_AND_WALLET_SQL, {"market": ctx.market.pk, "player": player.pk})
+        row = cursor.fetchone()
+        if row is None:  # no wallet row yet: the step-by-step path creates it
             ctx.exposure_locked = True
             raise errors.ConcurrentUpdate()
-        balance = rows[0][0]
-        positions = [_HeldPosition(*row[1:]) for row in rows if row[1] is not None]
+        status, disabled, balance = row
+        if status != MarketStatus.OPEN or disabled:
+            raise errors.market_not_tradeable(f"market_{status}" if status != MarketStatus.OPEN else "market_disabled")
+        cursor.execute(_POSITIONS_SQL, {"market": ctx.market.pk, "player": player.pk})
+        positions = [_HeldPosition(*r) for r in cursor.fetchall()]
         position = next((p for p in positions if p.outcome == req.outcome), None)
         # Step 7: funds or shares, and the tier's position limit.
         ctx.risk.check_in_transaction(positions=positions, stake=q.cost)
