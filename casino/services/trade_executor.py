@@ -32,6 +32,7 @@ confirming or releasing them can only lower the exposure and is never refused.
 """
 
 import logging
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -340,10 +341,6 @@ def _steps_7_to_12_compact(ctx: _Context, idempotency) -> TradeResult:
     (shared) and the wallet, one reads the player's positions in the market, one data-modifying
     statement does all writes. A lost position race or an exposure shard out of quota raises inside the transaction,
     which rolls everything back; the retry then takes the step-by-step path (exposure locked)."""
-    import random
-
-    from django.conf import settings as django_settings
-
     q, req, player = ctx.quote, ctx.request, ctx.player
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_MARKET_AND_WALLET_SQL, {"market": ctx.market.pk, "player": player.pk})
@@ -426,9 +423,9 @@ def _steps_7_to_12_compact(ctx: _Context, idempotency) -> TradeResult:
             "dy": dy,
             "dn": dn,
             "dc": sign * q.cost,
-            "shard": random.randrange(max(1, django_settings.HOUSE_EXPOSURE_SHARDS)),
+            "shard": random.randrange(max(1, settings.HOUSE_EXPOSURE_SHARDS)),
             "cap": ctx.risk.market_cap,
-            "g_shard": random.randrange(max(1, django_settings.HOUSE_EXPOSURE_SHARDS)),
+            "g_shard": random.randrange(max(1, settings.HOUSE_EXPOSURE_SHARDS)),
             "g_cap": ctx.risk.global_cap,
             "wager": q.cost if buy else Decimal("0"),
         }
@@ -487,31 +484,19 @@ def _check_balance(ctx: _Context) -> None:
 
 def _move_money(ctx: _Context) -> None:
     """Step 8."""
-    q, req = ctx.quote, ctx.request
-    if q.side == Side.BUY:
-        description = f"Buy {money.plain(q.shares)} shares {req.outcome.upper()} @ {money.plain(q.execution_price)}c"
-        ctx.move = ctx.adapter.debit(
-            player=ctx.player,
-            amount=q.cost,
-            transaction_id=uuid.uuid4(),
-            kind=LedgerType.TRADE_DEBIT,
-            round_id=str(ctx.trade_id),
-            description=description,
-            trade_id=ctx.trade_id,
-            locked_balance=ctx.balance,
-        )
-    else:
-        description = f"Sell {money.plain(q.shares)} shares {req.outcome.upper()} @ {money.plain(q.execution_price)}c"
-        ctx.move = ctx.adapter.credit(
-            player=ctx.player,
-            amount=q.cost,
-            transaction_id=uuid.uuid4(),
-            kind=LedgerType.TRADE_CREDIT,
-            round_id=str(ctx.trade_id),
-            description=description,
-            trade_id=ctx.trade_id,
-            locked_balance=ctx.balance,
-        )
+    q = ctx.quote
+    buy = q.side == Side.BUY
+    move = ctx.adapter.debit if buy else ctx.adapter.credit
+    ctx.move = move(
+        player=ctx.player,
+        amount=q.cost,
+        transaction_id=uuid.uuid4(),
+        kind=LedgerType.TRADE_DEBIT if buy else LedgerType.TRADE_CREDIT,
+        round_id=str(ctx.trade_id),
+        description=_describe(q, ctx.request.outcome),
+        trade_id=ctx.trade_id,
+        locked_balance=ctx.balance,
+    )
 
 
 def _record_trade(ctx: _Context) -> None:

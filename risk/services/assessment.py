@@ -22,7 +22,7 @@ from casino.errors import HouseError
 from casino.services.exposure import exposure_apply
 from risk import counters
 from risk.models import RiskDecision, Wall
-from risk.services.config import risk_config, risk_config_reload, risk_settings  # noqa: F401 - risk_settings re-exported
+from risk.services.config import risk_config, risk_config_reload
 
 log = logging.getLogger("house.risk")
 

@@ -39,7 +39,9 @@ def settlement_advance(*, settlement_id, chunk: int = CHUNK) -> bool:
     ids = list(Payout.objects.filter(settlement_id=settlement_id, status=PayoutStatus.PENDING).values_list("pk", flat=True)[:chunk])
     for payout_id in ids:
         payout_pay(payout_id=payout_id)
-    for payout_id in Payout.objects.filter(settlement_id=settlement_id, status=PayoutStatus.SENDING).values_list("pk", flat=True)[:chunk]:
+    # Payouts sent just above already had their first answer checked; the rest are retries.
+    sending = Payout.objects.filter(settlement_id=settlement_id, status=PayoutStatus.SENDING).exclude(pk__in=ids)
+    for payout_id in sending.values_list("pk", flat=True)[:chunk]:
         payout_check(payout_id=payout_id)
     settlement_refresh(settlement_id=settlement_id)
     return settlement_finalize(settlement_id=settlement_id)
