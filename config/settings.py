@@ -83,7 +83,10 @@ if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("OPTIONS", {})
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        # A health check is one more round trip (SELECT 1) on every request. Off by default: a
+        # connection that broke while idle fails its request with a 503 (nothing written) and is
+        # then discarded by Django; DB_CONN_HEALTH_CHECKS=1 checks before each request instead.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("DB_CONN_HEALTH_CHECKS", False)
         # Server-side binding (prepared statements) measured slower for the trade path here
         # (bench/RESULTS.md): client-side binding stays, DB_SERVER_SIDE_BINDING=1 turns it on.
         DATABASES["default"]["OPTIONS"]["server_side_binding"] = env_bool("DB_SERVER_SIDE_BINDING", False)
@@ -97,6 +100,9 @@ else:
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
         }
     }
+# The trade request's statements prepared once per connection (casino/services/prepared.py);
+# 0 for a transaction-pooling proxy in front of PostgreSQL.
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, rate limits, Celery -------------------------------------------------------------

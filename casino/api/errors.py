@@ -3,6 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -37,5 +38,12 @@ def exception_handler(exc, context):
         return error_response("Not found", code="not_found", status_code=404)
     if isinstance(exc, exceptions.APIException):
         return error_response(str(exc.detail), code=str(exc.default_code), status_code=exc.status_code)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database went away (restart, failover, a connection broken while idle): nothing
+        # this request began was committed unless it reached COMMIT; Django drops the connection.
+        log.warning("database unavailable: %s", exc)
+        return error_response(
+            "Service temporarily unavailable, please retry", code="unavailable", status_code=503, headers={"Retry-After": "1"}
+        )
     log.exception("unhandled error in %s", context.get("view").__class__.__name__ if context.get("view") else "?")
     return error_response("Internal server error", code="internal_error", status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
