@@ -31,9 +31,13 @@ for i = 0, n - 1 do
   local key, size = ARGV[base], tonumber(ARGV[base + 1])
   local count, add, limit = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local current = math.floor(now / size)
-  local total = 0
+  local names = {}
   for b = current - count + 1, current do
-    total = total + tonumber(redis.call('GET', key .. ':' .. b) or '0')
+    names[#names + 1] = key .. ':' .. b
+  end
+  local total = 0
+  for _, v in ipairs(redis.call('MGET', unpack(names))) do
+    total = total + tonumber(v or '0')
   end
   if limit >= 0 and total + add > limit then
     return {i + 1, total}
@@ -128,9 +132,17 @@ def set_total(key: str, value: int) -> None:
 class _RedisBackend:
     def __init__(self):
         self._script = None
+        self._clients = {}
 
     def _client(self):
-        return cache._cache.get_client(None, write=True)
+        # Django's Redis cache builds a new client object (and its table of response callbacks)
+        # on every get_client(); the connection pool is what matters, so keep one client per pool.
+        backend = cache._cache
+        pool = backend._get_connection_pool(True)
+        client = self._clients.get(id(pool))
+        if client is None or client.connection_pool is not pool:
+            client = self._clients[id(pool)] = backend.get_client(None, write=True)
+        return client
 
     def reserve(self, now: int, counters: list[Counter], expected_version: str):
         client = self._client()
