@@ -5,7 +5,7 @@ from django.http import HttpResponse
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from casino.api.rendering import dumps
+from casino.api.rendering import JSONNegotiation, dumps
 from casino.api.throttling import PerUserRateThrottle
 from casino.errors import HouseError
 from casino.services.idempotency import (
@@ -19,6 +19,7 @@ from casino.services.idempotency import (
 
 class HouseAPIView(APIView):
     throttle_classes = [PerUserRateThrottle]
+    content_negotiation_class = JSONNegotiation
     rate_group: str = ""
     rate: str | None = None
 

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import simplejson
 from rest_framework.exceptions import ParseError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 
@@ -32,3 +33,11 @@ class DecimalJSONRenderer(JSONRenderer):
         if data is None:
             return b""
         return dumps(data).encode("utf-8")
+
+
+class JSONNegotiation(DefaultContentNegotiation):
+    """The house API has one renderer: every answer is JSON, whatever the Accept header says,
+    without parsing Accept on every request. Parsers are still chosen by Content-Type."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
