@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from casino.models import Operator, Player, PlayerSession, StaffToken, WalletMode
+from casino.services.prepared import PreparedStatement
 
 OPERATOR_KEY_PREFIX = "op_"
 SESSION_TOKEN_PREFIX = "ps_"
@@ -99,8 +100,9 @@ SELECT p.id, p.operator_id, p.external_id, p.tier, p.currency, p.total_wagered, 
   JOIN casino_operators o ON o.id = p.operator_id AND o.is_active
   LEFT JOIN risk_player_profiles rp ON rp.player_id = p.id
   LEFT JOIN risk_operator_limits ol ON ol.operator_id = o.id
- WHERE s.token_hash = %s AND s.expires_at > %s
+ WHERE s.token_hash = %(token)s AND s.expires_at > %(now)s
 """
+_SESSION = PreparedStatement("session_player", _SESSION_SQL, token="varchar", now="timestamptz")
 
 
 def session_player(token: str) -> Player | None:
@@ -117,7 +119,7 @@ def session_player(token: str) -> Player | None:
         )
         return session.player if session else None
     with connection.cursor() as cursor:
-        cursor.execute(_SESSION_SQL, [token_hash(token), timezone.now()])
+        cursor.execute(_SESSION.text(), {"token": token_hash(token), "now": timezone.now()})
         row = cursor.fetchone()
     if row is None:
         return None

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from casino.errors import HouseError
 from casino.models import CasinoSettings, Market, Outcome, ReferencePrice, ReferencePriceTick
+from casino.services.prepared import PreparedStatement
 
 HUNDRED = Decimal("100")
 
@@ -54,9 +55,10 @@ _MARKET_PRICE_SQL = """
 SELECT m.id, m.title, m.category, m.liquidity, m.status, m.outcome, m.disabled, m.custom_spread, m.created_at, m.updated_at,
        r.id, r.mid_price, r.updated_at
   FROM casino_markets m
-  LEFT JOIN casino_reference_prices r ON r.market_id = m.id AND r.outcome = %s
- WHERE m.id = %s
+  LEFT JOIN casino_reference_prices r ON r.market_id = m.id AND r.outcome = %(outcome)s
+ WHERE m.id = %(market)s
 """
+_MARKET_PRICE = PreparedStatement("market_with_price", _MARKET_PRICE_SQL, outcome="varchar", market="varchar")
 _MARKET_FIELDS = ["id", "title", "category", "liquidity", "status", "outcome", "disabled", "custom_spread", "created_at", "updated_at"]
 
 
@@ -68,7 +70,7 @@ def market_with_price(*, market_id: str, outcome: str) -> tuple[Market | None, R
             return ref.market, ref
         return Market.objects.filter(pk=market_id).first(), None
     with connection.cursor() as cursor:
-        cursor.execute(_MARKET_PRICE_SQL, [outcome, market_id])
+        cursor.execute(_MARKET_PRICE.text(), {"outcome": outcome, "market": market_id})
         row = cursor.fetchone()
     if row is None:
         return None, None

@@ -33,6 +33,7 @@ confirming or releasing them can only lower the exposure and is never refused.
 
 import logging
 import random
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -46,6 +47,7 @@ from django.utils import timezone
 from casino import errors, money
 from casino.metrics import TRADE_REJECTIONS, TRADES, WALLET_COMPENSATIONS
 from casino.models import (
+    IdempotencyRecord,
     Market,
     MarketStatus,
     Player,
@@ -57,6 +59,7 @@ from casino.models import (
 from casino.services.exposure import ExposureNeedsLock, exposure_reduce
 from casino.services.idempotency import idempotency_complete, idempotency_release
 from casino.services.markets import market_with_price
+from casino.services.prepared import PreparedStatement
 from casino.services.pricing import Quote, quote_build, spread_effective
 from risk.services.assessment import RiskTicket, risk_assess, risk_record_refusal
 from risk.services.config import risk_config
@@ -247,9 +250,9 @@ def _execute_locally(ctx: _Context, idempotency) -> TradeResult:
     for attempt in range(MAX_OPTIMISTIC_RETRIES):
         ctx.trade_id = uuid.uuid4()
         try:
+            if connection.vendor == "postgresql" and not ctx.exposure_locked:
+                return _steps_7_to_12_compact(ctx, idempotency)  # its own transaction, two round trips
             with transaction.atomic():
-                if connection.vendor == "postgresql" and not ctx.exposure_locked:
-                    return _steps_7_to_12_compact(ctx, idempotency)
                 _lock_market_for_trading(ctx)
                 _check_balance(ctx)
                 _move_money(ctx)
@@ -272,7 +275,7 @@ def _execute_locally(ctx: _Context, idempotency) -> TradeResult:
     raise errors.HouseError("Trade could not be completed, please retry", code="concurrent_update", status=409)
 
 
-# -- steps 7-12 on PostgreSQL in three round trips -----------------------------------------------
+# -- steps 7-12 on PostgreSQL in two round trips -------------------------------------------------
 
 # The market row shared and the player's wallet row exclusive, in that order, in one statement.
 _LOCK_MARKET_AND_WALLET_SQL = """
@@ -318,10 +321,37 @@ glo AS (UPDATE casino_global_exposure SET bound = bound + (SELECT growth FROM ex
            AND (bound + (SELECT growth FROM exp) <= quota OR (SELECT growth FROM exp) <= 0) RETURNING 1),
 wag AS (UPDATE casino_players SET total_wagered = total_wagered + %(wager)s WHERE id = %(player)s AND %(wager)s > 0 RETURNING 1)
 {idempotency}
-SELECT (SELECT count(*) FROM pos), (SELECT count(*) FROM glo)
+SELECT CASE WHEN (SELECT count(*) FROM pos) <> 1 THEN house_refuse('position_changed')
+            WHEN (SELECT count(*) FROM glo) <> 1 THEN house_refuse('exposure_needs_lock') END
 """
 _IDEMPOTENCY_CTE = """, idem AS (INSERT INTO casino_idempotency (scope, key, request_hash, status_code, response_body, created_at)
         VALUES (%(i_scope)s, %(i_key)s, %(i_hash)s, %(i_status)s, %(i_body)s, %(now)s) RETURNING 1)"""
+_TYPES = {
+    **dict.fromkeys(("player", "operator", "ledger", "trade", "position"), "uuid"),
+    **dict.fromkeys(("market", "title", "p_title", "round", "l_type", "currency", "description", "side", "outcome"), "varchar"),
+    **dict.fromkeys(("p_status", "i_scope", "i_key", "i_hash", "i_body"), "varchar"),
+    **dict.fromkeys(("after", "before", "l_amount", "shares", "mid", "price", "half_spread", "cost", "pnl"), "numeric"),
+    **dict.fromkeys(("p_shares", "p_avg", "p_pnl", "dy", "dn", "dc", "cap", "g_cap", "wager"), "numeric"),
+    **dict.fromkeys(("p_version", "shard", "g_shard", "i_status"), "integer"),
+    "now": "timestamptz",
+}
+
+
+def _prepared(name: str, sql: str) -> PreparedStatement:
+    return PreparedStatement(name, sql, **{p: _TYPES[p] for p in dict.fromkeys(re.findall(r"%\((\w+)\)s", sql))})
+
+
+_LOCK = _prepared("trade_lock", _LOCK_MARKET_AND_WALLET_SQL)
+_POSITIONS = _prepared("trade_positions", _POSITIONS_SQL)
+# The write statement for (existing position?, idempotency key?).
+_WRITES = {
+    (update, keyed): _prepared(
+        f"trade_write_{'update' if update else 'insert'}{'_keyed' if keyed else ''}",
+        _WRITE_SQL.format(position=_POSITION_UPDATE if update else _POSITION_INSERT, idempotency=_IDEMPOTENCY_CTE if keyed else ""),
+    )
+    for update in (False, True)
+    for keyed in (False, True)
+}
 
 
 @dataclass(frozen=True)
@@ -337,115 +367,151 @@ class _HeldPosition:
 
 
 def _steps_7_to_12_compact(ctx: _Context, idempotency) -> TradeResult:
-    """Steps 7-12 with the same rules as the step functions below: one statement locks the market
-    (shared) and the wallet, one reads the player's positions in the market, one data-modifying
-    statement does all writes. A lost position race or an exposure shard out of quota raises inside the transaction,
-    which rolls everything back; the retry then takes the step-by-step path (exposure locked)."""
-    q, req, player = ctx.quote, ctx.request, ctx.player
-    with connection.cursor() as cursor:
-        cursor.execute(_LOCK_MARKET_AND_WALLET_SQL, {"market": ctx.market.pk, "player": player.pk})
-        row = cursor.fetchone()
-        if row is None:  # no wallet row yet: the step-by-step path creates it
-            ctx.exposure_locked = True
-            raise errors.ConcurrentUpdate()
-        status, disabled, balance = row
-        if status != MarketStatus.OPEN or disabled:
-            raise errors.market_not_tradeable(f"market_{status}" if status != MarketStatus.OPEN else "market_disabled")
-        cursor.execute(_POSITIONS_SQL, {"market": ctx.market.pk, "player": player.pk})
-        positions = [_HeldPosition(*r) for r in cursor.fetchall()]
-        position = next((p for p in positions if p.outcome == req.outcome), None)
-        # Step 7: funds or shares, and the tier's position limit.
-        ctx.risk.check_in_transaction(positions=positions, stake=q.cost)
-        if q.side == Side.BUY and balance < q.cost:
-            raise errors.insufficient_balance()
-        held = position.shares if position is not None and position.status == PositionStatus.OPEN else Decimal("0")
-        if q.side == Side.SELL and held < q.shares:
-            raise errors.insufficient_shares()
-        # Steps 8-12, computed here, written below in one statement.
-        buy = q.side == Side.BUY
-        after = balance - q.cost if buy else balance + q.cost
-        realized = None if buy else money.realized_pnl(q.shares, q.execution_price, position.avg_price)
-        if buy:
-            p_shares, p_avg = (
-                held + q.shares,
-                money.average_price(held, position.avg_price if position else Decimal("0"), q.shares, q.execution_price),
-            )
-            p_status, p_pnl = PositionStatus.OPEN, position.realized_pnl if position else Decimal("0")
-        else:
-            p_shares, p_avg = held - q.shares, position.avg_price
-            p_status, p_pnl = (PositionStatus.OPEN if p_shares > 0 else PositionStatus.CLOSED), position.realized_pnl + realized
-        position_id = position.id if position is not None else uuid.uuid4()
-        title = (req.market_title or ctx.market.title)[:500]
-        p_title = (position.market_title if position is not None and position.market_title else title)[:500]
-        sign = Decimal("1") if buy else Decimal("-1")
-        dy, dn = (sign * q.shares, Decimal("0")) if req.outcome == "yes" else (Decimal("0"), sign * q.shares)
-        ledger_id, now = uuid.uuid4(), timezone.now()
-        result = TradeResult(
-            trade_id=ctx.trade_id,
-            position_id=position_id,
-            side=q.side,
-            execution_price=q.execution_price,
-            shares=q.shares,
-            cost=q.cost,
-            new_balance=after,
-            realized_pnl=realized,
-        )
-        params = {
-            "player": player.pk,
-            "operator": player.operator_id,
-            "market": ctx.market.pk,
-            "title": title,
-            "p_title": p_title,
-            "now": now,
-            "after": after,
-            "before": balance,
-            "ledger": ledger_id,
-            "trade": ctx.trade_id,
-            "round": str(ctx.trade_id),
-            "l_type": LedgerType.TRADE_DEBIT if buy else LedgerType.TRADE_CREDIT,
-            "l_amount": -q.cost if buy else q.cost,
-            "currency": player.currency,
-            "description": _describe(q, req.outcome),
-            "side": q.side,
-            "outcome": req.outcome,
-            "shares": q.shares,
-            "mid": q.mid_price,
-            "price": q.execution_price,
-            "half_spread": q.half_spread,
-            "cost": q.cost,
-            "pnl": realized or Decimal("0"),
-            "position": position_id,
-            "p_shares": p_shares,
-            "p_avg": p_avg,
-            "p_status": p_status,
-            "p_pnl": p_pnl,
-            "p_version": position.version if position else 0,
-            "dy": dy,
-            "dn": dn,
-            "dc": sign * q.cost,
-            "shard": random.randrange(max(1, settings.HOUSE_EXPOSURE_SHARDS)),
-            "cap": ctx.risk.market_cap,
-            "g_shard": random.randrange(max(1, settings.HOUSE_EXPOSURE_SHARDS)),
-            "g_cap": ctx.risk.global_cap,
-            "wager": q.cost if buy else Decimal("0"),
-        }
-        idempotency_cte = ""
-        if idempotency is not None:
-            status_code, body = idempotency.render(result)
-            idempotency_cte = _IDEMPOTENCY_CTE
-            params.update(
-                i_scope=idempotency.scope, i_key=idempotency.key, i_hash=idempotency.request_hash, i_status=status_code, i_body=body
-            )
-        sql = _WRITE_SQL.format(position=_POSITION_UPDATE if position is not None else _POSITION_INSERT, idempotency=idempotency_cte)
-        cursor.execute(sql, params)
-        position_written, exposure_taken = cursor.fetchone()
-    if position_written != 1:
-        raise errors.ConcurrentUpdate()
-    if exposure_taken != 1:
-        raise ExposureNeedsLock()
-    if idempotency is not None:
-        from casino.models import IdempotencyRecord
+    """Steps 7-12 with the same rules as the step functions below, as one transaction in two
+    round trips (several statements per round trip, client-side binding, simple protocol):
 
+      1. BEGIN; lock the market (shared) and the wallet; read the player's positions in the market
+      2. one data-modifying statement doing every write; COMMIT
+
+    Inside a caller's transaction, a savepoint takes the place of BEGIN/COMMIT. Each statement
+    has its own snapshot, so the positions read after a wait for the wallet lock include what
+    the trade before wrote. A lost position race or an exposure shard out of quota makes the
+    write statement raise (house_refuse), so COMMIT is never reached and nothing is written;
+    the retry then takes the step-by-step path (exposure locked). Any other failure between
+    the two round trips rolls back before the exception leaves this function."""
+    if connection.in_atomic_block:
+        begin, commit, rollback = "SAVEPOINT house_trade", "RELEASE SAVEPOINT house_trade", "ROLLBACK TO SAVEPOINT house_trade"
+    else:
+        begin, commit, rollback = "BEGIN", "COMMIT", "ROLLBACK"
+    with connection.cursor() as cursor:
+        committed = False
+        try:
+            result = _compact_transaction(ctx, idempotency, cursor, begin, commit)
+            committed = True
+        finally:
+            if not committed:
+                _compact_rollback(cursor, rollback)
+    return result
+
+
+def _compact_rollback(cursor, rollback: str) -> None:
+    try:
+        cursor.execute(rollback)
+    except DatabaseError:  # the connection is gone: the server has rolled back already
+        log.warning("rollback of a compact trade transaction failed; discarding the connection")
+        connection.close()
+
+
+def _compact_refusal(exc: DatabaseError) -> str | None:
+    cause = exc.__cause__
+    if getattr(cause, "sqlstate", None) == "P0001":
+        return getattr(cause.diag, "message_primary", None)
+    return None
+
+
+def _compact_transaction(ctx: _Context, idempotency, cursor, begin: str, commit: str) -> TradeResult:
+    q, req, player = ctx.quote, ctx.request, ctx.player
+    cursor.execute(f"{begin};{_LOCK.text()};{_POSITIONS.text()}", {"market": ctx.market.pk, "player": player.pk})
+    cursor.nextset()
+    row = cursor.fetchone()
+    cursor.nextset()
+    positions = [_HeldPosition(*r) for r in cursor.fetchall()]
+    if row is None:  # no wallet row yet: the step-by-step path creates it
+        ctx.exposure_locked = True
+        raise errors.ConcurrentUpdate()
+    status, disabled, balance = row
+    if status != MarketStatus.OPEN or disabled:
+        raise errors.market_not_tradeable(f"market_{status}" if status != MarketStatus.OPEN else "market_disabled")
+    position = next((p for p in positions if p.outcome == req.outcome), None)
+    # Step 7: funds or shares, and the tier's position limit.
+    ctx.risk.check_in_transaction(positions=positions, stake=q.cost)
+    if q.side == Side.BUY and balance < q.cost:
+        raise errors.insufficient_balance()
+    held = position.shares if position is not None and position.status == PositionStatus.OPEN else Decimal("0")
+    if q.side == Side.SELL and held < q.shares:
+        raise errors.insufficient_shares()
+    # Steps 8-12, computed here, written below in one statement.
+    buy = q.side == Side.BUY
+    after = balance - q.cost if buy else balance + q.cost
+    realized = None if buy else money.realized_pnl(q.shares, q.execution_price, position.avg_price)
+    if buy:
+        p_shares, p_avg = (
+            held + q.shares,
+            money.average_price(held, position.avg_price if position else Decimal("0"), q.shares, q.execution_price),
+        )
+        p_status, p_pnl = PositionStatus.OPEN, position.realized_pnl if position else Decimal("0")
+    else:
+        p_shares, p_avg = held - q.shares, position.avg_price
+        p_status, p_pnl = (PositionStatus.OPEN if p_shares > 0 else PositionStatus.CLOSED), position.realized_pnl + realized
+    position_id = position.id if position is not None else uuid.uuid4()
+    title = (req.market_title or ctx.market.title)[:500]
+    p_title = (position.market_title if position is not None and position.market_title else title)[:500]
+    sign = Decimal("1") if buy else Decimal("-1")
+    dy, dn = (sign * q.shares, Decimal("0")) if req.outcome == "yes" else (Decimal("0"), sign * q.shares)
+    ledger_id, now = uuid.uuid4(), timezone.now()
+    result = TradeResult(
+        trade_id=ctx.trade_id,
+        position_id=position_id,
+        side=q.side,
+        execution_price=q.execution_price,
+        shares=q.shares,
+        cost=q.cost,
+        new_balance=after,
+        realized_pnl=realized,
+    )
+    params = {
+        "player": player.pk,
+        "operator": player.operator_id,
+        "market": ctx.market.pk,
+        "title": title,
+        "p_title": p_title,
+        "now": now,
+        "after": after,
+        "before": balance,
+        "ledger": ledger_id,
+        "trade": ctx.trade_id,
+        "round": str(ctx.trade_id),
+        "l_type": LedgerType.TRADE_DEBIT if buy else LedgerType.TRADE_CREDIT,
+        "l_amount": -q.cost if buy else q.cost,
+        "currency": player.currency,
+        "description": _describe(q, req.outcome),
+        "side": q.side,
+        "outcome": req.outcome,
+        "shares": q.shares,
+        "mid": q.mid_price,
+        "price": q.execution_price,
+        "half_spread": q.half_spread,
+        "cost": q.cost,
+        "pnl": realized or Decimal("0"),
+        "position": position_id,
+        "p_shares": p_shares,
+        "p_avg": p_avg,
+        "p_status": p_status,
+        "p_pnl": p_pnl,
+        "p_version": position.version if position else 0,
+        "dy": dy,
+        "dn": dn,
+        "dc": sign * q.cost,
+        "shard": random.randrange(max(1, settings.HOUSE_EXPOSURE_SHARDS)),
+        "cap": ctx.risk.market_cap,
+        "g_shard": random.randrange(max(1, settings.HOUSE_EXPOSURE_SHARDS)),
+        "g_cap": ctx.risk.global_cap,
+        "wager": q.cost if buy else Decimal("0"),
+    }
+    if idempotency is not None:
+        status_code, body = idempotency.render(result)
+        params.update(i_scope=idempotency.scope, i_key=idempotency.key, i_hash=idempotency.request_hash, i_status=status_code, i_body=body)
+    write = _WRITES[(position is not None, idempotency is not None)]
+    try:
+        cursor.execute(f"{write.text()};{commit}", params)
+    except DatabaseError as exc:
+        refusal = _compact_refusal(exc)
+        if refusal == "position_changed":
+            raise errors.ConcurrentUpdate() from None
+        if refusal == "exposure_needs_lock":
+            raise ExposureNeedsLock() from None
+        raise
+    if idempotency is not None:
         idempotency.stored = IdempotencyRecord(
             scope=idempotency.scope, key=idempotency.key, request_hash=idempotency.request_hash, status_code=status_code, response_body=body
         )

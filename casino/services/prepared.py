@@ -1,0 +1,68 @@
+"""Server-side prepared statements for the few statements every trade request sends.
+
+PostgreSQL plans a statement each time it receives its text; for the session join and the
+trade's write statement, planning costs more than running them (bench/RESULTS.md). A
+``PreparedStatement`` is prepared once per database connection (SQL ``PREPARE``) and then
+sent as ``EXECUTE name(arguments)``. The arguments are still bound on the client (Django's
+default client-side binding), so an ``EXECUTE`` can share a round trip with other statements
+(BEGIN, COMMIT, the next read) in one simple-protocol message.
+
+Every argument has an explicit type: PostgreSQL never has to guess one, and a value that does
+not fit its type is refused instead of being cast silently.
+
+Prepared statements belong to the database session, are not undone by ROLLBACK, and
+survive until the connection closes; a new connection prepares again on first use. They do
+not work through a transaction-pooling proxy (PgBouncer in transaction mode):
+``DB_PREPARED_STATEMENTS=0`` sends the plain statements instead.
+"""
+
+import re
+
+from django.conf import settings
+from django.db import connection
+
+_PREFIX = "house_"
+_registry: dict[str, "PreparedStatement"] = {}
+
+
+class PreparedStatement:
+    def __init__(self, name: str, sql: str, **types: str):
+        """``sql`` uses ``%(name)s`` placeholders; ``types`` maps each one to its PostgreSQL type."""
+        placeholders = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+        if set(placeholders) != set(types):
+            raise ValueError(f"{name}: placeholders {sorted(placeholders)} != types {sorted(types)}")
+        self.name = _PREFIX + name
+        self.sql = sql
+        order = list(types)
+        body = sql
+        for i, param in enumerate(order, 1):
+            body = body.replace(f"%({param})s", f"${i}")
+        self.prepare = f"PREPARE {self.name} ({', '.join(types[p] for p in order)}) AS {body}"
+        self.execute = f"EXECUTE {self.name}({', '.join(f'%({p})s' for p in order)})"
+        if self.name in _registry:
+            raise ValueError(f"prepared statement {self.name} defined twice")
+        _registry[self.name] = self
+
+    def text(self) -> str:
+        """What to send on the current connection (PostgreSQL): the EXECUTE, after preparing
+        every registered statement this connection has not prepared yet; the plain statement
+        when prepared statements are turned off."""
+        if not settings.DB_PREPARED_STATEMENTS:
+            return self.sql
+        state = getattr(connection, "_house_prepared", None)
+        if state is None or state[0] is not connection.connection or self.name not in state[1]:
+            _prepare_all()
+        return self.execute
+
+
+def _prepare_all() -> None:
+    """One round trip to learn what this session has, one to prepare the rest. Nothing is
+    recorded unless it succeeded, so a failure part-way is repaired by the next call."""
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE %s", [_PREFIX + "%"])
+        have = {row[0] for row in cursor.fetchall()}
+        missing = [s.prepare for name, s in _registry.items() if name not in have]
+        if missing:
+            cursor.execute(";".join(missing))
+    connection._house_prepared = (connection.connection, set(_registry))
