@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import re
+import runpy
 import shlex
 import shutil
 import signal
@@ -45,6 +46,8 @@ from urllib.parse import urlparse
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PY = sys.executable
+# The production gunicorn settings (workers, worker class, threads, keep-alive): the defaults here.
+SHIPPED = {k: v for k, v in runpy.run_path(str(ROOT / "gunicorn.conf.py")).items() if not k.startswith("_")}
 
 SCENARIOS = ["http-spread", "http-hot", "http-healthz", "http-floor", "sql-spread", "sql-hot"]
 TARGET_HTTP_VS_SQL = 0.20
@@ -241,9 +244,11 @@ class Server:
             "warning",
             "--chdir",
             str(ROOT),
+            "--config",
+            str(ROOT / "gunicorn.conf.py"),  # as shipped; the options above and below override it
         ]
         if args.worker_class == "gthread":
-            cmd += ["--threads", str(args.threads), "--keep-alive", "30"]
+            cmd += ["--threads", str(args.threads), "--keep-alive", str(SHIPPED["keepalive"])]
         if app != "config.wsgi:application":
             cmd += ["--pythonpath", str(BENCH)]
         cmd += [app]
@@ -626,7 +631,8 @@ def render(results: dict[str, Result], args, meta: dict, counts: dict, argv: lis
         f"each scenario {args.warmup} s warm-up (not measured) + {args.duration} s measured",
         f"- Server: gunicorn {args.workers} x `{args.worker_class}` workers"
         + (f" x {args.threads} threads" if args.worker_class == "gthread" else "")
-        + ", `config.wsgi:application`, DEBUG off, **RATELIMIT_ENABLE=0** (the per-player limit of 20 trades/min "
+        + (f", keep-alive {SHIPPED['keepalive']} s" if args.worker_class == "gthread" else "")
+        + ", `config.wsgi:application` with `gunicorn.conf.py`, DEBUG off, **RATELIMIT_ENABLE=0** (the per-player limit of 20 trades/min "
         "would otherwise refuse almost every request), Redis cache as configured, everything else as shipped",
         "- Risk limits made non-binding by bench/seed.py so that no trade is refused (the checks still run): "
         + ("; ".join(meta.get("lifted_limits", [])) or "exposure cap"),
@@ -746,15 +752,15 @@ def parse_args(argv: list[str]):
     p.add_argument("--players", type=int, default=200)
     p.add_argument("--markets", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=64, help="concurrent HTTP connections (default 64)")
-    p.add_argument("--workers", type=int, default=2 * cpus + 1, help="gunicorn workers (default 2 x CPUs + 1)")
+    p.add_argument("--workers", type=int, default=SHIPPED["workers"], help=f"gunicorn workers (default {SHIPPED['workers']})")
     p.add_argument(
         "--worker-class",
-        default="sync",
+        default=SHIPPED["worker_class"],
         choices=["sync", "gthread"],
-        help="gunicorn worker class (default sync; gthread keeps client connections alive, but a connection "
-        "stays with the worker that accepted it, which can leave a CPU idle)",
+        help=f"gunicorn worker class (default {SHIPPED['worker_class']}, gunicorn.conf.py; gthread keeps client "
+        "connections alive, sync answers one request per connection)",
     )
-    p.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default 4)")
+    p.add_argument("--threads", type=int, default=SHIPPED["threads"], help=f"threads per gthread worker (default {SHIPPED['threads']})")
     p.add_argument("--wrk-threads", type=int, default=1)
     p.add_argument("--client", default="wrk", choices=["wrk", "python"], help="HTTP load generator (python = built-in asyncio)")
     p.add_argument("--pgbench-clients", type=int, default=None, help="pgbench -c (default: --concurrency)")

@@ -1,0 +1,20 @@
+"""gunicorn settings for the house (read from the working directory, or pass -c gunicorn.conf.py).
+
+Threaded workers keep client connections alive: operators' servers and load balancers reuse
+connections, and the trade benchmark measured gthread with keep-alive at about a fifth less
+CPU per trade than one-request-per-connection sync workers (bench/RESULTS.md). Each thread has
+its own database connection (persistent, DB_CONN_MAX_AGE), so a worker process holds up to
+``threads`` PostgreSQL connections. Every setting can be overridden from the environment or
+the command line.
+"""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+workers = int(os.environ.get("GUNICORN_WORKERS", (os.cpu_count() or 1) + 1))
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 30))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 60))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", 30))
+backlog = int(os.environ.get("GUNICORN_BACKLOG", 2048))
