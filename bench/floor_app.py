@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import threading
 
 import psycopg
 
@@ -37,14 +38,14 @@ TRADE = [
     "UPDATE casino_exposure SET yes_shares = yes_shares + %(dy)s, no_shares = no_shares + %(dn)s, cash_in = cash_in + %(stake)s,"
     " updated_at = now() WHERE market_id = %(mid)s AND shard = %(shard)s",
 ]
-_connection = None
+_local = threading.local()  # one connection per thread (gunicorn gthread workers), as Django does
 
 
 def _conn() -> psycopg.Connection:
-    global _connection
-    if _connection is None or _connection.closed:
-        _connection = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
-    return _connection
+    connection = getattr(_local, "connection", None)
+    if connection is None or connection.closed:
+        connection = _local.connection = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
+    return connection
 
 
 def _respond(start_response, status: str, body: dict):

@@ -697,7 +697,7 @@ def render(results: dict[str, Result], args, meta: dict, counts: dict, argv: lis
     floor = results.get("http-floor")
     if floor and sql:
         lines.append(f"| bare-Python floor (bench/floor_app.py) / raw-SQL spread (information) | {floor.tps / sql.tps:.1%} | | |")
-    if floor and http:
+    if floor and http and floor.tps:
         lines.append(f"| HTTP spread / bare-Python floor (information) | {http.tps / floor.tps:.1%} | | |")
     if sql and sql_hot:
         lines.append(f"| raw-SQL hot / raw-SQL spread (information) | {sql_hot.tps / sql.tps:.1%} | | |")
