@@ -15,7 +15,7 @@
 
 With a local (internal) wallet, steps 7-12 are one database transaction: the trade happens
 completely or not at all, and no network call is made inside it. On PostgreSQL the same
-steps are written in three round trips (_steps_7_to_12_compact); the step functions remain
+steps are one transaction in two round trips of prepared statements (_steps_7_to_12_compact); the step functions remain
 the path for SQLite and for retries that need the exposure shards locked. Locks are taken in the
 order market (shared), player wallet, position, exposure shard. Exposure is the last
 write so the hottest rows are held for the shortest time.
