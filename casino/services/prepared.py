@@ -28,7 +28,7 @@ _registry: dict[str, "PreparedStatement"] = {}
 class PreparedStatement:
     def __init__(self, name: str, sql: str, **types: str):
         """``sql`` uses ``%(name)s`` placeholders; ``types`` maps each one to its PostgreSQL type."""
-        placeholders = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+        placeholders = _placeholders(sql)
         if set(placeholders) != set(types):
             raise ValueError(f"{name}: placeholders {sorted(placeholders)} != types {sorted(types)}")
         self.name = _PREFIX + name
@@ -43,6 +43,11 @@ class PreparedStatement:
             raise ValueError(f"prepared statement {self.name} defined twice")
         _registry[self.name] = self
 
+    @classmethod
+    def typed(cls, name: str, sql: str, types: dict[str, str]) -> "PreparedStatement":
+        """A statement whose placeholders take their types from ``types`` (which may name more)."""
+        return cls(name, sql, **{param: types[param] for param in _placeholders(sql)})
+
     def text(self) -> str:
         """What to send on the current connection (PostgreSQL): the EXECUTE, after preparing
         every registered statement this connection has not prepared yet; the plain statement
@@ -53,6 +58,10 @@ class PreparedStatement:
         if state is None or state[0] is not connection.connection or self.name not in state[1]:
             _prepare_all()
         return self.execute
+
+
+def _placeholders(sql: str) -> list[str]:
+    return list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
 
 
 def _prepare_all() -> None:

@@ -33,7 +33,6 @@ confirming or releasing them can only lower the exposure and is never refused.
 
 import logging
 import random
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -337,17 +336,14 @@ _TYPES = {
 }
 
 
-def _prepared(name: str, sql: str) -> PreparedStatement:
-    return PreparedStatement(name, sql, **{p: _TYPES[p] for p in dict.fromkeys(re.findall(r"%\((\w+)\)s", sql))})
-
-
-_LOCK = _prepared("trade_lock", _LOCK_MARKET_AND_WALLET_SQL)
-_POSITIONS = _prepared("trade_positions", _POSITIONS_SQL)
+_LOCK = PreparedStatement.typed("trade_lock", _LOCK_MARKET_AND_WALLET_SQL, _TYPES)
+_POSITIONS = PreparedStatement.typed("trade_positions", _POSITIONS_SQL, _TYPES)
 # The write statement for (existing position?, idempotency key?).
 _WRITES = {
-    (update, keyed): _prepared(
+    (update, keyed): PreparedStatement.typed(
         f"trade_write_{'update' if update else 'insert'}{'_keyed' if keyed else ''}",
         _WRITE_SQL.format(position=_POSITION_UPDATE if update else _POSITION_INSERT, idempotency=_IDEMPOTENCY_CTE if keyed else ""),
+        _TYPES,
     )
     for update in (False, True)
     for keyed in (False, True)
@@ -384,14 +380,11 @@ def _steps_7_to_12_compact(ctx: _Context, idempotency) -> TradeResult:
     else:
         begin, commit, rollback = "BEGIN", "COMMIT", "ROLLBACK"
     with connection.cursor() as cursor:
-        committed = False
         try:
-            result = _compact_transaction(ctx, idempotency, cursor, begin, commit)
-            committed = True
-        finally:
-            if not committed:
-                _compact_rollback(cursor, rollback)
-    return result
+            return _compact_transaction(ctx, idempotency, cursor, begin, commit)
+        except BaseException:
+            _compact_rollback(cursor, rollback)
+            raise
 
 
 def _compact_rollback(cursor, rollback: str) -> None:
