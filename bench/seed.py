@@ -29,10 +29,10 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
-from casino import money  # noqa: E402
 from casino.models import CasinoSettings, MarketExposure  # noqa: E402
 from casino.services.credentials import operator_create, session_open  # noqa: E402
 from casino.services.markets import reference_price_set  # noqa: E402
+from core import money  # noqa: E402
 from risk.models import RiskSettings  # noqa: E402
 from wallets.services.transfers import wallet_deposit  # noqa: E402
 

@@ -7,7 +7,10 @@ class CasinoConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from casino import logging_setup
-        from casino.api import openapi  # noqa: F401 - registers the OpenAPI auth extensions
+        from casino.services import credentials
+        from core.api import auth
 
-        logging_setup.configure()
+        # The kernel authenticates; casino owns the credentials it checks.
+        auth.register_bearer_token(credentials.SESSION_TOKEN_PREFIX, credentials.player_principal)
+        auth.register_bearer_token(credentials.STAFF_TOKEN_PREFIX, credentials.staff_principal)
+        auth.register_operator_key(credentials.operator_principal)

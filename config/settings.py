@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "core",
     "casino",
     "wallets",
     "risk",
@@ -47,7 +48,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "casino.middleware.RequestIdMiddleware",
+    "core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -100,7 +101,7 @@ else:
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
         }
     }
-# The trade request's statements prepared once per connection (casino/services/prepared.py);
+# The trade request's statements prepared once per connection (core/prepared.py);
 # 0 for a transaction-pooling proxy in front of PostgreSQL.
 DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -137,17 +138,17 @@ CELERY_BEAT_SCHEDULE = {
 
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
 RATELIMIT_USE_CACHE = "default"
-# Rate limits are per user and enforced by casino.api.throttling; django-ratelimit's own
+# Rate limits are per user and enforced by core.api.throttling; django-ratelimit's own
 # middleware is not used (its 403 would not be the reference document's 429).
 SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 # --- REST framework ---------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["casino.api.auth.BearerTokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["core.api.auth.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": [],
-    "DEFAULT_PARSER_CLASSES": ["casino.api.rendering.DecimalJSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["casino.api.rendering.DecimalJSONRenderer"],
-    "EXCEPTION_HANDLER": "casino.api.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["core.api.rendering.DecimalJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["core.api.rendering.DecimalJSONRenderer"],
+    "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }

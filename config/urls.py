@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from casino.api import health
+from core.api import health
 
 urlpatterns = [
     path("admin/", admin.site.urls),

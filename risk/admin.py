@@ -22,9 +22,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from casino.admin import ReadOnlyAdminMixin, SingletonAdminMixin
 from casino.models import MarketExposure, Player
 from casino.services.exposure import global_exposure_bound
+from core.admin import ReadOnlyAdminMixin, SingletonAdminMixin
 from risk.models import MarketRiskLimit, OperatorRiskLimit, PlayerRiskProfile, RiskDecision, RiskSettings, Tier
 from risk.selectors import operator_open_exposure
 from risk.services.config import risk_config, risk_settings

@@ -24,10 +24,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from kombu.exceptions import OperationalError as BrokerError
 
-from casino.admin import ReadOnlyAdminMixin
-from casino.errors import HouseError
 from casino.models import Market, MarketStatus, PositionStatus
-from casino.money import CENT, ZERO
+from core.admin import ReadOnlyAdminMixin
+from core.errors import HouseError
+from core.money import CENT, ZERO
 from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction, SettlementStatus
 from settlement.services.decide import market_settle, settlement_plan
 from settlement.services.payouts import payout_retry

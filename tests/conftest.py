@@ -12,9 +12,9 @@ from django.db import connection
 from django.db.models import Sum
 from django.test import Client
 
-from casino.api.rendering import dumps
 from casino.services.credentials import operator_create, session_open, staff_token_create
 from casino.services.markets import reference_price_set
+from core.api.rendering import dumps
 from wallets.models import LedgerEntry, PlayerWallet
 from wallets.services.transfers import wallet_deposit
 

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from casino.api.rendering import dumps
 from casino.services.credentials import operator_create
 from casino.services.markets import reference_price_set
+from core.api.rendering import dumps
 from risk.models import MarketRiskLimit, OperatorRiskLimit, Tier
 from risk.services.config import risk_settings
 from tests.conftest import Api, buy_body, decimal_json

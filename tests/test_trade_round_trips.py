@@ -9,7 +9,8 @@ from django.db import DataError, OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
 from casino.models import Position, Trade
-from casino.services import prepared, trade_executor
+from casino.services import trade_executor
+from core import prepared
 from tests.conftest import buy_body, decimal_json, requires_postgres
 from wallets.models import LedgerEntry, PlayerWallet
 

@@ -9,9 +9,26 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin
 
-from casino.admin import ReadOnlyAdminMixin, rotate_wallet_secrets
 from casino.models import WalletMode
+from core.admin import ReadOnlyAdminMixin, confirm_rotation
 from wallets.models import LedgerEntry, OperatorWallet, PlayerWallet, WalletOperation
+from wallets.services.operator_wallet import operator_wallet_rotate_secret
+
+
+def wallet_secret_message(operator, secret: str) -> str:
+    return f"New wallet signing secret for operator “{operator.name}” (shown once, store it now): {secret}"
+
+
+def rotate_wallet_secrets(modeladmin, request, queryset):
+    return confirm_rotation(
+        modeladmin,
+        request,
+        queryset,
+        what="wallet signing secret",
+        action="rotate_wallet_secret",
+        rotate=lambda op: operator_wallet_rotate_secret(operator=op),
+        describe=wallet_secret_message,
+    )
 
 
 @admin.register(LedgerEntry)

@@ -3,15 +3,17 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
-from casino.api import inputs, presenters
 from casino.api import schemas as s
-from casino.api.auth import IsOperator, IsStaff, OperatorKeyAuthentication
-from casino.api.base import HouseAPIView
-from casino.errors import HouseError
 from casino.models import Player
-from casino.money import money, plain
 from casino.services.credentials import session_open
 from casino.services.markets import reference_price_set
+from core.api import inputs
+from core.api.auth import IsOperator, IsStaff, OperatorKeyAuthentication
+from core.api.base import HouseAPIView
+from core.api.openapi import IDEMPOTENCY_HEADER, ErrorSerializer
+from core.api.rendering import iso
+from core.errors import HouseError
+from core.money import money, plain
 from wallets.services.transfers import wallet_adjust
 
 CURRENCY_RE = r"^[A-Z]{3}$"
@@ -24,7 +26,7 @@ class OperatorSessionView(HouseAPIView):
 
     @extend_schema(
         request=s.SessionRequestSerializer,
-        responses={200: s.SessionResponseSerializer, 400: s.ErrorSerializer},
+        responses={200: s.SessionResponseSerializer, 400: ErrorSerializer},
         summary="Open a player session (creates the player on first use)",
     )
     def post(self, request):
@@ -45,7 +47,7 @@ class OperatorSessionView(HouseAPIView):
         if tier is not None and (not isinstance(tier, str) or not re.match(r"^[a-z0-9_\-]{1,32}$", tier)):
             raise inputs.invalid("tier")
         issued = session_open(operator=operator, external_player_id=player_id, currency=currency, tier=tier)
-        return Response({"token": issued.token, "userId": str(issued.player.pk), "expiresAt": presenters.iso(issued.expires_at)})
+        return Response({"token": issued.token, "userId": str(issued.player.pk), "expiresAt": iso(issued.expires_at)})
 
 
 class AdminBalanceView(HouseAPIView):
@@ -54,8 +56,8 @@ class AdminBalanceView(HouseAPIView):
 
     @extend_schema(
         request=s.AdminBalanceRequestSerializer,
-        responses={200: s.AdminBalanceResponseSerializer, 400: s.ErrorSerializer},
-        parameters=[s.IDEMPOTENCY_HEADER],
+        responses={200: s.AdminBalanceResponseSerializer, 400: ErrorSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
         summary="Staff balance adjustment (deposit or withdraw)",
     )
     def post(self, request):
@@ -84,7 +86,7 @@ class AdminPricesView(HouseAPIView):
 
     @extend_schema(
         request=s.AdminPriceRequestSerializer,
-        responses={200: s.AdminPriceResponseSerializer, 400: s.ErrorSerializer},
+        responses={200: s.AdminPriceResponseSerializer, 400: ErrorSerializer},
         summary="Set the house reference price of a market",
     )
     def post(self, request):

@@ -1,13 +1,7 @@
 """Domain objects to the reference document's wire shapes (field names, number formats)."""
 
-from datetime import UTC, datetime
-
-from casino.money import money, plain
-
-
-def iso(dt: datetime) -> str:
-    dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+from core.api.rendering import iso
+from core.money import money, plain
 
 
 def trade_result(result) -> dict:

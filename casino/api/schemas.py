@@ -1,15 +1,8 @@
-"""Request/response shapes for the OpenAPI document (validation itself is in casino.api.inputs)."""
+"""Request/response shapes for the OpenAPI document (validation itself is in core.api.inputs)."""
 
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    location=OpenApiParameter.HEADER,
-    required=False,
-    description="Same key + same body returns the first response; another body gets 409.",
-)
 QUOTE_PARAMETERS = [
     OpenApiParameter("side", str, enum=["buy", "sell"], required=True),
     OpenApiParameter("outcome", str, enum=["yes", "no"], required=True),
@@ -17,11 +10,6 @@ QUOTE_PARAMETERS = [
     OpenApiParameter("midPrice", str, required=True, description="Mid price in cents, (0, 100)"),
     OpenApiParameter("marketId", str, required=False, description="Apply this market's custom spread"),
 ]
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = serializers.CharField()
-    code = serializers.CharField(required=False)
 
 
 class TradeRequestSerializer(serializers.Serializer):

@@ -7,16 +7,18 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from casino import selectors
-from casino.api import inputs, presenters
+from casino.api import presenters
 from casino.api import schemas as s
-from casino.api.auth import IsPlayer, PlayerPrincipal
-from casino.api.base import HouseAPIView
-from casino.errors import HouseError
 from casino.models import PositionStatus
-from casino.money import money, plain
 from casino.services.markets import casino_settings, market_with_price
 from casino.services.pricing import quote_build, spread_effective
 from casino.services.trade_executor import TradeRequest, trade_execute
+from core.api import inputs
+from core.api.auth import IsPlayer, PlayerPrincipal
+from core.api.base import HouseAPIView
+from core.api.openapi import IDEMPOTENCY_HEADER, ErrorSerializer
+from core.errors import HouseError
+from core.money import money, plain
 from risk.services.assessment import player_spread_extra
 from wallets.selectors import ledger_recent
 from wallets.services.balances import wallet_balance
@@ -29,8 +31,8 @@ class TradeView(HouseAPIView):
 
     @extend_schema(
         request=s.TradeRequestSerializer,
-        responses={200: s.TradeResponseSerializer, 400: s.ErrorSerializer},
-        parameters=[s.IDEMPOTENCY_HEADER],
+        responses={200: s.TradeResponseSerializer, 400: ErrorSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
         summary="Buy or sell shares",
     )
     def post(self, request):
@@ -62,7 +64,7 @@ class QuoteView(HouseAPIView):
 
     @extend_schema(
         parameters=s.QUOTE_PARAMETERS,
-        responses={200: s.QuoteResponseSerializer, 400: s.ErrorSerializer},
+        responses={200: s.QuoteResponseSerializer, 400: ErrorSerializer},
         summary="Price a prospective trade (no authentication required)",
     )
     def get(self, request):
@@ -133,8 +135,8 @@ class DepositView(_TransferView):
 
     @extend_schema(
         request=s.AmountRequestSerializer,
-        responses={200: s.DepositResponseSerializer, 400: s.ErrorSerializer},
-        parameters=[s.IDEMPOTENCY_HEADER],
+        responses={200: s.DepositResponseSerializer, 400: ErrorSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
         summary="Deposit (internal wallets; balance cap $100,000)",
     )
     def post(self, request):
@@ -151,8 +153,8 @@ class WithdrawView(_TransferView):
 
     @extend_schema(
         request=s.AmountRequestSerializer,
-        responses={200: s.WithdrawResponseSerializer, 400: s.ErrorSerializer},
-        parameters=[s.IDEMPOTENCY_HEADER],
+        responses={200: s.WithdrawResponseSerializer, 400: ErrorSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
         summary="Withdraw (internal wallets; $100,000 per request)",
     )
     def post(self, request):

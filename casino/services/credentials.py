@@ -15,7 +15,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from casino.models import Operator, Player, PlayerSession, StaffToken, WalletMode
-from casino.services.prepared import PreparedStatement
+from core.api.auth import OperatorPrincipal, PlayerPrincipal, StaffPrincipal
+from core.prepared import PreparedStatement
 
 OPERATOR_KEY_PREFIX = "op_"
 SESSION_TOKEN_PREFIX = "ps_"
@@ -172,3 +173,21 @@ def staff_by_token(token: str):
         .first()
     )
     return row.user if row else None
+
+
+# -- what the kernel's authentication asks (registered in casino/apps.py) ------------------------
+
+
+def player_principal(token: str) -> PlayerPrincipal | None:
+    player = session_player(token)
+    return PlayerPrincipal(player) if player is not None else None
+
+
+def staff_principal(token: str) -> StaffPrincipal | None:
+    user = staff_by_token(token)
+    return StaffPrincipal(user) if user is not None else None
+
+
+def operator_principal(api_key: str) -> OperatorPrincipal | None:
+    operator = operator_by_key(api_key)
+    return OperatorPrincipal(operator) if operator is not None else None

@@ -39,8 +39,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import F
 
-from casino.errors import ConcurrentUpdate, HouseError, exposure_cap_reached
 from casino.models import GlobalExposure, MarketExposure
+from core.errors import ConcurrentUpdate, HouseError, exposure_cap_reached
 
 ZERO = Decimal("0")
 CENT = Decimal("0.01")

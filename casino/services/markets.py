@@ -6,9 +6,9 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils import timezone
 
-from casino.errors import HouseError
 from casino.models import CasinoSettings, Market, Outcome, ReferencePrice, ReferencePriceTick
-from casino.services.prepared import PreparedStatement
+from core.errors import HouseError
+from core.prepared import PreparedStatement
 
 HUNDRED = Decimal("100")
 

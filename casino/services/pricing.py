@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 from decimal import Decimal
 
-from casino import money
 from casino.models import CasinoSettings, Market, Side
+from core import money
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from casino import errors, money
-from casino.metrics import TRADE_REJECTIONS, TRADES, WALLET_COMPENSATIONS
 from casino.models import (
-    IdempotencyRecord,
     Market,
     MarketStatus,
     Player,
@@ -56,10 +53,13 @@ from casino.models import (
     Trade,
 )
 from casino.services.exposure import ExposureNeedsLock, exposure_reduce
-from casino.services.idempotency import idempotency_complete, idempotency_release
 from casino.services.markets import market_with_price
-from casino.services.prepared import PreparedStatement
 from casino.services.pricing import Quote, quote_build, spread_effective
+from core import errors, money
+from core.idempotency import idempotency_complete, idempotency_release
+from core.metrics import TRADE_REJECTIONS, TRADES, WALLET_COMPENSATIONS
+from core.models import IdempotencyRecord
+from core.prepared import PreparedStatement
 from risk.services.assessment import RiskTicket, risk_assess, risk_record_refusal
 from risk.services.config import risk_config
 from wallets.adapters import WalletAdapter, WalletMove, wallet_adapter_for
@@ -912,7 +912,7 @@ def _complete_idempotency(payload: dict, idempotency, result: TradeResult) -> No
         idempotency.record(result)
     elif payload.get("idempotency_id"):  # finished by recovery: complete the client's claim for its retry
         from casino.api.presenters import trade_result
-        from casino.api.rendering import dumps
+        from core.api.rendering import dumps
 
         idempotency_complete(record_id=payload["idempotency_id"], status_code=200, body=dumps(trade_result(result)))
 

@@ -3,10 +3,10 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
-from casino.api import inputs
-from casino.api import schemas as s
-from casino.api.auth import IsStaff
-from casino.api.base import HouseAPIView
+from core.api import inputs
+from core.api.auth import IsStaff
+from core.api.base import HouseAPIView
+from core.api.openapi import ErrorSerializer
 from risk.api.serializers import RiskConfigSerializer
 from risk.services.configure import risk_configuration, risk_configure
 
@@ -16,7 +16,7 @@ class RiskConfigView(HouseAPIView):
     rate_group, rate = "admin_risk", "60/m"
 
     @extend_schema(
-        responses={200: RiskConfigSerializer, 401: s.ErrorSerializer, 403: s.ErrorSerializer},
+        responses={200: RiskConfigSerializer, 401: ErrorSerializer, 403: ErrorSerializer},
         summary="The effective risk configuration (every threshold of the five walls)",
     )
     def get(self, request):
@@ -24,7 +24,7 @@ class RiskConfigView(HouseAPIView):
 
     @extend_schema(
         request=RiskConfigSerializer,
-        responses={200: RiskConfigSerializer, 400: s.ErrorSerializer, 401: s.ErrorSerializer, 403: s.ErrorSerializer},
+        responses={200: RiskConfigSerializer, 400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer},
         summary="Merge a partial risk configuration; applies from the next trade",
         description=(
             "Every key is optional. Unknown keys, wrong types, negative amounts and scores outside [0, 1] are refused "

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from casino.errors import HouseError
 from casino.services.exposure import exposure_apply
+from core.errors import HouseError
 from risk import counters
 from risk.models import RiskDecision, Wall
 from risk.services.config import risk_config, risk_config_reload

@@ -11,9 +11,9 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from casino.errors import HouseError
 from casino.models import Market, Operator
-from casino.money import MAX_AMOUNT, money, plain
+from core.errors import HouseError
+from core.money import MAX_AMOUNT, money, plain
 from risk.models import MarketRiskLimit, OperatorRiskLimit, RiskSettings, Tier
 from risk.services.config import risk_config_changed, risk_settings
 

@@ -4,10 +4,10 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from casino.api import inputs
-from casino.api.auth import IsStaff
-from casino.api.base import HouseAPIView
-from casino.money import money
+from core.api import inputs
+from core.api.auth import IsStaff
+from core.api.base import HouseAPIView
+from core.money import money
 from settlement.models import SettlementAction
 from settlement.services.decide import market_settle
 

@@ -13,10 +13,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from casino import money
-from casino.errors import HouseError
-from casino.metrics import SETTLEMENTS
 from casino.models import Market, MarketStatus, Position, PositionStatus
+from core import money
+from core.errors import HouseError
+from core.metrics import SETTLEMENTS
 from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction
 
 ZERO = Decimal("0")

@@ -17,9 +17,9 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from casino.metrics import SETTLEMENT_PAYOUTS, SETTLEMENTS
 from casino.models import Market, MarketStatus
 from casino.services.exposure import exposure_clear_market
+from core.metrics import SETTLEMENT_PAYOUTS, SETTLEMENTS
 from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction, SettlementStatus
 from wallets.models import FINAL_STATUSES, LedgerType, OperationKind, OperationStatus, WalletOperation
 from wallets.services.balances import wallet_change

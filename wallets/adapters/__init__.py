@@ -1,6 +1,6 @@
 """Wallet adapter look-up by operator wallet mode."""
 
-from casino.errors import HouseError
+from core.errors import HouseError
 from wallets.adapters.base import WalletAdapter, WalletMove
 from wallets.adapters.internal import InternalWalletAdapter
 from wallets.adapters.s2s import S2SWalletAdapter

@@ -20,7 +20,7 @@ import httpx
 import structlog
 from django.db import connection
 
-from casino.metrics import WALLET_CALLS
+from core.metrics import WALLET_CALLS
 from wallets.signing import signed_headers, verify
 
 log = logging.getLogger("house.wallet.s2s")
@@ -143,7 +143,7 @@ class S2SWalletAdapter:
         self.target = target
 
     def balance(self, *, player, for_update: bool = False) -> Decimal:
-        from casino.errors import HouseError
+        from core.errors import HouseError
         from wallets.services.breaker import breaker_record
 
         reply = self.target.client().call("balance", {"user_id": player.external_id, "currency": player.currency})
@@ -155,7 +155,7 @@ class S2SWalletAdapter:
 
 def player_error_for(status: str, *, default):
     """The player-facing error for an operator refusal (SPEC §9 statuses)."""
-    from casino.errors import HouseError, insufficient_balance
+    from core.errors import HouseError, insufficient_balance
 
     if status == "INSUFFICIENT_FUNDS":
         return insufficient_balance()

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from casino.errors import insufficient_balance
+from core.errors import insufficient_balance
 from wallets.models import LedgerEntry, PlayerWallet
 
 
@@ -64,7 +64,7 @@ def wallet_change(
     if after < 0:
         raise insufficient_balance()
     if max_balance is not None and amount > 0 and after > max_balance:
-        from casino.errors import HouseError
+        from core.errors import HouseError
 
         raise HouseError("Balance cap of $100,000 exceeded", code="balance_cap_exceeded")
     PlayerWallet.objects.filter(player_id=player.pk).update(balance=after)

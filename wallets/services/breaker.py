@@ -11,7 +11,7 @@ import time
 
 from django.core.cache import cache
 
-from casino.errors import HouseError
+from core.errors import HouseError
 
 
 def _keys(operator_id) -> tuple[str, str, str]:

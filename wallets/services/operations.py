@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from casino.metrics import WALLET_MANUAL
+from core.metrics import WALLET_MANUAL
 from wallets.adapters.s2s import UNKNOWN, S2SWalletClient, WalletReply
 from wallets.models import FINAL_STATUSES, LedgerEntry, LedgerType, OperationKind, OperationStatus, OperatorWallet, WalletOperation
 from wallets.services.breaker import breaker_record

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from casino.errors import HouseError
+from core.errors import HouseError
 from wallets.models import LedgerType
 from wallets.services.balances import BalanceChange, wallet_change
 

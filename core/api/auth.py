@@ -1,17 +1,24 @@
 """Who is calling: a player (session bearer token), house staff (staff bearer token) or an
-operator (X-Operator-Key). Permissions turn a wrong kind of caller into 401/403."""
+operator (X-Operator-Key). Permissions turn a wrong kind of caller into 401/403.
 
+The kernel knows the kinds of caller, not where their credentials live: the app that owns
+them registers a resolver at start-up (casino's AppConfig.ready):
+
+    register_bearer_token(prefix, resolve)   resolve(token) -> a principal, or None
+    register_operator_key(resolve)           resolve(key) -> an OperatorPrincipal, or None
+
+A bearer token's prefix says which resolver looks it up, so a token costs one look-up.
+"""
+
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rest_framework import authentication, permissions
 
-from casino.models import Operator, Player
-from casino.services import credentials
-
 
 @dataclass(frozen=True)
 class PlayerPrincipal:
-    player: Player
+    player: object
     is_authenticated: bool = True
 
     @property
@@ -31,7 +38,7 @@ class StaffPrincipal:
 
 @dataclass(frozen=True)
 class OperatorPrincipal:
-    operator: Operator
+    operator: object
     is_authenticated: bool = True
 
     @property
@@ -39,8 +46,24 @@ class OperatorPrincipal:
         return f"operator:{self.operator.pk}"
 
 
+Principal = PlayerPrincipal | StaffPrincipal | OperatorPrincipal
+_bearer_resolvers: dict[str, Callable[[str], Principal | None]] = {}
+_operator_key_resolver: list[Callable[[str], OperatorPrincipal | None]] = []
+
+
+def register_bearer_token(prefix: str, resolve: Callable[[str], Principal | None]) -> None:
+    """``prefix`` ends with the token's first underscore (``ps_``)."""
+    if not prefix.endswith("_") or "_" in prefix[:-1]:
+        raise ValueError(f"a bearer token prefix ends with its only underscore: {prefix!r}")
+    _bearer_resolvers[prefix] = resolve
+
+
+def register_operator_key(resolve: Callable[[str], OperatorPrincipal | None]) -> None:
+    _operator_key_resolver[:] = [resolve]
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    """Authorization: Bearer <token>; the token's prefix says whether it is a player's or staff's."""
+    """Authorization: Bearer <token>; the token's prefix picks the resolver."""
 
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION", "")
@@ -50,15 +73,12 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise authentication.exceptions.AuthenticationFailed()
-        if token.startswith(credentials.SESSION_TOKEN_PREFIX):
-            player = credentials.session_player(token)
-            if player is not None:
-                return PlayerPrincipal(player), token
-        elif token.startswith(credentials.STAFF_TOKEN_PREFIX):
-            user = credentials.staff_by_token(token)
-            if user is not None:
-                return StaffPrincipal(user), token
-        raise authentication.exceptions.AuthenticationFailed()
+        kind, underscore, _ = token.partition("_")
+        resolve = _bearer_resolvers.get(kind + underscore)
+        principal = resolve(token) if resolve is not None else None
+        if principal is None:
+            raise authentication.exceptions.AuthenticationFailed()
+        return principal, token
 
     def authenticate_header(self, request):
         return "Bearer"
@@ -69,10 +89,10 @@ class OperatorKeyAuthentication(authentication.BaseAuthentication):
         key = request.META.get("HTTP_X_OPERATOR_KEY")
         if key is None:
             return None
-        operator = credentials.operator_by_key(key.strip())
-        if operator is None:
+        principal = _operator_key_resolver[0](key.strip()) if _operator_key_resolver else None
+        if principal is None:
             raise authentication.exceptions.AuthenticationFailed()
-        return OperatorPrincipal(operator), key
+        return principal, key
 
     def authenticate_header(self, request):
         return "X-Operator-Key"

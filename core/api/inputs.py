@@ -6,8 +6,8 @@ Wrong types and out-of-range values become HouseError (400), never exceptions fu
 import re
 from decimal import Decimal, InvalidOperation
 
-from casino import money
-from casino.errors import HouseError, invalid, missing_fields
+from core import money
+from core.errors import HouseError, invalid, missing_fields
 
 MARKET_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}$")
 MAX_TEXT = 500

@@ -30,7 +30,7 @@ def readyz(request):
 
 
 def _broker_check() -> str:
-    from config.celery import app
+    from celery import current_app as app  # the project's Celery app (config/celery.py), without importing config
 
     if app.conf.task_always_eager:
         return "ok"

@@ -8,7 +8,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from casino.errors import HouseError
+from core.errors import HouseError
 
 log = logging.getLogger("house.api")
 

@@ -5,10 +5,10 @@ from django.http import HttpResponse
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from casino.api.rendering import JSONNegotiation, dumps
-from casino.api.throttling import PerUserRateThrottle
-from casino.errors import HouseError
-from casino.services.idempotency import (
+from core.api.rendering import JSONNegotiation, dumps
+from core.api.throttling import PerUserRateThrottle
+from core.errors import HouseError
+from core.idempotency import (
     IN_PROGRESS,
     MAX_KEY_LENGTH,
     IdempotencySlot,

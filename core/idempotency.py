@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from casino.models import IdempotencyRecord
+from core.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
 

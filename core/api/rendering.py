@@ -1,6 +1,7 @@
 """JSON in and out with exact decimals: numbers parse to Decimal, Decimals render as numbers."""
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import simplejson
@@ -41,3 +42,8 @@ class JSONNegotiation(DefaultContentNegotiation):
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type
+
+
+def iso(dt: datetime) -> str:
+    dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
