@@ -7,7 +7,7 @@ through Django's WSGI handler (the full middleware + DRF + executor stack, witho
 and without concurrency, so nothing but the trade itself is measured) and reports:
 
 * wall time and Python CPU time per trade, SQL statements and commits per trade;
-* wall time per executor step (casino/services/trade_executor.py) and per SQL statement;
+* wall time per executor step (casino/services/trade_executor/) and per SQL statement;
 * cProfile's own-time per package (ORM query building, psycopg, DRF, ...), and the top functions.
 
 --write saves the report as bench/PROFILE.md.
@@ -219,12 +219,13 @@ def main() -> None:
 
     import redis
 
+    steps, orm, sql = (f"casino.services.trade_executor.{m}" for m in ("steps", "house_wallet", "house_wallet_sql"))
     probes = [
         ("casino.services.credentials", "session_player", 0),
-        ("casino.services.trade_executor", "trade_execute", 0),
-        ("casino.services.trade_executor", "_validate", 1),
-        ("casino.services.trade_executor", "_check_tradeability", 1),
-        ("casino.services.trade_executor", "_assess_risk", 1),
+        (steps, "trade_execute", 0),
+        (steps, "_validate", 1),
+        (steps, "_check_tradeability", 1),
+        (steps, "_assess_risk", 1),
         ("risk.services.assessment", "risk_config", 2),
         ("risk.services.assessment", "_kill_switches", 2),
         ("risk.services.assessment", "_wall_velocity_and_daily_loss", 2),
@@ -232,26 +233,27 @@ def main() -> None:
         ("risk.services.assessment", "_wall_exposure_precheck", 2),
         ("risk.services.assessment", "_wall_sharp", 2),
         ("risk.services.assessment", "_wall_operator", 2),
-        ("casino.services.trade_executor", "_price", 1),
-        ("casino.services.trade_executor", "_resolve_operator", 1),
-        ("casino.services.trade_executor", "_wallet_adapter", 1),
-        ("casino.services.trade_executor", "_execute_locally", 1),
-        ("casino.services.trade_executor", "_lock_market_for_trading", 2),
-        ("casino.services.trade_executor", "_check_balance", 2),
-        ("casino.services.trade_executor", "_move_money", 2),
-        ("casino.services.trade_executor", "_record_trade", 2),
-        ("casino.services.trade_executor", "_upsert_position", 2),
-        ("casino.services.trade_executor", "_update_exposure", 2),
+        (steps, "_price", 1),
+        (steps, "_resolve_operator", 1),
+        (steps, "_wallet_adapter", 1),
+        (steps, "_steps_7_to_12", 1),
+        (sql, "_compact_transaction", 2),
+        (orm, "market_lock_open", 2),
+        (orm, "_check_balance", 2),
+        (orm, "_move_money", 2),
+        (orm, "_record_trade", 2),
+        (orm, "_upsert_position", 2),
+        (orm, "_update_exposure", 2),
         ("casino.services.exposure", "_market_fast", 3),
         ("casino.services.exposure", "_global_fast", 3),
-        ("casino.services.trade_executor", "_update_wagering_stats", 2),
-        ("casino.services.trade_executor", "_result", 2),
+        (orm, "_update_wagering_stats", 2),
+        (orm, "_result", 2),
     ]
     step_rows = []
     for module_name, name, depth in probes:
         module = importlib.import_module(module_name)
         if hasattr(module, name):
-            label = name if module_name.endswith("trade_executor") else f"{module_name.rsplit('.', 1)[-1]}.{name}"
+            label = name if module_name == steps else f"{module_name.rsplit('.', 1)[-1]}.{name}"
             setattr(module, name, timed(label, getattr(module, name)))
             step_rows.append((label, depth))
     DatabaseWrapper._commit = timed("COMMIT (Django, explicit transactions)", DatabaseWrapper._commit)

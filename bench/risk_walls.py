@@ -36,10 +36,9 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from casino.services import trade_executor
     from casino.services.credentials import operator_create, session_open, session_player
     from casino.services.markets import casino_settings, reference_price_set
-    from casino.services.trade_executor import TradeRequest, trade_execute
+    from casino.services.trade_executor import TradeRequest, steps, trade_execute
     from risk.services import assessment
     from risk.services.config import risk_settings
     from wallets.services.transfers import wallet_deposit
@@ -64,7 +63,7 @@ def main() -> None:
         wallet_deposit(player=session.player, amount=Decimal("100000"))
         players.append(session_player(session.token))  # loaded as a request loads it (with its risk profile)
 
-    real_assess = trade_executor.risk_assess
+    real_assess = steps.risk_assess
 
     def no_walls(*, player, market_id, side, outcome, amount, mid_price):
         config = assessment.risk_config()
@@ -94,9 +93,9 @@ def main() -> None:
     run("warm-up")
     results = {}
     for label, assess in (("walls on", real_assess), ("walls off", no_walls), ("walls on (again)", real_assess)):
-        trade_executor.risk_assess = assess
+        steps.risk_assess = assess
         results[label] = run(label)
-    trade_executor.risk_assess = real_assess
+    steps.risk_assess = real_assess
 
     def row(label, times):
         ordered = sorted(times)

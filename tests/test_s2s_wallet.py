@@ -203,14 +203,14 @@ class SimulatedCrash(BaseException):
 
 
 def test_process_killed_between_debit_and_trade_record_is_compensated(world, monkeypatch):
-    from casino.services import trade_executor
+    from casino.services.trade_executor import operator_wallet
 
     player, api = world.player()
 
     def crash(*args, **kwargs):
         raise SimulatedCrash()
 
-    monkeypatch.setattr(trade_executor, "_record_remote_trade", crash)
+    monkeypatch.setattr(operator_wallet, "_record_remote_trade", crash)
     with pytest.raises(SimulatedCrash):
         api.post("trade", buy_body())
     assert world.server.balance(player.external_id) == Decimal("75.00")  # debited, trade never recorded
@@ -226,10 +226,10 @@ def test_process_killed_between_debit_and_trade_record_is_compensated(world, mon
 
 
 def test_process_killed_before_the_debit_call_is_compensated(world, monkeypatch):
-    from casino.services import trade_executor
+    from casino.services.trade_executor import operator_wallet
 
     player, api = world.player()
-    monkeypatch.setattr(trade_executor, "operation_send", lambda **kwargs: (_ for _ in ()).throw(SimulatedCrash()))
+    monkeypatch.setattr(operator_wallet, "operation_send", lambda **kwargs: (_ for _ in ()).throw(SimulatedCrash()))
     with pytest.raises(SimulatedCrash):
         api.post("trade", buy_body())
     monkeypatch.undo()
@@ -243,11 +243,11 @@ def test_process_killed_before_the_debit_call_is_compensated(world, monkeypatch)
 
 
 def test_process_killed_after_the_credit_finishes_the_sell(world, monkeypatch):
-    from casino.services import trade_executor
+    from casino.services.trade_executor import operator_wallet
 
     player, api = world.player()
     api.post("trade", buy_body(amount="64.00"))
-    real = trade_executor._record_remote_trade
+    real = operator_wallet._record_remote_trade
     calls = {"n": 0}
 
     def crash_on_sell(operation, **kwargs):
@@ -255,7 +255,7 @@ def test_process_killed_after_the_credit_finishes_the_sell(world, monkeypatch):
             raise SimulatedCrash()
         return real(operation, **kwargs)
 
-    monkeypatch.setattr(trade_executor, "_record_remote_trade", crash_on_sell)
+    monkeypatch.setattr(operator_wallet, "_record_remote_trade", crash_on_sell)
     with pytest.raises(SimulatedCrash):
         api.post("trade", _sell(25))
     monkeypatch.undo()
@@ -422,10 +422,10 @@ def test_seed_demo_wires_an_s2s_operator_to_the_reference_server(db, market):
 
 
 def test_the_retry_task_drives_a_failed_rollback_to_a_definite_answer(world, monkeypatch):
-    from casino.services import trade_executor
+    from casino.services.trade_executor import operator_wallet
     from wallets.tasks import wallet_operation_retry
 
-    monkeypatch.setattr(trade_executor, "_schedule_retry", lambda operation_id: None)  # queued; the worker runs it below
+    monkeypatch.setattr(operator_wallet, "_schedule_retry", lambda operation_id: None)  # queued; the worker runs it below
     player, api = world.player()
     world.server.add_fault("http_error", endpoint="debit", http_status=500, apply="before", times=1)
     world.server.add_fault("timeout", endpoint="rollback", seconds=float(CLIENT_TIMEOUT) + 0.2, apply="never", times=1)

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from casino.models import Position, Trade
 from casino.services import trade_executor
+from casino.services.trade_executor import house_wallet_sql
 from core import prepared
 from tests.conftest import buy_body, decimal_json, requires_postgres
 from wallets.models import LedgerEntry, PlayerWallet
@@ -80,7 +81,7 @@ def test_a_refusal_between_the_round_trips_rolls_back_and_the_connection_stays_u
 @pytest.mark.django_db(transaction=True)
 def test_a_database_error_in_the_write_rolls_back_everything(make_player, market, monkeypatch):
     player, api = make_player(Decimal("100"))
-    write = trade_executor._WRITES[(False, False)]
+    write = house_wallet_sql._WRITES[(False, False)]
     monkeypatch.setattr(write, "execute", "SELECT 1/0")  # the write round trip fails on the server
     monkeypatch.setattr(write, "sql", "SELECT 1/0")
     with pytest.raises(DataError):
@@ -99,7 +100,7 @@ def test_a_position_changed_under_the_trade_is_refused_by_the_write_and_retried(
     COMMIT is never reached, nothing of the attempt is written, and the executor tries again."""
     player, api = make_player(Decimal("100"))
     assert api.post("trade", buy_body(amount="25.00")).status_code == 200
-    real = trade_executor._HeldPosition
+    real = house_wallet_sql._HeldPosition
     stale = {"left": 1}
 
     def held(*row):
@@ -109,7 +110,7 @@ def test_a_position_changed_under_the_trade_is_refused_by_the_write_and_retried(
             return real(**{**position.__dict__, "version": position.version - 1})
         return position
 
-    monkeypatch.setattr(trade_executor, "_HeldPosition", held)
+    monkeypatch.setattr(house_wallet_sql, "_HeldPosition", held)
     result = trade_executor.trade_execute(player=player, request=_request())
     assert stale["left"] == 0
     assert result.new_balance == Decimal("50.00")

@@ -6,8 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from casino import selectors
-from casino.api import presenters
+from casino import presenters, selectors
 from casino.api import schemas as s
 from casino.models import PositionStatus
 from casino.services.markets import casino_settings, market_with_price

@@ -73,6 +73,11 @@ def _shard_count() -> int:
     return max(1, settings.HOUSE_EXPOSURE_SHARDS)
 
 
+def exposure_shard_pick() -> int:
+    """A shard for the next change: at random, so concurrent trades spread over the rows."""
+    return random.randrange(_shard_count())
+
+
 def _worst(shard) -> Decimal:
     return max(shard.yes_shares, shard.no_shares) - shard.cash_in
 
@@ -108,23 +113,29 @@ def exposure_apply(
         raise ExposureNeedsLock()
 
 
-_FAST_SQL = """
+# One market shard takes the trade's deltas, answering with the change of its worst case. The
+# trade's two-round-trip write (casino/services/trade_executor/house_wallet_sql.py) sends the
+# same statements as CTEs; this module is their one definition.
+MARKET_SHARD_UPDATE_SQL = """
 UPDATE casino_exposure
    SET yes_shares = yes_shares + %(dy)s, no_shares = no_shares + %(dn)s, cash_in = cash_in + %(dc)s
  WHERE market_id = %(market)s AND shard = %(shard)s AND {condition}
 RETURNING GREATEST(yes_shares, no_shares) - cash_in
-        - (GREATEST(yes_shares - %(dy)s, no_shares - %(dn)s) - (cash_in - %(dc)s))
+        - (GREATEST(yes_shares - %(dy)s, no_shares - %(dn)s) - (cash_in - %(dc)s)) AS growth
 """
-_WITHIN_QUOTA = """cap = %(cap)s AND (
+WITHIN_QUOTA = """cap = %(cap)s AND (
        GREATEST(yes_shares + %(dy)s, no_shares + %(dn)s) - (cash_in + %(dc)s) <= quota
     OR GREATEST(yes_shares + %(dy)s, no_shares + %(dn)s) - (cash_in + %(dc)s) <= GREATEST(yes_shares, no_shares) - cash_in)"""
+# One global shard takes a change of the bound that fits its quota (or lowers it).
+GLOBAL_SHARD_UPDATE_SQL = """UPDATE casino_global_exposure SET bound = bound + {growth}
+ WHERE shard = {shard} AND cap = {cap} AND (bound + {growth} <= quota OR {growth} <= 0)"""
 
 
 def _market_fast(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: Decimal) -> Decimal | None:
     """The shard's change of worst case, or None if the trade does not fit the shard's quota."""
-    params = {"dy": dy, "dn": dn, "dc": dc, "market": market_id, "shard": random.randrange(_shard_count()), "cap": cap}
+    params = {"dy": dy, "dn": dn, "dc": dc, "market": market_id, "shard": exposure_shard_pick(), "cap": cap}
     with connection.cursor() as cursor:
-        cursor.execute(_FAST_SQL.format(condition=_WITHIN_QUOTA), params)
+        cursor.execute(MARKET_SHARD_UPDATE_SQL.format(condition=WITHIN_QUOTA), params)
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -132,9 +143,8 @@ def _market_fast(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: Dec
 def _global_fast(growth: Decimal, global_cap: Decimal) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE casino_global_exposure SET bound = bound + %(g)s WHERE shard = %(shard)s AND cap = %(cap)s"
-            " AND (bound + %(g)s <= quota OR %(g)s <= 0)",
-            {"g": growth, "shard": random.randrange(_shard_count()), "cap": global_cap},
+            GLOBAL_SHARD_UPDATE_SQL.format(growth="%(g)s", shard="%(shard)s", cap="%(cap)s"),
+            {"g": growth, "shard": exposure_shard_pick(), "cap": global_cap},
         )
         return cursor.rowcount == 1
 
@@ -199,8 +209,8 @@ def exposure_reduce(*, market_id: str, outcome: str, shares_delta: Decimal, cash
         return
     params = {"dy": dy, "dn": dn, "dc": cash_delta, "market": market_id}
     with connection.cursor() as cursor:
-        for shard in (random.randrange(_shard_count()), 0):
-            cursor.execute(_FAST_SQL.format(condition="TRUE"), {**params, "shard": shard})
+        for shard in (exposure_shard_pick(), 0):
+            cursor.execute(MARKET_SHARD_UPDATE_SQL.format(condition="TRUE"), {**params, "shard": shard})
             row = cursor.fetchone()
             if row:
                 _global_add(row[0])
@@ -212,7 +222,7 @@ def _global_add(growth: Decimal) -> None:
     """An unconditional change of the global bound (only ever a decrease, from reductions)."""
     if growth == 0:
         return
-    updated = GlobalExposure.objects.filter(shard=random.randrange(_shard_count())).update(bound=F("bound") + growth)
+    updated = GlobalExposure.objects.filter(shard=exposure_shard_pick()).update(bound=F("bound") + growth)
     if not updated:
         GlobalExposure.objects.filter(shard=0).update(bound=F("bound") + growth)
 

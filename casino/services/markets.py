@@ -82,3 +82,19 @@ def market_with_price(*, market_id: str, outcome: str) -> tuple[Market | None, R
     )
     ref.market = market
     return market, ref
+
+
+_MARKET_LOCK_SQL = "SELECT status, disabled FROM casino_markets WHERE id = %s FOR SHARE"
+
+
+def market_lock_for_trading(*, market_id: str) -> tuple[str, bool]:
+    """(status, disabled) of the market, read under a shared lock held until the caller's
+    transaction ends: settlement's status change (FOR UPDATE) waits for the trades in flight,
+    and a trade that waited sees the new status. Shared locks do not block each other; SQLite
+    serializes writers anyway and takes no lock here."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_MARKET_LOCK_SQL, [market_id])
+            status, disabled = cursor.fetchone()
+        return status, disabled
+    return Market.objects.filter(pk=market_id).values_list("status", "disabled").get()

@@ -6,6 +6,9 @@ from decimal import Decimal
 from casino.models import CasinoSettings, Market, Side
 from core import money
 
+# A market's liquidity when neither the house nor the client knows it.
+DEFAULT_LIQUIDITY = Decimal("100000")
+
 
 @dataclass(frozen=True)
 class Quote:
