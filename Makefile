@@ -8,8 +8,9 @@ run:
 test:
 	scripts/test
 
+# ruff, and the import layering of docs/architecture.md (also checked by tests/test_architecture.py).
 lint:
-	scripts/bootstrap requirements-dev.txt && .venv/bin/ruff check .
+	scripts/bootstrap requirements-dev.txt && .venv/bin/ruff check . && .venv/bin/lint-imports --no-cache pyproject.toml
 
 # HTTP trade benchmark against gunicorn + PostgreSQL, and the pgbench raw-SQL ceiling.
 bench:

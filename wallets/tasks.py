@@ -1,20 +1,25 @@
 """Celery entry points for S2S money movements: fetch by id, call a service, retry here."""
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from wallets.models import FINAL_STATUSES, OperationKind, OperationStatus, WalletOperation
 from wallets.services.operations import _backoff, operation_settle, operations_due
 
 log = logging.getLogger("house.wallet.tasks")
 
-# Who finishes the local side of an operation left half-done, by payload["handler"].
-LOCAL_HANDLERS = {"trade": "casino.services.trade_executor.trade_recover"}
+# Who finishes the local side of an operation left half-done, by payload["handler"]: the app that
+# started the operation registers it at start-up (casino/apps.py: "trade"). Wallets knows no caller.
+LOCAL_HANDLERS: dict[str, Callable[[WalletOperation], None]] = {}
+
+
+def register_recovery_handler(name: str, handler: Callable[[WalletOperation], None]) -> None:
+    LOCAL_HANDLERS[name] = handler
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
@@ -43,7 +48,7 @@ def recover_stalled(*, older_than_seconds: int | None = None) -> int:
         if handler is None:
             continue
         try:
-            import_string(handler)(operation)
+            handler(operation)
             count += 1
         except Exception:  # noqa: BLE001 - one bad operation must not stop recovery of the others
             log.exception("recovery of wallet operation %s failed", operation.pk)
