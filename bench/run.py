@@ -7,15 +7,18 @@ against the same trade as one raw-SQL transaction driven by pgbench (the ceiling
 Needs the environment of scripts/with-services (DATABASE_URL, REDIS_URL, PG_BINDIR, a
 DJANGO_SECRET_KEY). Scenarios, each with the same warm-up, duration and concurrency:
 
-  http-spread   many players over many markets           (wrk -> gunicorn -> Django -> PostgreSQL)
-  http-hot      the same players, all on one hot market
-  sql-spread    pgbench, raw-SQL trade transaction, many markets (the ceiling)
-  sql-hot       pgbench, one hot market
-  http-floor    baseline: bench/floor_app.py, the sql-spread transaction from a bare WSGI app
-  http-healthz  baseline: GET /healthz on the same gunicorn
+  http-spread     many players over many markets           (wrk -> gunicorn -> Django -> PostgreSQL)
+  http-open-half  the http-spread trades in an open loop at a fixed rate, half of http-spread's
+                  trades/s (or --open-rate): latency from each request's intended send time
+  http-hot        the same players, all on one hot market
+  sql-spread      pgbench, raw-SQL trade transaction, many markets (the ceiling)
+  sql-hot         pgbench, one hot market
+  http-floor      baseline: bench/floor_app.py, the sql-spread transaction from a bare WSGI app
+  http-healthz    baseline: GET /healthz on the same gunicorn
 
 Rewrites its block of bench/RESULTS.md (unless --no-write) with trades/s, p50/p99 latency,
-CPU per trade and the ratios against the targets: HTTP >= 20% of raw SQL, hot >= 80% of spread.
+CPU per trade and the ratios against the targets: HTTP >= 25% of raw SQL, hot >= 80% of spread,
+p99 <= 25 ms at half of the peak rate (open loop).
 gunicorn runs in its own session and is killed (the whole process group) when the run ends.
 """
 
@@ -49,9 +52,10 @@ PY = sys.executable
 # The production gunicorn settings (workers, worker class, threads, keep-alive): the defaults here.
 SHIPPED = {k: v for k, v in runpy.run_path(str(ROOT / "gunicorn.conf.py")).items() if not k.startswith("_")}
 
-SCENARIOS = ["http-spread", "http-hot", "http-healthz", "http-floor", "sql-spread", "sql-hot"]
-TARGET_HTTP_VS_SQL = 0.20
+SCENARIOS = ["http-spread", "http-open-half", "http-hot", "http-healthz", "http-floor", "sql-spread", "sql-hot"]
+TARGET_HTTP_VS_SQL = 0.25
 TARGET_HOT_VS_SPREAD = 0.80
+TARGET_OPEN_P99_MS = 25.0  # p99 latency at half of the http-spread peak rate, open loop
 
 
 def log(msg: str) -> None:
@@ -379,6 +383,191 @@ def http_run_python(url: str, tokens: Path, markets: Path, *, seconds: int, conn
     }
 
 
+OPEN_MAX_CONNECTIONS = 1024  # the pool grows on demand up to this many connections
+OPEN_LATE_S = 0.005  # a request written more than this after its intended time started late
+OPEN_DRAIN_S = 30.0  # after the last intended send, wait this long for the answers still out
+
+
+def http_run_open(url: str, tokens: Path, markets: Path, *, seconds: float, rate: float, connections: int) -> dict:
+    """Open loop (wrk2-style): request i is intended at t0 + i / rate whatever happened to the
+    earlier ones, and its latency runs from that intended time to the end of its response, so
+    time spent waiting for the server (or for a free connection) is not left out (coordinated
+    omission). ``connections`` keep-alive connections are opened before t0, each with a worker
+    coroutine; an idle worker takes a request at its intended time, and when none is idle a new
+    connection is opened (up to OPEN_MAX_CONNECTIONS; beyond that the request waits in a queue).
+    Idle workers are reused in FIFO order, so no connection sits idle long enough for the
+    server's keep-alive timeout to close it. Request bytes are built before t0."""
+    import asyncio
+    import random
+    from collections import deque
+
+    host, port = urlparse(url).hostname, urlparse(url).port
+    token_list = tokens.read_text().split()
+    market_list = markets.read_text().split()
+    count = max(1, round(seconds * rate))
+    requests = []
+    for _ in range(count):
+        body = (
+            f'{{"marketId":"{random.choice(market_list)}","side":"buy","outcome":"{random.choice(("yes", "no"))}",'
+            f'"amount":1.00,"midPrice":50}}'
+        ).encode()
+        head = (
+            f"POST /api/casino/trade HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {random.choice(token_list)}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        requests.append(head.encode() + body)
+
+    latencies: list[float] = []  # from the intended send time (corrected)
+    service: list[float] = []  # from the actual write (what a closed-loop tool reports)
+    statuses: dict[str, int] = {}
+    stats = {"late": 0, "max_lag": 0.0, "dispatch_late": 0, "max_dispatch_lag": 0.0, "queued": 0, "reconnects": 0, "last_done": 0.0}
+    idle: deque = deque()  # futures of idle workers, longest idle first
+    backlog: deque = deque()  # (intended, request) when every connection is busy and the pool is full
+    workers: list = []
+    pending: set[int] = set(range(count))  # ids of requests not answered yet
+    answered_all = asyncio.Event()
+
+    async def connect():
+        return await asyncio.open_connection(host, port)
+
+    async def exchange(conn, item):
+        """Send one request on conn (reconnecting if the server closed it); returns the connection to keep, or None."""
+        loop = asyncio.get_running_loop()
+        i, intended = item
+        reader, writer = conn if conn else (None, None)
+        code, keep = "error", False
+        written = None
+        try:
+            if reader is None or reader.at_eof() or writer.is_closing():
+                if writer is not None:
+                    writer.close()
+                    stats["reconnects"] += 1
+                reader, writer = await connect()
+            written = loop.time()
+            writer.write(requests[i])
+            head = await reader.readuntil(b"\r\n\r\n")
+            code = head[9:12].decode()
+            lower = head.lower()
+            at = lower.find(b"\r\ncontent-length:")
+            if at < 0:
+                raise ConnectionError("response without Content-Length")
+            await reader.readexactly(int(lower[at + 17 : lower.index(b"\r\n", at + 2)]))
+            keep = b"\r\nconnection: close" not in lower
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            code = "error"
+        done = loop.time()
+        lag = (written if written is not None else done) - intended
+        if lag > OPEN_LATE_S:
+            stats["late"] += 1
+        stats["max_lag"] = max(stats["max_lag"], lag)
+        latencies.append(done - intended)
+        if written is not None:
+            service.append(done - written)
+        statuses[code] = statuses.get(code, 0) + 1
+        pending.discard(i)
+        stats["last_done"] = done
+        if not pending:
+            answered_all.set()
+        if keep:
+            return reader, writer
+        if writer is not None:
+            writer.close()
+        return None
+
+    async def worker(conn, item):
+        loop = asyncio.get_running_loop()
+        while True:
+            if item is None:
+                if backlog:
+                    item = backlog.popleft()
+                else:
+                    waiter = loop.create_future()
+                    idle.append(waiter)
+                    item = await waiter
+                    if item is None:  # the run is over
+                        break
+            conn = await exchange(conn, item)
+            item = None
+        if conn:
+            conn[1].close()
+
+    async def run() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        conns = await asyncio.gather(*(connect() for _ in range(connections)))
+        workers.extend(asyncio.create_task(worker(c, None)) for c in conns)
+        await asyncio.sleep(0)  # every worker waits in `idle`
+        t0 = loop.time() + 0.01
+        interval = 1.0 / rate
+        for i in range(count):
+            intended = t0 + i * interval
+            delay = intended - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            lag = loop.time() - intended  # the generator's own lag: a late timer or a busy event loop
+            if lag > OPEN_LATE_S:
+                stats["dispatch_late"] += 1
+            stats["max_dispatch_lag"] = max(stats["max_dispatch_lag"], lag)
+            item = (i, intended)
+            if idle:
+                idle.popleft().set_result(item)
+                continue
+            stats["queued"] += 1
+            if len(workers) < OPEN_MAX_CONNECTIONS:
+                workers.append(asyncio.create_task(worker(None, item)))
+            else:
+                backlog.append(item)
+        try:
+            await asyncio.wait_for(answered_all.wait(), OPEN_DRAIN_S)
+        except TimeoutError:
+            pass
+        stopped = loop.time() if pending else stats["last_done"]
+        while idle:
+            idle.popleft().set_result(None)
+        for task in workers:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        # unanswered requests count as failures, with the time waited so far as their latency (a lower bound)
+        latencies.extend(stopped - (t0 + i * interval) for i in pending)
+        statuses["unanswered"] = len(pending)
+        return t0, stopped
+
+    t0, stopped = asyncio.run(run())
+    elapsed = max(seconds, stopped - t0)  # the schedule's span, or longer if the answers came later
+    if not statuses["unanswered"]:
+        del statuses["unanswered"]
+    latencies.sort()
+    service.sort()
+    ok = statuses.get("200", 0)
+    ms = {pct: round(percentile(latencies, pct) * 1000, 2) for pct in (50, 90, 99)}
+    return {
+        "ok": ok,
+        "failures": sum(statuses.values()) - ok,
+        "seconds": elapsed,
+        "p50_ms": ms[50],
+        "p99_ms": ms[99],
+        "raw": {
+            "rate_target": round(rate, 1),
+            "rate_achieved": round((count - statuses.get("unanswered", 0)) / elapsed, 1),
+            "requests": count,
+            "duration_s": round(elapsed, 3),
+            "statuses": statuses,
+            "latency_ms": {"p50": ms[50], "p90": ms[90], "p99": ms[99], "max": round(latencies[-1] * 1000, 2)},
+            "latency_from_actual_send_ms": {
+                "p50": round(percentile(service, 50) * 1000, 2),
+                "p99": round(percentile(service, 99) * 1000, 2),
+            },
+            "late_over_5ms": stats["late"],
+            "max_start_lag_ms": round(stats["max_lag"] * 1000, 2),
+            "generator_late_over_5ms": stats["dispatch_late"],
+            "generator_max_lag_ms": round(stats["max_dispatch_lag"] * 1000, 2),
+            "no_idle_connection": stats["queued"],
+            "connections": len(workers),
+            "reconnects": stats["reconnects"],
+        },
+    }
+
+
 # -- pgbench --------------------------------------------------------------------------------------
 
 
@@ -509,6 +698,39 @@ def http_scenario(name: str, server: Server, tokens: Path, markets: Path, args, 
     return result
 
 
+def open_scenario(name: str, server: Server, tokens: Path, markets: Path, args, rate: float) -> Result:
+    """http-open-half: the http-spread trades sent at a fixed rate (open loop, see http_run_open)."""
+
+    def run(seconds: int) -> dict:
+        return http_run_open(server.url, tokens, markets, seconds=seconds, rate=rate, connections=args.concurrency)
+
+    wait_quiet(max(0.0, min(args.quiet_wait, slack(args))))
+    if args.warmup:
+        warm = run(args.warmup)
+        log(f"{name}: warm-up at {rate:.0f}/s: {warm['ok']} requests, {warm['failures']} failures, p99 {warm['p99_ms']:.1f} ms")
+    meter = CpuMeter(server.proc.pid)
+    before = meter.snapshot()
+    data = run(args.duration)
+    cpu = CpuMeter.usage(before, meter.snapshot())
+    raw = data["raw"]
+    result = Result(
+        name, "asyncio-open", data["ok"], data["seconds"], data["p50_ms"], data["p99_ms"], failures=data["failures"], detail=raw, cpu=cpu
+    )
+    log(
+        f"{name}: {raw['rate_achieved']:.0f}/s of {rate:.0f}/s, p50 {result.p50_ms:.1f} ms, p90 {raw['latency_ms']['p90']:.1f} ms, "
+        f"p99 {result.p99_ms:.1f} ms, max {raw['latency_ms']['max']:.1f} ms, non-200/errors {result.failures}, "
+        f"started > 5 ms late {raw['late_over_5ms']} (generator {raw['generator_late_over_5ms']}), CPU {cpu}"
+    )
+    return result
+
+
+def open_rate(args, results: dict[str, Result]) -> tuple[float, str]:
+    """The rate of http-open-half and where it comes from: --open-rate, else half of http-spread."""
+    if args.open_rate:
+        return args.open_rate, "--open-rate"
+    return results["http-spread"].tps / 2, "half of http-spread"
+
+
 def scenario_cost(name: str, args) -> float:
     """Seconds a scenario takes (warm-up + measured + the quiet check), for the time budget."""
     if name in ("http-healthz", "http-floor"):
@@ -628,7 +850,14 @@ def render(results: dict[str, Result], args, meta: dict, counts: dict, argv: lis
         f"(execution price {meta['price']}, {meta['shares']} shares)",
         f"- Load: {args.concurrency} concurrent HTTP connections ({results_tool(results)}), "
         f"pgbench -c {args.pgbench_clients} -j {args.pgbench_jobs} -M prepared; "
-        f"each scenario {args.warmup} s warm-up (not measured) + {args.duration} s measured",
+        f"each scenario {args.warmup} s warm-up (not measured) + {args.duration} s measured"
+        + (
+            f"; http-open-half: open loop at a fixed {results['http-open-half'].detail['rate_target']:,.1f} requests/s "
+            f"({open_rate_source(args, results)}) from the built-in asyncio generator, {args.concurrency} keep-alive connections "
+            "opened beforehand (more opened when none is idle), latency from each request's intended send time"
+            if "http-open-half" in results
+            else ""
+        ),
         f"- Server: gunicorn {args.workers} x `{args.worker_class}` workers"
         + (f" x {args.threads} threads" if args.worker_class == "gthread" else "")
         + (f", keep-alive {SHIPPED['keepalive']} s" if args.worker_class == "gthread" else "")
@@ -644,13 +873,16 @@ def render(results: dict[str, Result], args, meta: dict, counts: dict, argv: lis
     what = {
         "http-spread": f"HTTP `POST /api/casino/trade`, {meta['players']} players over {meta['markets']} markets",
         "http-hot": f"HTTP `POST /api/casino/trade`, {meta['players']} players on 1 hot market",
+        "http-open-half": "HTTP `POST /api/casino/trade` as http-spread, open loop at a fixed rate ("
+        + open_rate_source(args, results)
+        + "); latency from the intended send time",
         "sql-spread": f"pgbench raw-SQL trade transaction, {meta['markets']} markets (ceiling)",
         "sql-hot": "pgbench raw-SQL trade transaction, 1 hot market",
         "http-healthz": "baseline, not a trade: HTTP `GET /healthz` on the same gunicorn (no database; <= 10 s measured)",
         "http-floor": "baseline, not the product: bench/floor_app.py, a bare WSGI app doing the session look-up + the sql-spread "
         "transaction with psycopg, same gunicorn and load generator, spread (<= 10 s measured)",
     }
-    order = ["http-spread", "http-hot", "sql-spread", "sql-hot", "http-floor", "http-healthz"]
+    order = ["http-spread", "http-open-half", "http-hot", "sql-spread", "sql-hot", "http-floor", "http-healthz"]
     results = dict(sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     for name, r in results.items():
         c = r.cpu
@@ -673,6 +905,23 @@ def render(results: dict[str, Result], args, meta: dict, counts: dict, argv: lis
         "(other processes on the machine). CPU ms per trade = the benchmark's CPU time / trades. A scenario "
         f"disturbed by more than {args.max_other_cpus} CPUs of other work is run again (up to {args.retries} time(s)) "
         "and the least disturbed run is kept.",
+    ]
+    if opened := results.get("http-open-half"):
+        d = opened.detail
+        lat = d["latency_ms"]
+        lines += [
+            "",
+            f"Open loop (http-open-half): {d['requests']:,} requests intended at {d['rate_target']:,.1f}/s "
+            f"({open_rate_source(args, results)}), answered at {d['rate_achieved']:,.1f}/s over {d['duration_s']:.1f} s; "
+            f"latency from the intended send time p50 {lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, "
+            f"max {lat['max']:.1f} ms (from the actual write: p50 {d['latency_from_actual_send_ms']['p50']:.1f} ms, "
+            f"p99 {d['latency_from_actual_send_ms']['p99']:.1f} ms); non-200 / failed {opened.failures}. "
+            f"Requests written more than 5 ms after their intended time: {d['late_over_5ms']:,} "
+            f"(largest delay {d['max_start_lag_ms']:.1f} ms); the generator itself was more than 5 ms behind its schedule "
+            f"for {d['generator_late_over_5ms']:,} (largest lag {d['generator_max_lag_ms']:.1f} ms), and "
+            f"{d['no_idle_connection']:,} found no idle connection; {d['connections']} connections used.",
+        ]
+    lines += [
         "",
         "## Ratios against the targets",
         "",
@@ -686,6 +935,13 @@ def render(results: dict[str, Result], args, meta: dict, counts: dict, argv: lis
     if hot and http:
         r = hot.tps / http.tps
         lines.append(f"| HTTP hot / HTTP spread | {r:.1%} | >= {TARGET_HOT_VS_SPREAD:.0%} | {verdict(r >= TARGET_HOT_VS_SPREAD)} |")
+    if opened:
+        if args.open_rate:  # the target is for half of peak; an explicit rate may be something else
+            label = f"HTTP p99 at --open-rate {args.open_rate:g}/s (open loop; the target holds at half of peak)"
+        else:
+            label = f"HTTP p99 at half of peak (open loop, {opened.detail['rate_target']:,.0f}/s)"
+        ok = opened.p99_ms <= TARGET_OPEN_P99_MS and not opened.failures
+        lines.append(f"| {label} | {opened.p99_ms:.1f} ms | <= {TARGET_OPEN_P99_MS:.0f} ms | {verdict(ok)} |")
     if http and sql and http.cpu and sql.cpu and http.tps and sql.tps:
         per_http, per_sql = http.cpu["bench_cpus"] / http.tps, sql.cpu["bench_cpus"] / sql.tps
         lines.append(
@@ -723,8 +979,15 @@ def render(results: dict[str, Result], args, meta: dict, counts: dict, argv: lis
     return "\n".join(lines)
 
 
+def open_rate_source(args, results: dict[str, Result]) -> str:
+    if args.open_rate:
+        return f"--open-rate {args.open_rate:g}"
+    spread = results.get("http-spread")
+    return f"half of http-spread's {spread.tps:,.0f} trades/s" if spread else "half of http-spread"
+
+
 def results_tool(results: dict[str, Result]) -> str:
-    tools = {r.tool for r in results.values() if r.tool != "pgbench"}
+    tools = {r.tool for r in results.values() if r.tool not in ("pgbench", "asyncio-open")}
     return ", ".join(sorted(tools)) or "none"
 
 
@@ -781,16 +1044,27 @@ def parse_args(argv: list[str]):
     p.add_argument(
         "--time-budget",
         type=float,
-        default=330,
-        help="seconds for all scenarios (default 330): waiting for quiet and re-runs only use what is left over",
+        default=370,
+        help="seconds for all scenarios (default 370): waiting for quiet and re-runs only use what is left over",
     )
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)")
+    p.add_argument(
+        "--open-rate",
+        type=float,
+        default=None,
+        help="requests/s of http-open-half (default: half of http-spread's trades/s in the same run; needed without http-spread)",
+    )
     p.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
     p.add_argument("--no-write", action="store_true", help="print the table, do not write RESULTS.md")
     args = p.parse_args(argv)
     unknown = set(args.scenarios.split(",")) - set(SCENARIOS) - {""}
     if unknown:
         p.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    names = set(args.scenarios.split(","))
+    if "http-open-half" in names and "http-spread" not in names and not args.open_rate:
+        p.error("http-open-half runs at half of http-spread's rate: add http-spread to --scenarios or give --open-rate")
+    if args.open_rate is not None and args.open_rate <= 0:
+        p.error("--open-rate must be positive")
     if args.pgbench_clients is None:
         args.pgbench_clients = args.concurrency
     return args
@@ -837,6 +1111,9 @@ def main(argv: list[str]) -> int:
     env = {**os.environ, "RATELIMIT_ENABLE": "0", "DJANGO_DEBUG": "0"}
     results: dict[str, Result] = {}
     http_scenarios = [s for s in scenarios if s.startswith("http-") and s != "http-floor"]
+    if "http-open-half" in http_scenarios and "http-spread" in http_scenarios:  # it needs http-spread's rate
+        http_scenarios.remove("http-open-half")
+        http_scenarios.insert(http_scenarios.index("http-spread") + 1, "http-open-half")
     if http_scenarios:
         server = Server(args, env, workdir)
         try:
@@ -844,6 +1121,13 @@ def main(argv: list[str]) -> int:
             log(f"gunicorn ready on {server.url}: {args.workers} x {args.worker_class}")
             for name in http_scenarios:
                 markets = workdir / ("hot_market.txt" if name == "http-hot" else "markets.txt")
+                if name == "http-open-half":
+                    rate, source = open_rate(args, results)
+                    log(f"{name}: open loop at {rate:.1f} requests/s ({source})")
+                    results[name] = undisturbed(
+                        name, lambda n=name, m=markets, r=rate: open_scenario(n, server, workdir / "tokens.txt", m, args, r), args
+                    )
+                    continue
                 results[name] = undisturbed(
                     name, lambda n=name, m=markets: http_scenario(n, server, workdir / "tokens.txt", m, args, wrk), args
                 )
