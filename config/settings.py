@@ -91,6 +91,11 @@ if DATABASE_URL:
         # Server-side binding (prepared statements) measured slower for the trade path here
         # (bench/RESULTS.md): client-side binding stays, DB_SERVER_SIDE_BINDING=1 turns it on.
         DATABASES["default"]["OPTIONS"]["server_side_binding"] = env_bool("DB_SERVER_SIDE_BINDING", False)
+        # Behind a transaction-pooling proxy (PgBouncer pool_mode=transaction) consecutive
+        # transactions of one connection may run on different server sessions: nothing may
+        # outlive a transaction, so no server-side cursors (Django's WITH HOLD cursors for
+        # .iterator() outside a transaction) and, by default, no prepared statements.
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool("DB_TRANSACTION_POOLING", False)
 else:
     DATABASES = {
         "default": {
@@ -102,8 +107,8 @@ else:
         }
     }
 # The trade request's statements prepared once per connection (core/prepared.py);
-# 0 for a transaction-pooling proxy in front of PostgreSQL.
-DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
+# off by default behind a transaction-pooling proxy (DB_TRANSACTION_POOLING=1).
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", not env_bool("DB_TRANSACTION_POOLING", False))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, rate limits, Celery -------------------------------------------------------------

@@ -13,7 +13,8 @@ not fit its type is refused instead of being cast silently.
 Prepared statements belong to the database session, are not undone by ROLLBACK, and
 survive until the connection closes; a new connection prepares again on first use. They do
 not work through a transaction-pooling proxy (PgBouncer in transaction mode):
-``DB_PREPARED_STATEMENTS=0`` sends the plain statements instead.
+``DB_PREPARED_STATEMENTS=0`` (the default with ``DB_TRANSACTION_POOLING=1``) sends the plain
+statements instead.
 """
 
 import re
