@@ -133,6 +133,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# One queue per app, so each can have its own workers (docs/architecture.md, scaling out); a
+# single worker consumes them all: celery -A config worker -Q celery,wallets,settlement,risk
+CELERY_TASK_ROUTES = {
+    "wallets.tasks.*": {"queue": "wallets"},
+    "settlement.tasks.*": {"queue": "settlement"},
+    "risk.tasks.*": {"queue": "risk"},
+}
 CELERY_BEAT_SCHEDULE = {
     "wallet-recover-stalled": {"task": "wallets.tasks.wallet_recover_stalled", "schedule": 30.0},
     "wallet-reconcile": {"task": "wallets.tasks.wallet_reconcile", "schedule": 60.0},

@@ -93,3 +93,15 @@ def test_openapi_schema_and_docs():
 def test_request_id_is_echoed():
     response = Client().get("/healthz", HTTP_X_REQUEST_ID="abc-123")
     assert response["X-Request-Id"] == "abc-123"
+
+
+def test_every_task_goes_to_its_apps_queue_and_beat_names_only_real_tasks():
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    tasks = [name for name in app.tasks if name.split(".")[0] in {"wallets", "settlement", "risk"}]
+    assert tasks
+    for name in tasks:
+        assert app.amqp.router.route({}, name)["queue"].name == name.split(".")[0], name
+    for entry in app.conf.beat_schedule.values():
+        assert entry["task"] in app.tasks, entry
