@@ -219,13 +219,13 @@ def main() -> None:
 
     import redis
 
-    steps, orm, sql = (f"casino.services.trade_executor.{m}" for m in ("steps", "house_wallet", "house_wallet_sql"))
+    story, orm, two_trips = (f"casino.services.trade_executor.{m}" for m in ("steps", "house_wallet", "house_wallet_sql"))
     probes = [
         ("casino.services.credentials", "session_player", 0),
-        (steps, "trade_execute", 0),
-        (steps, "_validate", 1),
-        (steps, "_check_tradeability", 1),
-        (steps, "_assess_risk", 1),
+        (story, "trade_execute", 0),
+        (story, "_validate", 1),
+        (story, "_check_tradeability", 1),
+        (story, "_assess_risk", 1),
         ("risk.services.assessment", "risk_config", 2),
         ("risk.services.assessment", "_kill_switches", 2),
         ("risk.services.assessment", "_wall_velocity_and_daily_loss", 2),
@@ -233,11 +233,11 @@ def main() -> None:
         ("risk.services.assessment", "_wall_exposure_precheck", 2),
         ("risk.services.assessment", "_wall_sharp", 2),
         ("risk.services.assessment", "_wall_operator", 2),
-        (steps, "_price", 1),
-        (steps, "_resolve_operator", 1),
-        (steps, "_wallet_adapter", 1),
-        (steps, "_steps_7_to_12", 1),
-        (sql, "_compact_transaction", 2),
+        (story, "_price", 1),
+        (story, "_resolve_operator", 1),
+        (story, "_wallet_adapter", 1),
+        (story, "_steps_7_to_12", 1),
+        (two_trips, "_compact_transaction", 2),
         (orm, "market_lock_open", 2),
         (orm, "_check_balance", 2),
         (orm, "_move_money", 2),
@@ -253,7 +253,7 @@ def main() -> None:
     for module_name, name, depth in probes:
         module = importlib.import_module(module_name)
         if hasattr(module, name):
-            label = name if module_name == steps else f"{module_name.rsplit('.', 1)[-1]}.{name}"
+            label = name if module_name == story else f"{module_name.rsplit('.', 1)[-1]}.{name}"
             setattr(module, name, timed(label, getattr(module, name)))
             step_rows.append((label, depth))
     DatabaseWrapper._commit = timed("COMMIT (Django, explicit transactions)", DatabaseWrapper._commit)
