@@ -192,7 +192,8 @@ class GlobalExposure(models.Model):
 
 class Trade(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    player = models.ForeignKey(Player, on_delete=models.PROTECT, related_name="trades")
+    # No index of its own: trade_player_recent starts with player (one index less per trade).
+    player = models.ForeignKey(Player, on_delete=models.PROTECT, related_name="trades", db_index=False)
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="trades")
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="trades")
     market_title = models.CharField(max_length=500, blank=True, default="")
@@ -231,7 +232,8 @@ class PositionStatus(models.TextChoices):
 
 class Position(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    player = models.ForeignKey(Player, on_delete=models.PROTECT, related_name="positions")
+    # No index of its own: position_unique_per_outcome starts with player.
+    player = models.ForeignKey(Player, on_delete=models.PROTECT, related_name="positions", db_index=False)
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="positions")
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="positions")
     market_title = models.CharField(max_length=500, blank=True, default="")
@@ -251,7 +253,9 @@ class Position(models.Model):
             models.UniqueConstraint(fields=["player", "market", "outcome"], name="position_unique_per_outcome"),
             models.CheckConstraint(condition=Q(shares__gte=0), name="position_shares_nonnegative"),
         ]
-        indexes = [models.Index(fields=["player", "status", "-updated_at"], name="position_player_status")]
+        # updated_at is not indexed, so a trade's position update (shares, average, version,
+        # updated_at) is a HOT update that writes no index entry (fillfactor, migration 0005).
+        indexes = [models.Index(fields=["player", "status"], name="position_player_status_only")]
 
 
 class MarketExposure(models.Model):

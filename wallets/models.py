@@ -39,7 +39,8 @@ class LedgerEntry(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="ledger")
+    # No index of its own: ledger_player_recent starts with player.
+    player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="ledger", db_index=False)
     operator = models.ForeignKey("casino.Operator", on_delete=models.PROTECT, related_name="ledger")
     type = models.CharField(max_length=16, choices=LedgerType.choices)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
