@@ -222,7 +222,7 @@ def main() -> None:
     story, orm, two_trips = (f"casino.services.trade_executor.{m}" for m in ("steps", "house_wallet", "house_wallet_sql"))
     probes = [
         ("casino.services.credentials", "session_player", 0),
-        (story, "trade_execute", 0),
+        ("casino.services.trade_executor", "trade_execute", 0),  # the name the API view imports
         (story, "_validate", 1),
         (story, "_check_tradeability", 1),
         (story, "_assess_risk", 1),
@@ -253,7 +253,7 @@ def main() -> None:
     for module_name, name, depth in probes:
         module = importlib.import_module(module_name)
         if hasattr(module, name):
-            label = name if module_name == story else f"{module_name.rsplit('.', 1)[-1]}.{name}"
+            label = name if module_name in (story, "casino.services.trade_executor") else f"{module_name.rsplit('.', 1)[-1]}.{name}"
             setattr(module, name, timed(label, getattr(module, name)))
             step_rows.append((label, depth))
     DatabaseWrapper._commit = timed("COMMIT (Django, explicit transactions)", DatabaseWrapper._commit)
