@@ -102,11 +102,24 @@ class Market(models.Model):
     outcome = models.CharField(max_length=3, choices=Outcome.choices, null=True, blank=True)  # noqa: DJ001 - NULL = undecided
     disabled = models.BooleanField(default=False, help_text="Manually disabled: no trading.")
     custom_spread = models.DecimalField(**PRICE, null=True, blank=True, help_text="Spread in price points; empty = default spread.")
+    # What the market-data feed knows (SPEC §11); a market created by hand keeps the defaults.
+    yes_label = models.CharField(max_length=64, default="Yes")
+    no_label = models.CharField(max_length=64, default="No")
+    end_date = models.DateTimeField(null=True, blank=True)
+    volume_24h = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    listed = models.BooleanField(default=True, help_text="In the player catalogue and open to buys (the feed's listing rules).")
+    suspended_reason = models.CharField(
+        max_length=40, blank=True, default="", help_text="Why the feed stopped trading (a refusal code); empty = not suspended."
+    )
+    suspended_until = models.DateTimeField(
+        null=True, blank=True, help_text="End of a price-jump cool-down; empty = until the cause clears."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         db_table = "casino_markets"
+        indexes = [models.Index(fields=["listed", "title", "id"], name="market_catalogue")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(custom_spread__isnull=True) | Q(custom_spread__gte=0, custom_spread__lt=100), name="market_custom_spread_range"
@@ -131,8 +144,22 @@ class CasinoSettings(models.Model):
         **PRICE, default=Decimal("2"), help_text="Max distance (price points) between the client's midPrice and the house reference."
     )
     price_max_age_seconds = models.PositiveIntegerField(
-        default=300, help_text="A reference price older than this is stale: trades are refused with 'Price moved'."
+        default=30, help_text="A reference price older than this is stale: trades are refused with 'Price moved'."
     )
+    # The market-data feed (SPEC §11): when a market stops trading, and which markets are listed.
+    feed_max_source_spread = models.DecimalField(
+        **PRICE,
+        default=Decimal("10"),
+        help_text="A source book wider than this (price points), or with an empty side, suspends the market.",
+    )
+    feed_jump_points = models.DecimalField(**PRICE, default=Decimal("15"), help_text="A YES mid move larger than this (points) ...")
+    feed_jump_window_seconds = models.PositiveIntegerField(default=60, help_text="... within this many seconds suspends the market ...")
+    feed_jump_cooldown_seconds = models.PositiveIntegerField(default=120, help_text="... for this long; then it resumes if the price held.")
+    auto_settle_after_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Confirm a resolution proposal whose evidence still holds after this delay; empty = staff confirm."
+    )
+    max_listed_markets = models.PositiveIntegerField(default=500, help_text="Markets listed at most, the most traded (24 h volume) first.")
+    allowed_categories = models.JSONField(default=list, blank=True, help_text="Only these categories are listed; empty = all.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -172,6 +199,40 @@ class ReferencePriceTick(models.Model):
     class Meta:
         db_table = "casino_reference_price_ticks"
         indexes = [models.Index(fields=["market", "outcome", "at"], name="price_tick_lookup")]
+
+
+class MarketPricePoint(models.Model):
+    """The YES mid at 5-minute points (the last one seen in each), for the catalogue's charts."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="price_points")
+    at = models.DateTimeField(help_text="Start of the 5-minute bucket.")
+    yes_mid = models.DecimalField(**PRICE)
+
+    class Meta:
+        db_table = "casino_market_price_points"
+        constraints = [models.UniqueConstraint(fields=["market", "at"], name="market_price_point_unique")]
+
+
+class MarketEventKind(models.TextChoices):
+    SUSPENDED = "suspended", "Suspended"
+    RESUMED = "resumed", "Resumed"
+    CLOSED = "closed", "Closed at source"
+    LISTED = "listed", "Listed"
+    UNLISTED = "unlisted", "Unlisted"
+
+
+class MarketEvent(models.Model):
+    """Something that happened to a market's tradeability: suspensions, resumptions, listing."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=MarketEventKind.choices)
+    code = models.CharField(max_length=40, blank=True, default="")
+    detail = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "casino_market_events"
+        indexes = [models.Index(fields=["market", "-at"], name="market_event_recent")]
 
 
 class GlobalExposure(models.Model):

@@ -1,7 +1,12 @@
 """Domain objects to the reference document's wire shapes (field names, number formats)."""
 
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from casino.services.markets import market_refusal
+from casino.services.pricing import spread_effective
 from core.api.rendering import iso
-from core.money import money, plain
+from core.money import HUNDRED, buy_price, money, plain, sell_price
 
 
 def trade_result(result) -> dict:
@@ -82,3 +87,39 @@ def trade(t) -> dict:
         "s2s_transaction_id": str(t.wallet_transaction_id) if t.wallet_transaction_id and t.operator.wallet_mode == "s2s" else None,
         "created_at": iso(t.created_at),
     }
+
+
+def catalog_market(m, *, casino, sharp_extra: Decimal, now: datetime) -> dict:
+    """A listed market as the lobby shows it (SPEC §11). ``m`` carries ``yes_mid`` and
+    ``price_at`` (casino.selectors.catalogue_page): ask/bid are the house's buy/sell execution
+    prices at the caller's spread; ``reason`` is why it cannot trade now."""
+    fresh = m.price_at is not None and now - m.price_at <= timedelta(seconds=casino.price_max_age_seconds)
+    if m.yes_mid is None:
+        reason = "no_reference_price"
+    elif not fresh:
+        reason = "reference_price_stale"
+    else:
+        reason = market_refusal(market=m, casino=casino, mid_price=m.yes_mid)
+    spread = spread_effective(casino=casino, market=m, sharp_extra=sharp_extra)
+    return {
+        "marketId": m.pk,
+        "title": m.title,
+        "category": m.category,
+        "yesLabel": m.yes_label,
+        "noLabel": m.no_label,
+        "endDate": iso(m.end_date) if m.end_date else None,
+        "status": m.status,
+        "tradeable": reason is None,
+        "reason": reason,
+        "yes": _sides(m.yes_mid, spread),
+        "no": _sides(HUNDRED - m.yes_mid, spread) if m.yes_mid is not None else None,
+        "spreadPct": plain(spread),
+        "liquidity": plain(m.liquidity) if m.liquidity is not None else None,
+        "priceUpdatedAt": iso(m.price_at) if m.price_at else None,
+    }
+
+
+def _sides(mid: Decimal | None, spread: Decimal) -> dict | None:
+    if mid is None:
+        return None
+    return {"mid": plain(mid), "bid": plain(sell_price(mid, spread)), "ask": plain(buy_price(mid, spread))}

@@ -1,7 +1,14 @@
 """Reads for the API and other apps: positions, trades, market configuration."""
 
-from casino.models import Market, Position, Trade
+from datetime import datetime
+
+from django.db.models import OuterRef, Q, Subquery
+
+from casino.models import Market, MarketPricePoint, MarketStatus, Outcome, Position, ReferencePrice, Trade
 from casino.services.markets import casino_settings
+from core.api.pagination import Page, PageParams, keyset_page
+
+CATALOGUE_ORDER = ("title", "id")
 
 
 def positions_for_player(*, player, status: str) -> list[Position]:
@@ -26,3 +33,27 @@ def market_configuration() -> dict:
         "custom_spreads": spreads,
         "default_spread": casino.default_spread,
     }
+
+
+def _with_yes_price(queryset):
+    yes = ReferencePrice.objects.filter(market=OuterRef("pk"), outcome=Outcome.YES)
+    return queryset.annotate(yes_mid=Subquery(yes.values("mid_price")[:1]), price_at=Subquery(yes.values("updated_at")[:1]))
+
+
+def catalogue_page(*, category: str | None, query: str | None, params: PageParams) -> Page:
+    """Listed open markets, by title, with their YES reference (keyset pages)."""
+    markets = Market.objects.filter(listed=True, status=MarketStatus.OPEN)
+    if category:
+        markets = markets.filter(category=category)
+    if query:
+        for word in query.split()[:5]:
+            markets = markets.filter(Q(title__icontains=word))
+    return keyset_page(_with_yes_price(markets), ordering=CATALOGUE_ORDER, params=params, scope="catalog")
+
+
+def catalogue_market(*, market_id: str) -> Market | None:
+    return _with_yes_price(Market.objects.filter(pk=market_id)).first()
+
+
+def price_points(*, market_id: str, since: datetime) -> list[MarketPricePoint]:
+    return list(MarketPricePoint.objects.filter(market_id=market_id, at__gte=since).order_by("at"))

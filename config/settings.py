@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "wallets",
     "risk",
     "settlement",
+    "marketdata",
 ]
 
 MIDDLEWARE = [
@@ -134,11 +135,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 # One queue per app, so each can have its own workers (docs/architecture.md, scaling out); a
-# single worker consumes them all: celery -A config worker -Q celery,wallets,settlement,risk
+# single worker consumes them all: celery -A config worker -Q celery,wallets,settlement,risk,marketdata
 CELERY_TASK_ROUTES = {
     "wallets.tasks.*": {"queue": "wallets"},
     "settlement.tasks.*": {"queue": "settlement"},
     "risk.tasks.*": {"queue": "risk"},
+    "marketdata.tasks.*": {"queue": "marketdata"},
 }
 CELERY_BEAT_SCHEDULE = {
     "wallet-recover-stalled": {"task": "wallets.tasks.wallet_recover_stalled", "schedule": 30.0},
@@ -146,6 +148,8 @@ CELERY_BEAT_SCHEDULE = {
     "risk-sharp-scores": {"task": "risk.tasks.sharp_scores_recompute_task", "schedule": 300.0},
     "risk-operator-open-exposure-rebuild": {"task": "risk.tasks.operator_open_exposure_rebuild", "schedule": 300.0},
     "settlements-resume": {"task": "settlement.tasks.settlements_resume", "schedule": 60.0},
+    "marketdata-auto-confirm": {"task": "marketdata.tasks.resolutions_auto_confirm", "schedule": 60.0},
+    "marketdata-price-history": {"task": "marketdata.tasks.price_history_retention", "schedule": 3600.0},
 }
 
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
@@ -182,6 +186,14 @@ HOUSE_WALLET_RETRY_BASE_SECONDS = env_int("HOUSE_WALLET_RETRY_BASE_SECONDS", 2)
 HOUSE_WALLET_RETRY_MAX_SECONDS = env_int("HOUSE_WALLET_RETRY_MAX_SECONDS", 300)
 HOUSE_WALLET_MANUAL_AFTER_SECONDS = env_int("HOUSE_WALLET_MANUAL_AFTER_SECONDS", 6 * 3600)
 HOUSE_WALLET_STALL_SECONDS = env_int("HOUSE_WALLET_STALL_SECONDS", 60)
+# Reference price ticks and chart points are kept this many days (sharp scoring's markout
+# horizons are at most a week).
+HOUSE_PRICE_HISTORY_DAYS = env_int("HOUSE_PRICE_HISTORY_DAYS", 30)
+
+# --- Market data (SPEC §11) -----------------------------------------------------------------
+# The feed's leadership lock needs a real PostgreSQL session: behind PgBouncer in transaction
+# mode, point this at PostgreSQL itself (default: DATABASE_URL).
+MARKET_FEED_LOCK_DATABASE_URL = os.environ.get("MARKET_FEED_LOCK_DATABASE_URL", "")
 
 # --- i18n, static -----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

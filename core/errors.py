@@ -27,6 +27,11 @@ def market_not_tradeable(reason: str) -> HouseError:
     return HouseError("Market not tradeable", code="market_not_tradeable", extra={"reason": reason})
 
 
+def market_suspended(code: str) -> HouseError:
+    """The market-data feed stopped the market (SPEC §11): the code says why."""
+    return HouseError("Market not tradeable", code=code, extra={"reason": code})
+
+
 def price_moved(reason: str) -> HouseError:
     return HouseError("Price moved", code="price_moved", extra={"reason": reason})
 

@@ -11,3 +11,15 @@ WALLET_MANUAL = Counter(
 WALLET_COMPENSATIONS = Counter("house_wallet_compensations_total", "Debits rolled back by the house", ["reason"])
 SETTLEMENT_PAYOUTS = Counter("house_settlement_payouts_total", "Settlement payouts by result", ["action", "result"])
 SETTLEMENTS = Counter("house_settlements_total", "Settlements by action and stage", ["action", "stage"])
+
+# The market-data feed (SPEC §11). The feed process exports these when it runs beside gunicorn
+# with PROMETHEUS_MULTIPROC_DIR; /metrics also reads the feed's heartbeat from the database.
+FEED_TICKS = Counter("house_feed_ticks_total", "Reference price ticks written by the market-data feed")
+FEED_LAG = Histogram(
+    "house_feed_lag_seconds",
+    "Source timestamp of a book to its reference price written",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+FEED_SUSPENSIONS = Counter("house_feed_suspensions_total", "Markets suspended by the feed, by code", ["code"])
+FEED_RECONNECTS = Counter("house_feed_reconnects_total", "Market websocket reconnections")
+FEED_HTTP_ERRORS = Counter("house_feed_http_errors_total", "Market-data HTTP errors after retries, by endpoint", ["endpoint"])

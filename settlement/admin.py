@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, Sum
@@ -28,14 +29,16 @@ from casino.models import Market, MarketStatus, PositionStatus
 from core.admin import ReadOnlyAdminMixin
 from core.errors import HouseError
 from core.money import CENT, ZERO
-from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction, SettlementStatus
+from settlement.models import Payout, PayoutStatus, ProposalStatus, ResolutionProposal, Settlement, SettlementAction, SettlementStatus
 from settlement.services.decide import market_settle, settlement_plan
 from settlement.services.payouts import payout_retry
+from settlement.services.proposals import proposal_confirm, proposal_reject
 from settlement.tasks import settle_market
 
 SETTLE_TEMPLATE = "admin/settlement/settle.html"
 CONFIRM_TEMPLATE = "admin/settlement/confirm.html"
 DETAIL_TEMPLATE = "admin/settlement/detail.html"
+PROPOSALS_TEMPLATE = "admin/settlement/proposals_confirm.html"
 SETTLE_ROWS = 100
 FAILURE_ROWS = 200
 
@@ -363,3 +366,85 @@ class PayoutAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="player", ordering="player__external_id")
     def player_column(self, obj):
         return obj.player.external_id
+
+
+class ProposalRejectForm(forms.Form):
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}), help_text="Kept on the proposal.")
+
+
+@admin.register(ResolutionProposal)
+class ResolutionProposalAdmin(admin.ModelAdmin):
+    """What the market-data feed saw the source decide: staff confirm (settle, exactly as POST
+    resolve) or reject. Each action shows a confirmation page first."""
+
+    list_display = ["seen_at", "market_column", "decision", "status", "source_status", "decided_by", "decided_at", "settlement"]
+    list_filter = ["status", "action"]
+    search_fields = ["market__id", "market__title"]
+    list_select_related = ["market", "settlement"]
+    ordering = ["-seen_at"]
+    actions = ["confirm_proposals", "reject_proposals"]
+    readonly_fields = ["market", "action", "outcome", "evidence", "status", "seen_at", "decided_at", "decided_by", "reason", "settlement"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="market", ordering="market__title")
+    def market_column(self, obj):
+        return format_html("{}<br><span class='quiet'>{}</span>", obj.market.title or obj.market_id, obj.market_id)
+
+    @admin.display(description="decision")
+    def decision(self, obj):
+        return decision_label(obj.action, obj.outcome)
+
+    @admin.display(description="source says")
+    def source_status(self, obj):
+        evidence = obj.evidence or {}
+        return f"{evidence.get('umaResolutionStatus')} {evidence.get('outcomePrices')}"
+
+    def _open(self, queryset):
+        return list(queryset.filter(status=ProposalStatus.PROPOSED).select_related("market"))
+
+    @admin.action(description="Confirm the selected proposals (settle the markets)", permissions=["change"])
+    def confirm_proposals(self, request, queryset):
+        proposals = self._open(queryset)
+        if request.POST.get("post") == "yes":
+            for proposal in proposals:
+                try:
+                    settlement = proposal_confirm(
+                        proposal_id=proposal.pk, actor=f"staff:{request.user.get_username()}", requested_by=request.user
+                    )
+                except HouseError as exc:
+                    messages.error(request, f"{proposal.market_id}: {exc.message}")
+                    continue
+                self.log_change(request, proposal, "Confirmed: settlement started")
+                messages.success(request, f"{proposal}: {settlement.total_positions} positions, payout {_cents(settlement.total_payout)}.")
+            return None
+        plans = [(p, settlement_plan(market_id=p.market_id, action=p.action, outcome=p.outcome)) for p in proposals]
+        return self._confirm_page(request, "Confirm resolution proposals", "confirm_proposals", plans=plans)
+
+    @admin.action(description="Reject the selected proposals", permissions=["change"])
+    def reject_proposals(self, request, queryset):
+        proposals = self._open(queryset)
+        form = ProposalRejectForm(request.POST if request.POST.get("post") == "yes" else None)
+        if request.POST.get("post") == "yes" and form.is_valid():
+            for proposal in proposals:
+                proposal_reject(proposal_id=proposal.pk, actor=f"staff:{request.user.get_username()}", reason=form.cleaned_data["reason"])
+                self.log_change(request, proposal, f"Rejected: {form.cleaned_data['reason']}")
+            messages.success(request, f"Rejected {len(proposals)} proposal(s).")
+            return None
+        plans = [(p, None) for p in proposals]
+        return self._confirm_page(request, "Reject resolution proposals", "reject_proposals", plans=plans, form=form)
+
+    def _confirm_page(self, request, title: str, action: str, **extra):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.opts,
+            "action": action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            **extra,
+        }
+        return TemplateResponse(request, PROPOSALS_TEMPLATE, context)

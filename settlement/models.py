@@ -92,3 +92,43 @@ class Payout(models.Model):
         db_table = "settlement_payouts"
         indexes = [models.Index(fields=["settlement", "status"], name="payout_settlement_status")]
         constraints = [models.CheckConstraint(condition=Q(amount__gte=0), name="payout_amount_nonnegative")]
+
+
+class ProposalStatus(models.TextChoices):
+    PROPOSED = "proposed", "Proposed (waiting for staff)"
+    CONFIRMED = "confirmed", "Confirmed (settled)"
+    REJECTED = "rejected", "Rejected by staff"
+    WITHDRAWN = "withdrawn", "Withdrawn (the evidence no longer holds)"
+
+
+class ResolutionProposal(models.Model):
+    """What the market-data feed saw the source decide (SPEC §11): phase one of a resolution.
+
+    Staff confirm it (which settles exactly as POST resolve) or reject it; with
+    ``auto_settle_after_seconds`` set, a proposal whose evidence still holds after that delay is
+    confirmed automatically. At most one proposal per market is open at a time.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    market = models.ForeignKey("casino.Market", on_delete=models.PROTECT, related_name="resolution_proposals")
+    action = models.CharField(max_length=8, choices=SettlementAction.choices)
+    outcome = models.CharField(max_length=3, null=True, blank=True)  # noqa: DJ001 - NULL for voids
+    evidence = models.JSONField(default=dict, help_text="What the source said: status, outcome prices, the resolved event.")
+    status = models.CharField(max_length=10, choices=ProposalStatus.choices, default=ProposalStatus.PROPOSED)
+    seen_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.CharField(max_length=150, blank=True, default="")
+    reason = models.CharField(max_length=500, blank=True, default="")
+    settlement = models.ForeignKey(Settlement, on_delete=models.PROTECT, null=True, blank=True, related_name="proposals")
+
+    class Meta:
+        db_table = "settlement_resolution_proposals"
+        indexes = [models.Index(fields=["status", "-seen_at"], name="proposal_status_recent")]
+        constraints = [
+            models.CheckConstraint(condition=Q(action="void") | Q(outcome__in=["yes", "no"]), name="proposal_resolve_has_outcome"),
+            models.UniqueConstraint(fields=["market"], condition=Q(status="proposed"), name="proposal_one_open_per_market"),
+        ]
+
+    def __str__(self) -> str:
+        decision = f"resolve {self.outcome.upper()}" if self.action == SettlementAction.RESOLVE else "void"
+        return f"{decision} {self.market_id} ({self.status})"

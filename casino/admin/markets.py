@@ -5,18 +5,23 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
 from django.db.models import BooleanField, Case, OuterRef, Subquery, Sum, Value, When
 from django.db.models.functions import Greatest
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from casino.models import CasinoSettings, Market, MarketExposure, Outcome, ReferencePrice
+from casino.models import CasinoSettings, Market, MarketEvent, MarketExposure, Outcome, ReferencePrice
 from casino.services.exposure import exposure_book
 from casino.services.markets import casino_settings, reference_price_set
-from core.admin import SingletonAdminMixin, copy_saved
+from core.admin import ReadOnlyAdminMixin, SingletonAdminMixin, copy_saved
 from core.api.inputs import MARKET_ID_RE
 from core.money import PRICE_STEP
 from risk.models import MarketRiskLimit
 from risk.services.assessment import market_exposure_cap
+from risk.services.configure import FEED_FIELDS as FEED_SETTINGS
+from risk.services.configure import RiskConfigError
 
 
 class MarketRiskLimitInline(admin.StackedInline):
@@ -39,6 +44,35 @@ def _market_worst_case_subquery():
     )
 
 
+RECENT_EVENTS = 10
+FEED_FIELDS = ["listed", "suspended_reason", "suspended_until", "end_date", "volume_24h", "yes_label", "no_label"]
+
+
+class SuspendedFilter(admin.SimpleListFilter):
+    title = "suspended by the feed"
+    parameter_name = "suspended"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Suspended"), ("no", "Trading")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(suspended_reason="")
+        if self.value() == "no":
+            return queryset.filter(suspended_reason="")
+        return queryset
+
+
+@admin.register(MarketEvent)
+class MarketEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["at", "market", "kind", "code", "detail"]
+    list_filter = ["kind", "code"]
+    search_fields = ["market__id", "market__title"]
+    list_select_related = ["market"]
+    date_hierarchy = "at"
+    ordering = ["-at"]
+
+
 @admin.register(Market)
 class MarketAdmin(admin.ModelAdmin):
     list_display = [
@@ -50,11 +84,13 @@ class MarketAdmin(admin.ModelAdmin):
         "disabled",
         "custom_spread",
         "liquidity",
+        "listed",
+        "suspension",
         "yes_price",
         "worst_case_loss",
         "updated_at",
     ]
-    list_filter = ["status", "disabled", "category"]
+    list_filter = ["status", "listed", "disabled", SuspendedFilter, "suspended_reason", "category"]
     search_fields = ["id", "title", "category"]
     ordering = ["-updated_at"]
     inlines = [MarketRiskLimitInline]
@@ -67,15 +103,31 @@ class MarketAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         fields = ["id", "title", "category", "liquidity", "disabled", "custom_spread", "status", "outcome"]
         if obj is not None:
-            fields += ["reference_prices", "exposure", "created_at", "updated_at"]
+            fields += [*FEED_FIELDS, "recent_events", "reference_prices", "exposure", "created_at", "updated_at"]
         return fields
 
     def get_readonly_fields(self, request, obj=None):
-        # Status and outcome belong to settlement (resolve / void), never to a form.
+        # Status and outcome belong to settlement (resolve / void), never to a form; what the
+        # feed knows (listing, suspension, source data) belongs to the feed.
         readonly = ["status", "outcome"]
         if obj is not None:
-            readonly += ["id", "reference_prices", "exposure", "created_at", "updated_at"]
+            readonly += ["id", *FEED_FIELDS, "recent_events", "reference_prices", "exposure", "created_at", "updated_at"]
         return readonly
+
+    @admin.display(description="recent events (feed)")
+    def recent_events(self, obj):
+        events = list(obj.events.order_by("-at")[:RECENT_EVENTS])
+        if not events:
+            return "none"
+        rows = format_html_join("", "<li>{} {} {}</li>", ((f"{e.at:%Y-%m-%d %H:%M:%S}", e.kind, e.code) for e in events))
+        url = reverse("admin:casino_marketevent_changelist") + f"?q={quote(obj.pk)}"
+        return format_html('<ul style="margin:0">{}</ul><a href="{}">all events</a>', rows, url)
+
+    @admin.display(description="suspended", ordering="suspended_reason")
+    def suspension(self, obj):
+        if not obj.suspended_reason:
+            return "-"
+        return f"{obj.suspended_reason} until {obj.suspended_until:%H:%M:%S}" if obj.suspended_until else obj.suspended_reason
 
     def has_delete_permission(self, request, obj=None):
         return False  # markets end by settlement (resolve or void)
@@ -117,6 +169,13 @@ class CasinoSettingsForm(forms.ModelForm):
             "default_spread",
             "price_tolerance",
             "price_max_age_seconds",
+            "feed_max_source_spread",
+            "feed_jump_points",
+            "feed_jump_window_seconds",
+            "feed_jump_cooldown_seconds",
+            "auto_settle_after_seconds",
+            "max_listed_markets",
+            "allowed_categories",
         ]
 
     def clean_blocked_categories(self):
@@ -133,6 +192,12 @@ class CasinoSettingsForm(forms.ModelForm):
         spread = data.get("default_spread")
         if spread is not None and not (Decimal("0") <= spread < Decimal("100")):
             self.add_error("default_spread", "Between 0 and 100 price points.")
+        for setting in FEED_SETTINGS:  # the rules of PATCH admin/risk "feed", next to each field
+            if setting.field in data and setting.field not in self.errors:
+                try:
+                    data[setting.field] = setting.parse(data[setting.field], f"feed.{setting.wire}")
+                except RiskConfigError as exc:
+                    self.add_error(setting.field, exc.reason)
         return data
 
 

@@ -7,8 +7,8 @@ QUOTE_PARAMETERS = [
     OpenApiParameter("side", str, enum=["buy", "sell"], required=True),
     OpenApiParameter("outcome", str, enum=["yes", "no"], required=True),
     OpenApiParameter("amount", str, required=True, description="USD (buy) or shares (sell)"),
-    OpenApiParameter("midPrice", str, required=True, description="Mid price in cents, (0, 100)"),
-    OpenApiParameter("marketId", str, required=False, description="Apply this market's custom spread"),
+    OpenApiParameter("midPrice", str, required=False, description="Mid price in cents, (0, 100); omitted: the house reference of marketId"),
+    OpenApiParameter("marketId", str, required=False, description="Apply this market's custom spread (required without midPrice)"),
 ]
 
 
@@ -17,7 +17,9 @@ class TradeRequestSerializer(serializers.Serializer):
     side = serializers.ChoiceField(["buy", "sell"])
     outcome = serializers.ChoiceField(["yes", "no"])
     amount = serializers.DecimalField(max_digits=20, decimal_places=6, help_text="USD to spend (buy) or shares to sell (sell)")
-    midPrice = serializers.DecimalField(max_digits=8, decimal_places=4)
+    midPrice = serializers.DecimalField(
+        max_digits=8, decimal_places=4, required=False, help_text="Slippage guard; omitted: priced at the house reference price"
+    )
     marketTitle = serializers.CharField(required=False)
     category = serializers.CharField(required=False)
     liquidity = serializers.DecimalField(max_digits=20, decimal_places=2, required=False)

@@ -1,8 +1,8 @@
 from django.urls import path
 
-from casino.api import operator_views, views
+from casino.api import catalog, operator_views, views
 from risk.api.views import RiskConfigView
-from settlement.api.views import ResolveView
+from settlement.api.views import ResolutionConfirmView, ResolutionRejectView, ResolutionsView, ResolveView
 
 urlpatterns = [
     path("trade", views.TradeView.as_view(), name="trade"),
@@ -13,9 +13,14 @@ urlpatterns = [
     path("positions", views.PositionsView.as_view(), name="positions"),
     path("trades", views.TradesView.as_view(), name="trades"),
     path("markets", views.MarketsView.as_view(), name="markets"),
+    path("catalog", catalog.CatalogView.as_view(), name="catalog"),
+    path("catalog/<str:market_id>", catalog.CatalogMarketView.as_view(), name="catalog-market"),
     path("operator/sessions", operator_views.OperatorSessionView.as_view(), name="operator-sessions"),
     path("admin/balance", operator_views.AdminBalanceView.as_view(), name="admin-balance"),
     path("admin/prices", operator_views.AdminPricesView.as_view(), name="admin-prices"),
     path("admin/risk", RiskConfigView.as_view(), name="admin-risk"),
     path("resolve", ResolveView.as_view(), name="resolve"),
+    path("admin/resolutions", ResolutionsView.as_view(), name="admin-resolutions"),
+    path("admin/resolutions/<str:proposal_id>/confirm", ResolutionConfirmView.as_view(), name="admin-resolution-confirm"),
+    path("admin/resolutions/<str:proposal_id>/reject", ResolutionRejectView.as_view(), name="admin-resolution-reject"),
 ]

@@ -9,9 +9,10 @@ from rest_framework.response import Response
 from casino import presenters, selectors
 from casino.api import schemas as s
 from casino.models import PositionStatus
-from casino.services.markets import casino_settings, market_with_price
+from casino.services.markets import casino_settings, market_with_price, reference_mid
 from casino.services.pricing import quote_build, spread_effective
 from casino.services.trade_executor import TradeRequest, trade_execute
+from core import errors
 from core.api import inputs
 from core.api.auth import IsPlayer, PlayerPrincipal
 from core.api.base import HouseAPIView
@@ -36,7 +37,7 @@ class TradeView(HouseAPIView):
     )
     def post(self, request):
         data = inputs.require_object(request.data)
-        inputs.require_fields(data, "marketId", "side", "outcome", "amount", "midPrice")
+        inputs.require_fields(data, "marketId", "side", "outcome", "amount")
         side = inputs.choice_field(data["side"], "side", ("buy", "sell"))
         outcome = inputs.choice_field(data["outcome"], "outcome", ("yes", "no"))
         trade = TradeRequest(
@@ -44,7 +45,7 @@ class TradeView(HouseAPIView):
             side=side,
             outcome=outcome,
             amount=inputs.amount_field(data["amount"], places=2 if side == "buy" else 6),
-            mid_price=inputs.mid_price_field(data["midPrice"]),
+            mid_price=inputs.mid_price_field(data["midPrice"]) if data.get("midPrice") is not None else None,
             market_title=inputs.text_field(data.get("marketTitle"), "marketTitle"),
             category=inputs.text_field(data.get("category"), "category", max_length=64),
             liquidity=inputs.decimal_field(data["liquidity"], "liquidity") if data.get("liquidity") is not None else None,
@@ -68,14 +69,18 @@ class QuoteView(HouseAPIView):
     )
     def get(self, request):
         params = request.query_params
-        inputs.require_fields(params, "side", "outcome", "amount", "midPrice")
+        inputs.require_fields(params, "side", "outcome", "amount")
         side = inputs.choice_field(params["side"], "side", ("buy", "sell"))
-        inputs.choice_field(params["outcome"], "outcome", ("yes", "no"))
+        outcome = inputs.choice_field(params["outcome"], "outcome", ("yes", "no"))
         amount = inputs.amount_field(params["amount"], places=2 if side == "buy" else 6)
-        mid = inputs.mid_price_field(params["midPrice"])
+        if not params.get("midPrice") and not params.get("marketId"):
+            raise errors.missing_fields()
+        mid = inputs.mid_price_field(params["midPrice"]) if params.get("midPrice") else None
         market = None
         if params.get("marketId"):
-            market, _ = market_with_price(market_id=inputs.market_id_field(params["marketId"]), outcome=params["outcome"])
+            market, ref = market_with_price(market_id=inputs.market_id_field(params["marketId"]), outcome=outcome)
+            if mid is None:
+                mid = reference_mid(market, ref)
         extra = player_spread_extra(player=request.user.player) if isinstance(request.user, PlayerPrincipal) else Decimal("0")
         spread = spread_effective(casino=casino_settings(), market=market, sharp_extra=extra)
         return Response(presenters.quote(quote_build(side=side, amount=amount, mid_price=mid, spread=spread)))

@@ -1,12 +1,15 @@
 """Markets, their house-wide configuration, and the house reference prices."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from casino.models import CasinoSettings, Market, Outcome, ReferencePrice, ReferencePriceTick
+from casino.models import CasinoSettings, Market, MarketStatus, Outcome, ReferencePrice, ReferencePriceTick
+from casino.services.pricing import DEFAULT_LIQUIDITY
+from core import errors
 from core.errors import HouseError
 from core.prepared import PreparedStatement
 
@@ -52,14 +55,19 @@ def reference_price_set(*, market_id: str, outcome: str, mid_price: Decimal, tit
 
 
 _MARKET_PRICE_SQL = """
-SELECT m.id, m.title, m.category, m.liquidity, m.status, m.outcome, m.disabled, m.custom_spread, m.created_at, m.updated_at,
+SELECT m.id, m.title, m.category, m.liquidity, m.status, m.outcome, m.disabled, m.custom_spread,
+       m.end_date, m.listed, m.suspended_reason, m.suspended_until, m.created_at, m.updated_at,
        r.id, r.mid_price, r.updated_at
   FROM casino_markets m
   LEFT JOIN casino_reference_prices r ON r.market_id = m.id AND r.outcome = %(outcome)s
  WHERE m.id = %(market)s
 """
 _MARKET_PRICE = PreparedStatement("market_with_price", _MARKET_PRICE_SQL, outcome="varchar", market="varchar")
-_MARKET_FIELDS = ["id", "title", "category", "liquidity", "status", "outcome", "disabled", "custom_spread", "created_at", "updated_at"]
+# In the model's field order: Model.from_db places values by the model's order, not by these names.
+_MARKET_FIELDS = [
+    "id", "title", "category", "liquidity", "status", "outcome", "disabled", "custom_spread",
+    "end_date", "listed", "suspended_reason", "suspended_until", "created_at", "updated_at",
+]  # fmt: skip
 
 
 def market_with_price(*, market_id: str, outcome: str) -> tuple[Market | None, ReferencePrice | None]:
@@ -74,27 +82,75 @@ def market_with_price(*, market_id: str, outcome: str) -> tuple[Market | None, R
         row = cursor.fetchone()
     if row is None:
         return None, None
-    market = Market.from_db("default", _MARKET_FIELDS, list(row[:10]))
-    if row[10] is None:
+    width = len(_MARKET_FIELDS)
+    market = Market.from_db("default", _MARKET_FIELDS, list(row[:width]))
+    if row[width] is None:
         return market, None
     ref = ReferencePrice.from_db(
-        "default", ["id", "market_id", "outcome", "mid_price", "updated_at"], [row[10], market.pk, outcome, row[11], row[12]]
+        "default", ["id", "market_id", "outcome", "mid_price", "updated_at"], [row[width], market.pk, outcome, *row[width + 1 :]]
     )
     ref.market = market
     return market, ref
 
 
-_MARKET_LOCK_SQL = "SELECT status, disabled FROM casino_markets WHERE id = %s FOR SHARE"
+_MARKET_LOCK_SQL = "SELECT status, disabled, suspended_reason FROM casino_markets WHERE id = %s FOR SHARE"
 
 
-def market_lock_for_trading(*, market_id: str) -> tuple[str, bool]:
-    """(status, disabled) of the market, read under a shared lock held until the caller's
+def market_lock_for_trading(*, market_id: str) -> tuple[str, bool, str]:
+    """(status, disabled, suspended_reason) of the market, read under a shared lock held until the caller's
     transaction ends: settlement's status change (FOR UPDATE) waits for the trades in flight,
     and a trade that waited sees the new status. Shared locks do not block each other; SQLite
     serializes writers anyway and takes no lock here."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(_MARKET_LOCK_SQL, [market_id])
-            status, disabled = cursor.fetchone()
-        return status, disabled
-    return Market.objects.filter(pk=market_id).values_list("status", "disabled").get()
+            status, disabled, suspended = cursor.fetchone()
+        return status, disabled, suspended
+    return Market.objects.filter(pk=market_id).values_list("status", "disabled", "suspended_reason").get()
+
+
+def reference_mid(market: Market | None, ref: ReferencePrice | None) -> Decimal:
+    """The house reference mid to price at when the client sends none: refused like a trade
+    when the market is unknown, or its reference is missing or stale."""
+    if market is None:
+        raise errors.market_not_tradeable("unknown_market")
+    if ref is None:
+        raise errors.price_moved("no_reference_price")
+    if timezone.now() - ref.updated_at > timedelta(seconds=casino_settings().price_max_age_seconds):
+        raise errors.price_moved("reference_price_stale")
+    return ref.mid_price
+
+
+# Refusal codes the market-data feed sets (SPEC §11): the refusal's code is the reason itself.
+FEED_REFUSALS = frozenset({"market_closed_at_source", "source_spread_too_wide", "price_jump"})
+
+
+def market_refusal(
+    *, market: Market, casino: CasinoSettings, mid_price: Decimal, side: str = "buy", category: str = "", liquidity: Decimal | None = None
+) -> str | None:
+    """Why ``market`` cannot trade now at ``mid_price``, or None: step 2 of the trade, and the
+    catalogue's ``tradeable``/``reason``. ``category`` and ``liquidity`` are the client's, used
+    only where the house has no value of its own."""
+    if market.status != MarketStatus.OPEN:
+        return f"market_{market.status}"
+    if market.disabled:
+        return "market_disabled"
+    if market.suspended_reason:
+        return market.suspended_reason
+    if market.end_date is not None and market.end_date <= timezone.now():
+        return "market_closed_at_source"
+    if not market.listed and side == "buy":
+        return "market_not_listed"
+    blocked = {c.lower() for c in casino.blocked_categories}
+    if blocked & {c.lower() for c in (market.category, category) if c}:
+        return "category_blocked"
+    known = market.liquidity if market.liquidity is not None else (liquidity if liquidity is not None else DEFAULT_LIQUIDITY)
+    if known < casino.min_liquidity:
+        return "liquidity_below_minimum"
+    if not (casino.min_price <= mid_price <= casino.max_price):
+        return "price_outside_criteria"
+    return None
+
+
+def market_refusal_error(code: str) -> HouseError:
+    return errors.market_suspended(code) if code in FEED_REFUSALS else errors.market_not_tradeable(code)

@@ -90,3 +90,9 @@ def uuid_field(value, field: str):
         return uuid.UUID(value)
     except ValueError:
         raise invalid(field) from None
+
+
+def pattern_field(value, field: str, pattern: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        raise invalid(field)
+    return value

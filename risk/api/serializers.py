@@ -52,6 +52,23 @@ class RiskSharpSerializer(serializers.Serializer):
     markoutHorizonsSeconds = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
 
 
+class RiskFeedSerializer(serializers.Serializer):
+    maxSourceSpread = serializers.DecimalField(
+        max_digits=8, decimal_places=4, coerce_to_string=False, required=False, help_text="Source book wider than this (points): suspended."
+    )
+    jumpPoints = serializers.DecimalField(
+        max_digits=8, decimal_places=4, coerce_to_string=False, required=False, help_text="YES mid move (points) that suspends ..."
+    )
+    jumpWindowSeconds = serializers.IntegerField(required=False, min_value=1, max_value=86400, help_text="... within this many seconds ...")
+    jumpCooldownSeconds = serializers.IntegerField(required=False, min_value=0, max_value=86400, help_text="... for this long.")
+    priceMaxAgeSeconds = serializers.IntegerField(required=False, min_value=1, help_text="Older reference: 400 Price moved.")
+    autoSettleAfterSeconds = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, help_text="Auto-confirm resolution proposals after this delay; null = staff confirm."
+    )
+    maxListedMarkets = serializers.IntegerField(required=False, min_value=0)
+    allowedCategories = serializers.ListField(child=serializers.CharField(), required=False, help_text="Empty = every category.")
+
+
 class RiskConfigSerializer(serializers.Serializer):
     global_ = RiskGlobalSerializer(required=False)
     velocity = RiskVelocitySerializer(required=False)
@@ -59,6 +76,7 @@ class RiskConfigSerializer(serializers.Serializer):
     markets = serializers.DictField(child=RiskMarketSerializer(allow_null=True), required=False, help_text="By market id.")
     operators = serializers.DictField(child=RiskOperatorSerializer(allow_null=True), required=False, help_text="By operator id.")
     sharp = RiskSharpSerializer(required=False)
+    feed = RiskFeedSerializer(required=False, help_text="The market-data feed's thresholds and listing rules (SPEC §11).")
 
     def get_fields(self):
         fields = super().get_fields()

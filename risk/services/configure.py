@@ -11,7 +11,8 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from casino.models import Market, Operator
+from casino.models import CasinoSettings, Market, Operator
+from casino.services.markets import casino_settings
 from core.errors import HouseError
 from core.money import MAX_AMOUNT, money, plain
 from risk.models import MarketRiskLimit, OperatorRiskLimit, RiskSettings, Tier
@@ -101,6 +102,23 @@ def _horizons(value, path: str) -> list[int]:
 
 
 _score = _bounded(ZERO, ONE)
+MAX_CATEGORIES = 100
+
+
+def _count_or_none(low: int, high: int) -> Callable:
+    count = _count(low, high)
+    return lambda value, path: None if value is None else count(value, path)
+
+
+def _categories(value, path: str) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_CATEGORIES:
+        raise invalid_config(path, f"must be a list of at most {MAX_CATEGORIES} category names")
+    names = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not (1 <= len(item.strip()) <= 64):
+            raise invalid_config(f"{path}[{i}]", "must be a category name (1 to 64 characters)")
+        names.append(item.strip().lower())
+    return sorted(set(names))
 
 
 # --- the wire shape -----------------------------------------------------------------------------
@@ -149,7 +167,18 @@ OPERATOR_FIELDS = (
     Setting("maxDailyTurnover", "max_daily_turnover", _money_or_none, money),
     Setting("maxDailyNetLoss", "max_daily_net_loss", _money_or_none, money),
 )
-SECTIONS = ("global", "velocity", "tiers", "markets", "operators", "sharp")
+# The market-data feed's thresholds and listing rules (SPEC §11), kept in the casino settings.
+FEED_FIELDS = (
+    Setting("maxSourceSpread", "feed_max_source_spread", _bounded(ZERO, Decimal("100")), plain),
+    Setting("jumpPoints", "feed_jump_points", _bounded(ZERO, Decimal("100"), low_open=True), plain),
+    Setting("jumpWindowSeconds", "feed_jump_window_seconds", _count(1, 86400), int),
+    Setting("jumpCooldownSeconds", "feed_jump_cooldown_seconds", _count(0, 86400), int),
+    Setting("priceMaxAgeSeconds", "price_max_age_seconds", _count(1, 7 * 86400), int),
+    Setting("autoSettleAfterSeconds", "auto_settle_after_seconds", _count_or_none(0, 30 * 86400), int),
+    Setting("maxListedMarkets", "max_listed_markets", _count(0, 100_000), int),
+    Setting("allowedCategories", "allowed_categories", _categories, list),
+)
+SECTIONS = ("global", "velocity", "tiers", "markets", "operators", "sharp", "feed")
 
 
 def _render(row, fields: tuple[Setting, ...]) -> dict:
@@ -170,6 +199,7 @@ def risk_configuration() -> dict:
     config["operators"] = {
         str(limit.operator_id): _render(limit, OPERATOR_FIELDS) for limit in OperatorRiskLimit.objects.order_by("operator_id")
     }
+    config["feed"] = _render(casino_settings(), FEED_FIELDS)
     return {name: config[name] for name in SECTIONS}
 
 
@@ -296,6 +326,7 @@ def risk_configure(*, patch: dict, actor: str) -> dict:
         tiers = _plan_tiers(patch["tiers"]) if "tiers" in patch else []
         market_saves, market_removals = _plan_markets(patch["markets"]) if "markets" in patch else ([], [])
         operator_saves, operator_removals = _plan_operators(patch["operators"]) if "operators" in patch else ([], [])
+        feed_changes = _parse_fields(patch["feed"], FEED_FIELDS, "feed") if "feed" in patch else {}
 
         if settings_changes:
             for field, value in settings_changes.items():
@@ -303,6 +334,11 @@ def risk_configure(*, patch: dict, actor: str) -> dict:
             row.save()
         for obj in [*tiers, *market_saves, *operator_saves]:
             obj.save()
+        if feed_changes:
+            casino = CasinoSettings.objects.select_for_update().get(pk=casino_settings().pk)
+            for field, value in feed_changes.items():
+                setattr(casino, field, value)
+            casino.save()
         for limit in MarketRiskLimit.objects.filter(market_id__in=market_removals):
             limit.delete()
         for limit in OperatorRiskLimit.objects.filter(operator_id__in=operator_removals):

@@ -24,7 +24,7 @@ class TradeRequest:
     side: str
     outcome: str
     amount: Decimal
-    mid_price: Decimal
+    mid_price: Decimal | None  # the client's; None: priced at the house reference (SPEC §11)
     market_title: str = ""
     category: str = ""
     liquidity: Decimal | None = None
@@ -52,6 +52,7 @@ class TradeContext:
     session_token: str = ""  # the player's bearer token, sent on an operator wallet's debit
     casino: object = None
     config_version: str | None = None
+    mid_price: Decimal | None = None  # the mid the trade is priced at: the client's, checked against the reference
     market: Market | None = None
     quote: Quote | None = None
     risk: RiskTicket | None = None
@@ -116,13 +117,17 @@ def shares_held(position) -> Decimal:
 def market_lock_open(ctx: TradeContext) -> None:
     """Inside the trade's transaction: the market row locked shared (settlement's status change
     waits for in-flight trades), and still open now that the lock is held."""
-    status, disabled = market_lock_for_trading(market_id=ctx.market.pk)
-    refuse_unless_open(status, disabled)
+    refuse_unless_open(*market_lock_for_trading(market_id=ctx.market.pk))
 
 
-def refuse_unless_open(status: str, disabled: bool) -> None:
-    if status != MarketStatus.OPEN or disabled:
-        raise errors.market_not_tradeable(f"market_{status}" if status != MarketStatus.OPEN else "market_disabled")
+def refuse_unless_open(status: str, disabled: bool, suspended_reason: str) -> None:
+    """Re-checked under the market's lock: settled, disabled or suspended since step 2."""
+    if status != MarketStatus.OPEN:
+        raise errors.market_not_tradeable(f"market_{status}")
+    if disabled:
+        raise errors.market_not_tradeable("market_disabled")
+    if suspended_reason:
+        raise errors.market_suspended(suspended_reason)
 
 
 def describe(quote: Quote, outcome: str) -> str:

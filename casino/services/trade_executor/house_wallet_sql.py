@@ -42,7 +42,7 @@ log = logging.getLogger("house.trade")
 
 # The market row shared and the player's wallet row exclusive, in that order, in one statement.
 _LOCK_MARKET_AND_WALLET_SQL = """
-SELECT m.status, m.disabled, w.balance
+SELECT m.status, m.disabled, m.suspended_reason, w.balance
   FROM casino_markets m, wallet_balances w
  WHERE m.id = %(market)s AND w.player_id = %(player)s
    FOR SHARE OF m FOR UPDATE OF w
@@ -173,8 +173,8 @@ def _compact_transaction(ctx: TradeContext, idempotency, cursor, begin: str, com
     if row is None:  # no wallet row yet: the step-by-step path creates it
         ctx.exposure_locked = True
         raise errors.ConcurrentUpdate()
-    status, disabled, balance = row
-    refuse_unless_open(status, disabled)
+    status, disabled, suspended, balance = row
+    refuse_unless_open(status, disabled, suspended)
     position = next((p for p in positions if p.outcome == req.outcome), None)
     # Step 7: funds or shares, and the tier's position limit.
     ctx.risk.check_in_transaction(positions=positions, stake=q.cost)

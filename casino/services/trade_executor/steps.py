@@ -24,10 +24,10 @@ from datetime import timedelta
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
-from casino.models import MarketStatus, Side, Trade
+from casino.models import Side, Trade
 from casino.services.exposure import ExposureNeedsLock
-from casino.services.markets import market_with_price
-from casino.services.pricing import DEFAULT_LIQUIDITY, quote_build, spread_effective
+from casino.services.markets import market_refusal, market_refusal_error, market_with_price
+from casino.services.pricing import quote_build, spread_effective
 from casino.services.trade_executor import house_wallet, house_wallet_sql, operator_wallet
 from casino.services.trade_executor.context import MAX_OPTIMISTIC_RETRIES, TradeContext, TradeRequest, TradeResult, too_many_races
 from core import errors
@@ -65,7 +65,9 @@ def trade_execute(*, player, request: TradeRequest, idempotency: IdempotencySlot
 
 
 def _validate(ctx: TradeContext) -> None:
-    """Step 1. Field shapes are checked by the API layer; here, the business rules."""
+    """Step 1. Field shapes are checked by the API layer; here, the business rules. Without a
+    client midPrice the trade is priced at the house reference; with one, it must be within
+    the tolerance of the reference (a slippage guard)."""
     req = ctx.request
     if req.side not in (Side.BUY, Side.SELL):
         raise errors.invalid("side")
@@ -73,7 +75,7 @@ def _validate(ctx: TradeContext) -> None:
         raise errors.invalid("outcome")
     if req.amount <= 0:
         raise errors.HouseError("Amount must be positive", code="amount_not_positive")
-    if not (0 < req.mid_price < 100):
+    if req.mid_price is not None and not (0 < req.mid_price < 100):
         raise errors.invalid("midPrice")
     config = risk_config(verify=False)  # verified against Redis by the walls' reservation in step 3
     ctx.config_version = config.version
@@ -86,27 +88,21 @@ def _validate(ctx: TradeContext) -> None:
         raise errors.price_moved("no_reference_price")
     if timezone.now() - ref.updated_at > timedelta(seconds=casino.price_max_age_seconds):
         raise errors.price_moved("reference_price_stale")
-    if abs(req.mid_price - ref.mid_price) > casino.price_tolerance:
+    if req.mid_price is not None and abs(req.mid_price - ref.mid_price) > casino.price_tolerance:
         raise errors.price_moved("outside_tolerance")
+    ctx.mid_price = req.mid_price if req.mid_price is not None else ref.mid_price
     ctx.casino = casino
 
 
 def _check_tradeability(ctx: TradeContext) -> None:
-    """Step 2."""
-    market, casino, req = ctx.market, ctx.casino, ctx.request
-    if market.status != MarketStatus.OPEN:
-        raise errors.market_not_tradeable(f"market_{market.status}")
-    if market.disabled:
-        raise errors.market_not_tradeable("market_disabled")
-    blocked = {c.lower() for c in casino.blocked_categories}
-    categories = {c.lower() for c in (market.category, req.category) if c}
-    if blocked & categories:
-        raise errors.market_not_tradeable("category_blocked")
-    liquidity = market.liquidity if market.liquidity is not None else (req.liquidity if req.liquidity is not None else DEFAULT_LIQUIDITY)
-    if liquidity < casino.min_liquidity:
-        raise errors.market_not_tradeable("liquidity_below_minimum")
-    if not (casino.min_price <= req.mid_price <= casino.max_price):
-        raise errors.market_not_tradeable("price_outside_criteria")
+    """Step 2: the house's criteria and what the market-data feed decided (a suspended market
+    does not trade; a market that left the listing takes no new buys, sells go on)."""
+    req = ctx.request
+    code = market_refusal(
+        market=ctx.market, casino=ctx.casino, mid_price=ctx.mid_price, side=req.side, category=req.category, liquidity=req.liquidity
+    )
+    if code is not None:
+        raise market_refusal_error(code)
 
 
 def _assess_risk(ctx: TradeContext) -> None:
@@ -114,14 +110,14 @@ def _assess_risk(ctx: TradeContext) -> None:
     and gives its counters back if the trade fails."""
     req = ctx.request
     ctx.risk = risk_assess(
-        player=ctx.player, market_id=req.market_id, side=req.side, outcome=req.outcome, amount=req.amount, mid_price=req.mid_price
+        player=ctx.player, market_id=req.market_id, side=req.side, outcome=req.outcome, amount=req.amount, mid_price=ctx.mid_price
     )
 
 
 def _price(ctx: TradeContext) -> None:
     """Step 4."""
     spread = spread_effective(casino=ctx.casino, market=ctx.market, sharp_extra=ctx.risk.spread_extra)
-    quote = quote_build(side=ctx.request.side, amount=ctx.request.amount, mid_price=ctx.request.mid_price, spread=spread)
+    quote = quote_build(side=ctx.request.side, amount=ctx.request.amount, mid_price=ctx.mid_price, spread=spread)
     if quote.side == Side.BUY and quote.shares <= 0:
         raise errors.HouseError("Amount too small", code="amount_too_small")
     if quote.side == Side.SELL and quote.cost <= 0:

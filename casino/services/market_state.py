@@ -1,0 +1,165 @@
+"""What the market-data feed writes about markets (SPEC §11), in bulk and in short transactions:
+the catalogue (titles, categories, liquidity, listing), the reference prices with their ticks
+and 5-minute chart points, and suspensions and resumptions with their market events.
+
+The feed decides (marketdata.services); this module is the one place that writes casino's
+market records for it, so the executor's tradeability checks read what was written here.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Q
+
+from casino.models import Market, MarketEvent, MarketEventKind, MarketPricePoint, Outcome, ReferencePrice, ReferencePriceTick
+
+HUNDRED = Decimal("100")
+POINT_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    market_id: str
+    title: str
+    category: str
+    liquidity: Decimal | None
+    volume_24h: Decimal | None
+    end_date: datetime | None
+    yes_label: str
+    no_label: str
+    listed: bool
+
+
+def markets_catalogue_upsert(*, entries: list[CatalogueEntry], at: datetime) -> dict:
+    """Create or update the markets the feed tracks; a change of listing is a market event."""
+    if not entries:
+        return {"created": 0, "listed": 0, "unlisted": 0}
+    ids = [e.market_id for e in entries]
+    with transaction.atomic():
+        before = dict(Market.objects.filter(pk__in=ids).values_list("pk", "listed"))
+        Market.objects.bulk_create(
+            [
+                Market(
+                    id=e.market_id,
+                    title=e.title[:500],
+                    category=e.category[:64],
+                    liquidity=e.liquidity,
+                    volume_24h=e.volume_24h,
+                    end_date=e.end_date,
+                    yes_label=e.yes_label[:64],
+                    no_label=e.no_label[:64],
+                    listed=e.listed,
+                    updated_at=at,
+                )
+                for e in entries
+            ],
+            update_conflicts=True,
+            unique_fields=["id"],
+            update_fields=["title", "category", "liquidity", "volume_24h", "end_date", "yes_label", "no_label", "listed", "updated_at"],
+        )
+        events = []
+        for e in entries:
+            was = before.get(e.market_id)
+            if was is None or was != e.listed:
+                kind = MarketEventKind.LISTED if e.listed else MarketEventKind.UNLISTED
+                if was is not None or e.listed:
+                    events.append(MarketEvent(market_id=e.market_id, kind=kind, at=at))
+        MarketEvent.objects.bulk_create(events)
+    return {
+        "created": sum(1 for e in entries if e.market_id not in before),
+        "listed": sum(1 for ev in events if ev.kind == MarketEventKind.LISTED),
+        "unlisted": sum(1 for ev in events if ev.kind == MarketEventKind.UNLISTED),
+    }
+
+
+def markets_unlist(*, market_ids: list[str], at: datetime) -> int:
+    """Markets that left the listing (and are not in the source's open catalogue any more)."""
+    with transaction.atomic():
+        changed = list(Market.objects.filter(pk__in=market_ids, listed=True).values_list("pk", flat=True))
+        Market.objects.filter(pk__in=changed).update(listed=False, updated_at=at)
+        MarketEvent.objects.bulk_create([MarketEvent(market_id=m, kind=MarketEventKind.UNLISTED, at=at) for m in changed])
+    return len(changed)
+
+
+@dataclass(frozen=True)
+class ReferenceWrite:
+    market_id: str
+    yes_mid: Decimal  # cents, (0, 100), 4 dp
+    tick: bool  # also append a tick (the mid changed since the last tick)
+
+
+def reference_prices_write(*, writes: list[ReferenceWrite], at: datetime) -> None:
+    """Stamp the reference of every market in ``writes`` at ``at`` (changed or not: a fresh stamp
+    means the feed saw the market), both outcomes (NO = 100 - YES), in one transaction of three
+    bulk statements: the prices, the ticks, the 5-minute chart points."""
+    if not writes:
+        return
+    bucket = point_bucket(at)
+    with transaction.atomic():
+        ReferencePrice.objects.bulk_create(
+            [
+                ReferencePrice(market_id=w.market_id, outcome=outcome, mid_price=mid, updated_at=at)
+                for w in writes
+                for outcome, mid in ((Outcome.YES, w.yes_mid), (Outcome.NO, HUNDRED - w.yes_mid))
+            ],
+            update_conflicts=True,
+            unique_fields=["market", "outcome"],
+            update_fields=["mid_price", "updated_at"],
+        )
+        ReferencePriceTick.objects.bulk_create(
+            [
+                ReferencePriceTick(market_id=w.market_id, outcome=outcome, mid_price=mid, at=at)
+                for w in writes
+                if w.tick
+                for outcome, mid in ((Outcome.YES, w.yes_mid), (Outcome.NO, HUNDRED - w.yes_mid))
+            ]
+        )
+        MarketPricePoint.objects.bulk_create(
+            [MarketPricePoint(market_id=w.market_id, at=bucket, yes_mid=w.yes_mid) for w in writes],
+            update_conflicts=True,
+            unique_fields=["market", "at"],
+            update_fields=["yes_mid"],
+        )
+
+
+def point_bucket(at: datetime) -> datetime:
+    """Start of the 5-minute bucket ``at`` falls in (the catalogue's chart points)."""
+    return at - timedelta(seconds=at.timestamp() % POINT_SECONDS)
+
+
+def market_suspend(*, market_id: str, code: str, at: datetime, until: datetime | None = None, detail: dict | None = None) -> bool:
+    """Stop trading (the executor refuses with ``code``); False when it already was, for that reason."""
+    with transaction.atomic():
+        updated = (
+            Market.objects.filter(pk=market_id)
+            .exclude(Q(suspended_reason=code) & (Q(suspended_until=until) if until else Q(suspended_until__isnull=True)))
+            .update(suspended_reason=code, suspended_until=until, updated_at=at)
+        )
+        if updated:
+            detail = {**(detail or {}), **({"until": until.isoformat()} if until else {})}
+            MarketEvent.objects.create(market_id=market_id, kind=MarketEventKind.SUSPENDED, code=code, detail=detail, at=at)
+    return bool(updated)
+
+
+def market_resume(*, market_id: str, at: datetime, detail: dict | None = None) -> bool:
+    with transaction.atomic():
+        previous = Market.objects.filter(pk=market_id).exclude(suspended_reason="").values_list("suspended_reason", flat=True).first()
+        if previous is None:
+            return False
+        Market.objects.filter(pk=market_id).update(suspended_reason="", suspended_until=None, updated_at=at)
+        MarketEvent.objects.create(market_id=market_id, kind=MarketEventKind.RESUMED, code=previous, detail=detail or {}, at=at)
+    return True
+
+
+def price_history_prune(*, before: datetime, batch: int = 10_000) -> int:
+    """Delete ticks and chart points older than ``before``, a batch per statement (no long lock)."""
+    removed = 0
+    for model, field in ((ReferencePriceTick, "at"), (MarketPricePoint, "at")):
+        while True:
+            ids = list(model.objects.filter(**{f"{field}__lt": before}).values_list("pk", flat=True)[:batch])
+            if not ids:
+                break
+            removed += model.objects.filter(pk__in=ids).delete()[0]
+    return removed
