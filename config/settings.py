@@ -104,7 +104,8 @@ else:
             "NAME": os.environ.get("SQLITE_PATH", str(BASE_DIR / "var" / "house.sqlite3")),
             # IMMEDIATE: a writer takes the lock at BEGIN, so two writers never deadlock
             # upgrading a read lock; the timeout makes concurrent requests queue.
-            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+            # WAL: the market feed writes while the API reads (make run runs both on this file).
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"},
         }
     }
 # The trade request's statements prepared once per connection (core/prepared.py);

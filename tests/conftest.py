@@ -100,6 +100,14 @@ class Api:
             f"/api/casino/{path}", data=data, content_type="application/json", headers={**self.headers, **(headers or {})}
         )
 
+    def patch(self, path: str, body=None, headers: dict | None = None):
+        return self.client.patch(
+            f"/api/casino/{path}",
+            data=dumps(body if body is not None else {}),
+            content_type="application/json",
+            headers={**self.headers, **(headers or {})},
+        )
+
     def get(self, path: str, params: dict | None = None, headers: dict | None = None):
         return self.client.get(f"/api/casino/{path}", params or {}, headers={**self.headers, **(headers or {})})
 

@@ -66,7 +66,9 @@ class FlushResult:
 
 
 class PriceBoard:
-    def __init__(self):
+    def __init__(self, *, now=timezone.now, monotonic=time.monotonic):
+        """``now`` and ``monotonic`` are the clocks (tests drive time through them)."""
+        self._now, self._mono = now, monotonic
         self._lock = threading.Lock()
         self._markets: dict[str, _Market] = {}
         self._by_token: dict[str, tuple[str, bool]] = {}  # token -> (market id, is the YES token)
@@ -147,14 +149,14 @@ class PriceBoard:
                 return False
             state.bid, state.ask, state.source_time, state.has_book = best_bid, best_ask, source_time, True
             if not state.seen:
-                state.seen, state.received = True, time.monotonic()
+                state.seen, state.received = True, self._mono()
             mid = rules.yes_mid(best_bid, best_ask)
             if mid is not None and settings is not None:
                 jumped = state.jump.observe(
-                    time.monotonic(), mid, window_seconds=settings.feed_jump_window_seconds, points=settings.feed_jump_points
+                    self._mono(), mid, window_seconds=settings.feed_jump_window_seconds, points=settings.feed_jump_points
                 )
                 if jumped:
-                    state.jump_until = timezone.now() + timedelta(seconds=settings.feed_jump_cooldown_seconds)
+                    state.jump_until = self._now() + timedelta(seconds=settings.feed_jump_cooldown_seconds)
             self.events += 1
         return True
 
@@ -174,7 +176,7 @@ class PriceBoard:
 
     def flush(self) -> FlushResult:
         self.refresh_settings()
-        settings, now, mono = self._settings, timezone.now(), time.monotonic()
+        settings, now, mono = self._settings, self._now(), self._mono()
         writes, transitions, received = [], [], []
         with self._lock:
             for state in self._markets.values():
@@ -203,7 +205,7 @@ class PriceBoard:
                         received.append(None)
         result = FlushResult()
         reference_prices_write(writes=writes, at=now)
-        written_at = timezone.now()
+        written_at = self._now()
         result.written = len(writes)
         result.ticks = sum(1 for w in writes if w.tick)
         for source_time in received:

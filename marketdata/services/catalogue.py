@@ -12,7 +12,7 @@ from datetime import datetime
 from django.db import transaction
 
 from casino.models import Position, PositionStatus
-from casino.services.market_state import CatalogueEntry, markets_catalogue_upsert, markets_unlist
+from casino.services.market_state import CatalogueEntry, market_suspend, markets_catalogue_upsert, markets_unlist
 from casino.services.markets import casino_settings
 from marketdata.models import MarketSource
 from marketdata.services import rules
@@ -124,6 +124,11 @@ def catalogue_apply(*, sources: list, extra: list, at: datetime) -> CatalogueRes
         dropped = list(MarketSource.objects.filter(tracked=True).exclude(market_id__in=keep).values_list("market_id", flat=True))
         MarketSource.objects.filter(market_id__in=dropped).update(tracked=False)
         markets_unlist(market_ids=dropped, at=at)
+        # A market no longer followed is marked closed here (the board does it for tracked ones).
+        for market_id in dropped:
+            gone = by_id.get(market_id)
+            if gone is not None and rules.closed_at_source(active=gone.active, closed=gone.closed, accepting_orders=gone.accepting_orders):
+                market_suspend(market_id=market_id, code=rules.CLOSED_AT_SOURCE, at=at)
     result.created = counts["created"]
     result.tracked = [
         Tracked(

@@ -10,8 +10,9 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.db.models import F, OuterRef, Subquery
 
-from casino.models import Operator
+from casino.models import Market, Operator, ReferencePrice
 from casino.services.credentials import operator_create, operator_rotate_key, session_open, staff_token_create
 from casino.services.markets import casino_settings, reference_price_set
 from wallets.services.balances import wallet_balance
@@ -42,13 +43,18 @@ class Command(BaseCommand):
         )
         parser.add_argument("--admin-password", default="", help="Also create/update a Django admin superuser 'admin' with this password.")
         parser.add_argument(
+            "--feed-markets",
+            action="store_true",
+            help="The markets come from the market-data feed (run market_feed_sync first): list the first listed ones, create none.",
+        )
+        parser.add_argument(
             "--price-max-age",
             type=int,
             default=None,
             help="Seconds a reference price stays fresh (demo: a day, so the README examples work without a price feed).",
         )
 
-    def handle(self, *args, admin_password, price_max_age, s2s_wallet_url, **options):
+    def handle(self, *args, admin_password, price_max_age, s2s_wallet_url, feed_markets, **options):
         with transaction.atomic():
             operator = Operator.objects.filter(name=DEMO_OPERATOR).first()
             if operator is None:
@@ -60,8 +66,12 @@ class Command(BaseCommand):
                 settings_row = casino_settings()
                 settings_row.price_max_age_seconds = price_max_age
                 settings_row.save(update_fields=["price_max_age_seconds", "updated_at"])
-            for market_id, title, category, mid in DEMO_MARKETS:
-                reference_price_set(market_id=market_id, outcome="yes", mid_price=mid, title=title, category=category)
+            if feed_markets:
+                markets = self._feed_markets()
+            else:
+                for market_id, title, category, mid in DEMO_MARKETS:
+                    reference_price_set(market_id=market_id, outcome="yes", mid_price=mid, title=title, category=category)
+                markets = [{"marketId": m, "title": t, "category": c, "yesMid": str(p)} for m, t, c, p in DEMO_MARKETS]
             players = {}
             for external_id, balance in DEMO_PLAYERS:
                 session = session_open(operator=operator, external_player_id=external_id)
@@ -84,12 +94,24 @@ class Command(BaseCommand):
                     "operatorApiKey": api_key,
                     "staffToken": staff_token,
                     "players": players,
-                    "markets": [{"marketId": m, "title": t, "category": c, "yesMid": str(p)} for m, t, c, p in DEMO_MARKETS],
+                    "markets": markets,
                     **({"s2s": s2s} if s2s else {}),
                 },
                 indent=2,
             )
         )
+
+    @staticmethod
+    def _feed_markets() -> list[dict]:
+        """Three listed, priced markets of the feed's catalogue, the most liquid first."""
+        prices = ReferencePrice.objects.filter(market=OuterRef("pk"), outcome="yes").values("mid_price")[:1]
+        listed = (
+            Market.objects.filter(listed=True, status="open", suspended_reason="")
+            .annotate(yes_mid=Subquery(prices))
+            .filter(yes_mid__gte=10, yes_mid__lte=90)
+            .order_by(F("liquidity").desc(nulls_last=True), "id")[:3]
+        )
+        return [{"marketId": m.pk, "title": m.title, "category": m.category, "yesMid": str(m.yes_mid)} for m in listed]
 
     def _seed_s2s(self, wallet_url: str) -> dict:
         """An operator holding its players' money in its own wallet server (SPEC §9)."""
