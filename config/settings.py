@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "wallets",
     "risk",
     "settlement",
+    "marketdata",
 ]
 
 MIDDLEWARE = [
@@ -183,6 +184,11 @@ HOUSE_WALLET_RETRY_MAX_SECONDS = env_int("HOUSE_WALLET_RETRY_MAX_SECONDS", 300)
 HOUSE_WALLET_MANUAL_AFTER_SECONDS = env_int("HOUSE_WALLET_MANUAL_AFTER_SECONDS", 6 * 3600)
 HOUSE_WALLET_STALL_SECONDS = env_int("HOUSE_WALLET_STALL_SECONDS", 60)
 
+# --- Market data sources (SPEC §11): Polymarket's public APIs, or the reference market-data server
+POLYMARKET_GAMMA_URL = os.environ.get("POLYMARKET_GAMMA_URL", "https://gamma-api.polymarket.com")
+POLYMARKET_CLOB_URL = os.environ.get("POLYMARKET_CLOB_URL", "https://clob.polymarket.com")
+POLYMARKET_WS_URL = os.environ.get("POLYMARKET_WS_URL", "wss://ws-subscriptions-clob.polymarket.com/ws/market")
+
 # --- i18n, static -----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -203,5 +209,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.server": {"level": "WARNING"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {"django.server": {"level": "WARNING"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}, "websockets": {"level": "WARNING"}},
 }
