@@ -196,6 +196,11 @@ HOUSE_PRICE_HISTORY_DAYS = env_int("HOUSE_PRICE_HISTORY_DAYS", 30)
 # mode, point this at PostgreSQL itself (default: DATABASE_URL).
 MARKET_FEED_LOCK_DATABASE_URL = os.environ.get("MARKET_FEED_LOCK_DATABASE_URL", "")
 
+# --- Market data sources (SPEC §11): Polymarket's public APIs, or the reference market-data server
+POLYMARKET_GAMMA_URL = os.environ.get("POLYMARKET_GAMMA_URL", "https://gamma-api.polymarket.com")
+POLYMARKET_CLOB_URL = os.environ.get("POLYMARKET_CLOB_URL", "https://clob.polymarket.com")
+POLYMARKET_WS_URL = os.environ.get("POLYMARKET_WS_URL", "wss://ws-subscriptions-clob.polymarket.com/ws/market")
+
 # --- i18n, static -----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -216,5 +221,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.server": {"level": "WARNING"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "websockets": {"level": "WARNING"},
+    },
 }
