@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from casino.services.market_state import price_history_prune
 from marketdata.adapters.polymarket import PolymarketClient, SourceUnavailable
-from marketdata.services.passes import resolutions_pass
+from marketdata.services.passes import db_close, resolutions_pass
 
 log = logging.getLogger("house.marketdata.tasks")
 
@@ -27,6 +27,7 @@ def resolutions_auto_confirm() -> dict:
             return {"confirmed": result.confirmed, "withdrawn": result.withdrawn}
         finally:
             await client.aclose()
+            await db_close()
 
     try:
         return asyncio.run(run())

@@ -13,7 +13,8 @@ from casino.services.market_state import point_bucket
 from casino.services.markets import casino_settings, reference_price_set
 from marketdata.services.catalogue import catalogue_apply
 from marketdata.services.resolutions import auto_confirm, auto_confirm_candidates, resolutions_apply
-from settlement.models import Payout, ProposalStatus, ResolutionProposal
+from settlement.models import Payout, ProposalStatus, ResolutionProposal, Settlement
+from settlement.services.payouts import settlement_advance
 from tests.conftest import Api, decimal_json
 from tests.test_market_feed_rules import source
 from wallets.models import LedgerEntry
@@ -163,6 +164,9 @@ def test_confirming_a_proposal_pays_exactly_as_post_resolve(listed, make_player,
         "totalPayout": D("39.06"),
         "casinoProfit": D("-4.06"),
     }
+    for settlement in Settlement.objects.all():  # the payouts (a Celery task in production)
+        while not settlement_advance(settlement_id=settlement.pk):
+            pass
     paid = sorted(LedgerEntry.objects.filter(type="payout").values_list("amount", flat=True))
     assert paid == [D("39.06"), D("39.06")]
     assert Payout.objects.filter(status="paid").count() == 2

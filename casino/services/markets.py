@@ -7,7 +7,8 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils import timezone
 
-from casino.models import CasinoSettings, Market, MarketStatus, Outcome, ReferencePrice, ReferencePriceTick
+from casino.models import CasinoSettings, Market, MarketStatus, Outcome, ReferencePrice
+from casino.services.market_state import ReferenceWrite, reference_prices_write
 from casino.services.pricing import DEFAULT_LIQUIDITY
 from core import errors
 from core.errors import HouseError
@@ -42,15 +43,8 @@ def reference_price_set(*, market_id: str, outcome: str, mid_price: Decimal, tit
             market.title = title or market.title
             market.category = category or market.category
             market.save(update_fields=["title", "category", "updated_at"])
-        for side, value in ((Outcome.YES, yes), (Outcome.NO, HUNDRED - yes)):
-            ReferencePrice.objects.update_or_create(market=market, outcome=side, defaults={"mid_price": value, "updated_at": now})
-        # The history the sharp-scoring task measures players' markout on.
-        ReferencePriceTick.objects.bulk_create(
-            [
-                ReferencePriceTick(market=market, outcome=o, mid_price=v, at=now)
-                for o, v in ((Outcome.YES, yes), (Outcome.NO, HUNDRED - yes))
-            ]
-        )
+        # Prices, the tick the sharp-scoring task measures markout on, the catalogue's chart point.
+        reference_prices_write(writes=[ReferenceWrite(market.pk, yes, tick=True)], at=now)
     return PriceSet(market=market, yes=yes, no=HUNDRED - yes)
 
 

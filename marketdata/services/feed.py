@@ -19,7 +19,9 @@ Losing the lock (its database session died) stops every task and goes back to st
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -29,7 +31,7 @@ from marketdata.adapters.polymarket import MarketResolved, MarketStream, Polymar
 from marketdata.models import FeedState
 from marketdata.services.board import PriceBoard
 from marketdata.services.leader import FeedLeadership, holder_name
-from marketdata.services.passes import catalogue_pass, in_db, prices_pass, resolutions_pass
+from marketdata.services.passes import catalogue_pass, db_close, in_db, prices_pass, resolutions_pass
 
 log = logging.getLogger("house.marketdata")
 
@@ -110,6 +112,7 @@ class MarketFeed:
                 await self.stream.stop()
             await client.aclose()
             await in_db(_step_down, holder_name())
+            await db_close()
 
     async def _every(self, seconds: float, step, *args) -> None:
         """Run ``step`` every ``seconds``; a source or database hiccup is logged and retried next time."""
@@ -173,7 +176,7 @@ class MarketFeed:
         if not await asyncio.to_thread(self.leadership.still_held):
             raise _LostLeadership()
         stream = self.stream
-        reconnects = getattr(stream, "reconnects", 0) if stream is not None else 0
+        reconnects = stream.reconnects if stream is not None else 0
         if reconnects > self._reconnects_seen:
             FEED_RECONNECTS.inc(reconnects - self._reconnects_seen)
             self._reconnects_seen = reconnects
@@ -185,14 +188,10 @@ class MarketFeed:
             "suspended": self.board.suspended_count(),
             "lag": self.board.lag_percentiles(),
         }
-        await in_db(_beat, holder_name(), stats, connected=_connected(stream), times=dict(self._times))
-
-
-def _connected(stream) -> bool:
-    if stream is None:
-        return False
-    connected = getattr(stream, "connected", None)
-    return bool(connected) if connected is not None else True
+        times = dict(self._times)
+        if stream is not None and stream.last_data_at is not None:
+            times["last_event_at"] = timezone.now() - timedelta(seconds=time.monotonic() - stream.last_data_at)
+        await in_db(_beat, holder_name(), stats, connected=stream is not None and stream.connections > 0, times=times)
 
 
 def _announce(holder: str) -> None:
@@ -204,7 +203,7 @@ def _beat(holder: str, stats: dict, *, connected: bool, times: dict) -> None:
     now = timezone.now()
     FeedState.objects.update_or_create(
         pk=1,
-        defaults={"holder": holder, "heartbeat_at": now, "stream_connected": connected, "last_event_at": now, "stats": stats, **times},
+        defaults={"holder": holder, "heartbeat_at": now, "stream_connected": connected, "stats": stats, **times},
     )
 
 

@@ -12,9 +12,10 @@ thread, never inside the event loop):
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from marketdata.services.board import FlushResult, PriceBoard
@@ -24,8 +25,12 @@ from marketdata.services.resolutions import ResolutionResult, auto_confirm, auto
 log = logging.getLogger("house.marketdata")
 
 
+_executors: dict[asyncio.AbstractEventLoop, ThreadPoolExecutor] = {}
+
+
 async def in_db(fn, /, *args, **kwargs):
-    """Run ``fn`` (ORM code) in a worker thread, with a usable database connection."""
+    """Run ``fn`` (ORM code) on the event loop's database thread: one thread, so one connection
+    (kept, as Django keeps them), and the feed's writes in the order they were made."""
 
     def call():
         close_old_connections()
@@ -34,7 +39,19 @@ async def in_db(fn, /, *args, **kwargs):
         finally:
             close_old_connections()
 
-    return await asyncio.to_thread(call)
+    loop = asyncio.get_running_loop()
+    executor = _executors.get(loop)
+    if executor is None:
+        executor = _executors[loop] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed-db")
+    return await loop.run_in_executor(executor, call)
+
+
+async def db_close() -> None:
+    """Close the database thread's connection and the thread (the end of a pass, or of the feed)."""
+    executor = _executors.pop(asyncio.get_running_loop(), None)
+    if executor is not None:
+        await asyncio.get_running_loop().run_in_executor(executor, connections.close_all)
+        executor.shutdown(wait=True)
 
 
 async def catalogue_pass(client, board: PriceBoard) -> tuple[CatalogueResult, list]:

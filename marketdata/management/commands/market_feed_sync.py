@@ -10,7 +10,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.adapters.polymarket import PolymarketClient, SourceUnavailable
-from marketdata.services.passes import feed_pass
+from marketdata.services.passes import db_close, feed_pass
 
 
 class Command(BaseCommand):
@@ -30,3 +30,4 @@ class Command(BaseCommand):
             return await feed_pass(client)
         finally:
             await client.aclose()
+            await db_close()
