@@ -1,6 +1,6 @@
 """Prometheus metrics of the house (served at /metrics)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
 
 TRADES = Counter("house_trades_total", "Trades executed", ["side"])
 TRADE_REJECTIONS = Counter("house_trade_rejections_total", "Trades refused, by error code (risk walls are risk.<wall>.<limit>)", ["code"])
@@ -23,3 +23,13 @@ FEED_LAG = Histogram(
 FEED_SUSPENSIONS = Counter("house_feed_suspensions_total", "Markets suspended by the feed, by code", ["code"])
 FEED_RECONNECTS = Counter("house_feed_reconnects_total", "Market websocket reconnections")
 FEED_HTTP_ERRORS = Counter("house_feed_http_errors_total", "Market-data HTTP errors after retries, by endpoint", ["endpoint"])
+
+# Collectors that read their figures at scrape time (an app registers them in its AppConfig.ready);
+# /metrics adds them to the multi-process registry too.
+COLLECTORS: list = []
+
+
+def register_collector(collector) -> None:
+    if collector not in COLLECTORS:
+        COLLECTORS.append(collector)
+        REGISTRY.register(collector)

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
-from marketdata.adapters.polymarket import SourceMarket
 
 from casino.models import Market, MarketEvent, MarketPricePoint, ReferencePrice, ReferencePriceTick
 from casino.services.markets import casino_settings
+from marketdata.adapters.polymarket import SourceMarket
 from marketdata.models import MarketSource
 from marketdata.services import rules
 from marketdata.services.board import PriceBoard
@@ -311,3 +311,24 @@ def test_an_allow_list_of_categories_lists_only_those(clock):
     row.save()
     catalogue_apply(sources=[source(1), source(2, category="sports")], extra=[], at=clock.now())
     assert list(Market.objects.filter(listed=True).values_list("category", flat=True)) == ["sports"]
+
+
+# -- is the feed alive -------------------------------------------------------------------------
+
+
+def test_readyz_and_metrics_tell_whether_the_feed_is_alive(feed, clock, client):
+    from marketdata.models import FeedState
+
+    assert client.get("/readyz").json()["feed"] == {"status": "absent"}
+    feed("0.60", "0.64")
+    feed("0.57", "0.70")  # suspended: spread too wide
+    FeedState.objects.create(pk=1, holder="feed-host:42", heartbeat_at=timezone.now(), stream_connected=True, stats={"lag": {"p99_ms": 80}})
+    ready = client.get("/readyz").json()
+    assert ready["feed"]["status"] == "alive" and ready["feed"]["holder"] == "feed-host:42"
+    metrics = client.get("/metrics").content.decode()
+    assert "house_feed_up 1.0" in metrics and "house_feed_stream_connected 1.0" in metrics
+    assert 'house_markets_suspended{code="source_spread_too_wide"} 1.0' in metrics
+    assert "house_feed_lag_p99_seconds 0.08" in metrics
+    FeedState.objects.filter(pk=1).update(heartbeat_at=timezone.now() - timedelta(seconds=60))
+    assert client.get("/readyz").json()["feed"]["status"] == "stale"
+    assert "house_feed_up 0.0" in client.get("/metrics").content.decode()

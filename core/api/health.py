@@ -26,7 +26,21 @@ def readyz(request):
         checks["cache"] = f"error: {exc.__class__.__name__}"
     checks["broker"] = _broker_check()
     ready = all(v == "ok" for v in checks.values())
-    return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    for name, report in INFO.items():  # information only: a dead market feed does not take the API out of service
+        try:
+            body[name] = report()
+        except Exception as exc:  # noqa: BLE001 - report, do not crash the probe
+            body[name] = {"status": f"error: {exc.__class__.__name__}"}
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+# name -> callable returning a JSON-ready dict, shown by /readyz (an app registers it at start-up).
+INFO: dict = {}
+
+
+def register_info(name: str, report) -> None:
+    INFO[name] = report
 
 
 def _broker_check() -> str:
@@ -50,11 +64,15 @@ def metrics(request):
         generate_latest,
     )
 
+    from core.metrics import COLLECTORS
+
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        for collector in COLLECTORS:
+            registry.register(collector)
     else:
         registry = REGISTRY
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
