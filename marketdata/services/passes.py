@@ -82,8 +82,8 @@ async def prices_pass(client, board: PriceBoard) -> FlushResult:
         top = books.get(token)
         if top is None:  # the source has no book for it: nothing to price at
             board.on_book(token, None, None, None)
-        else:
-            board.on_book(token, top.best_bid, top.best_ask, top.source_time)
+        else:  # no source time: a REST book's timestamp is when it last changed, not a latency
+            board.on_book(token, top.best_bid, top.best_ask, None)
     return await in_db(board.flush)
 
 
