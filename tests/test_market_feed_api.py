@@ -231,3 +231,78 @@ def test_the_feed_settings_are_read_and_merged_over_rest(staff_api):
     refused = decimal_json(staff_api.patch("admin/risk", {"feed": {"jumpWindowSeconds": 0}}))
     assert refused["code"] == "invalid_risk_config" and refused["field"] == "feed.jumpWindowSeconds"
     assert casino_settings().feed_jump_points == D("20")
+
+
+# -- the admin ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def superuser(client):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.create_superuser(username="ops", email="ops@example.com", password="x"))
+    return client
+
+
+def test_staff_confirm_a_proposal_in_the_admin_after_seeing_what_it_pays(listed, make_player, superuser):
+    from django.contrib.admin import helpers
+    from django.urls import reverse
+
+    _holders(listed[0].condition_id, make_player)
+    resolutions_apply(sources=[_resolved(1, ("1", "0"))], at=timezone.now())
+    proposal = ResolutionProposal.objects.get()
+    url = reverse("admin:settlement_resolutionproposal_changelist")
+    assert superuser.get(url).status_code == 200
+    form = {"action": "confirm_proposals", helpers.ACTION_CHECKBOX_NAME: [str(proposal.pk)]}
+    page = superuser.post(url, form)
+    assert page.status_code == 200 and b"Yes, settle" in page.content and b"39.06" in page.content  # what it will pay
+    assert Market.objects.get(pk=listed[0].condition_id).status == "open"  # nothing yet
+    done = superuser.post(url, {**form, "post": "yes"}, follow=True)
+    assert done.status_code == 200
+    proposal.refresh_from_db()
+    assert proposal.status == "confirmed" and proposal.settlement.total_payout == D("39.06") and proposal.decided_by == "staff:ops"
+    assert Market.objects.get(pk=listed[0].condition_id).status in ("resolving", "resolved")
+
+
+def test_staff_reject_a_proposal_in_the_admin_with_a_reason(listed, superuser):
+    from django.contrib.admin import helpers
+    from django.urls import reverse
+
+    resolutions_apply(sources=[_resolved(1, ("0", "1"))], at=timezone.now())
+    proposal = ResolutionProposal.objects.get()
+    url = reverse("admin:settlement_resolutionproposal_changelist")
+    form = {"action": "reject_proposals", helpers.ACTION_CHECKBOX_NAME: [str(proposal.pk)], "post": "yes"}
+    assert b"This field is required" in superuser.post(url, form).content  # a reason is required
+    superuser.post(url, {**form, "reason": "source under appeal"}, follow=True)
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.reason) == ("rejected", "source under appeal")
+
+
+def test_the_feed_settings_form_applies_the_rest_rules(superuser):
+    from django.urls import reverse
+
+    casino_settings()
+    url = reverse("admin:casino_casinosettings_change", args=[1])
+    page = superuser.get(url)
+    assert page.status_code == 200 and b"feed_jump_points" in page.content
+    form = {
+        "blocked_categories": "[]",
+        "min_liquidity": "5000",
+        "min_price": "5",
+        "max_price": "95",
+        "default_spread": "4",
+        "price_tolerance": "2",
+        "price_max_age_seconds": "30",
+        "feed_max_source_spread": "10",
+        "feed_jump_points": "0",
+        "feed_jump_window_seconds": "60",
+        "feed_jump_cooldown_seconds": "120",
+        "auto_settle_after_seconds": "",
+        "max_listed_markets": "500",
+        "allowed_categories": '["Sports"]',
+    }
+    refused = superuser.post(url, form)
+    assert refused.status_code == 200 and b"must be a number &gt; 0" in refused.content
+    assert superuser.post(url, {**form, "feed_jump_points": "12.5"}).status_code == 302
+    row = casino_settings()
+    assert row.feed_jump_points == D("12.5") and row.allowed_categories == ["sports"]
