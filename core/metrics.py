@@ -22,7 +22,9 @@ FEED_LAG = Histogram(
 )
 FEED_SUSPENSIONS = Counter("house_feed_suspensions_total", "Markets suspended by the feed, by code", ["code"])
 FEED_RECONNECTS = Counter("house_feed_reconnects_total", "Market websocket reconnections")
-FEED_HTTP_ERRORS = Counter("house_feed_http_errors_total", "Market-data HTTP errors after retries, by endpoint", ["endpoint"])
+FEED_HTTP_ERRORS = Counter(
+    "house_feed_http_errors_total", "Market-data HTTP request attempts that failed, by endpoint family", ["endpoint"]
+)
 
 # Collectors that read their figures at scrape time (an app registers them in its AppConfig.ready);
 # /metrics adds them to the multi-process registry too.

@@ -24,6 +24,8 @@ from django.conf import settings
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from core.metrics import FEED_HTTP_ERRORS
+
 logger = logging.getLogger("house.marketdata")
 
 DEFAULT_GAMMA_URL = "https://gamma-api.polymarket.com"
@@ -466,12 +468,14 @@ class PolymarketClient:
                     wait = wait if retry_after is None else retry_after
                     problem = f"429 rate limited (Retry-After {response.headers.get('Retry-After')!r})"
                     if wait > self.max_retry_after:
+                        FEED_HTTP_ERRORS.labels(endpoint=family).inc()
                         raise SourceUnavailable(f"{where}: {problem}, longer than {self.max_retry_after:g}s")
                     limiter.pause(wait)
                 elif status >= 500 or status == 425:  # 425 "service not ready": the CLOB restarting
                     problem = f"HTTP {status}"
                 elif status >= 400:
                     # Our request is wrong (validation error, unknown path): retrying cannot help.
+                    FEED_HTTP_ERRORS.labels(endpoint=family).inc()
                     raise SourceUnavailable(f"{where}: HTTP {status} {response.text[:200]!r}")
                 else:
                     try:
@@ -479,6 +483,7 @@ class PolymarketClient:
                     except ValueError:
                         # A proxy's HTML page with status 200 happens in front of these services.
                         problem = f"malformed JSON ({response.headers.get('content-type', '?')})"
+            FEED_HTTP_ERRORS.labels(endpoint=family).inc()
             if attempt == self.attempts:
                 break
             logger.warning("polymarket %s: %s; attempt %d of %d, retrying in %.2fs", where, problem, attempt, self.attempts, wait)
