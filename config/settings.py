@@ -175,6 +175,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two choice sets share the field name "action": name them instead of a hash suffix.
+    "ENUM_NAME_OVERRIDES": {"SettlementActionEnum": ["resolve", "void"], "BalanceActionEnum": ["deposit", "withdraw"]},
 }
 
 # --- House defaults (the database configuration rows start from these) ---------------------

@@ -77,6 +77,7 @@ class CatalogView(HouseAPIView):
             OpenApiParameter("limit", int, description="Default 50, max 200"),
             OpenApiParameter("cursor", str, description="nextCursor of the previous page"),
         ],
+        operation_id="catalog_list",
         responses={200: CatalogPageSerializer, 400: ErrorSerializer},
         summary="The listed markets with the house's prices (a player's token: that player's own spread)",
     )
@@ -101,6 +102,7 @@ class CatalogMarketView(HouseAPIView):
     rate_group, rate = "catalog", "60/m"
 
     @extend_schema(
+        operation_id="catalog_market",
         responses={200: CatalogMarketDetailSerializer, 404: ErrorSerializer},
         summary="One market of the catalogue, with 24 h of YES mids at 5-minute points",
     )
