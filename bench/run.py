@@ -52,7 +52,7 @@ PY = sys.executable
 # The production gunicorn settings (workers, worker class, threads, keep-alive): the defaults here.
 SHIPPED = {k: v for k, v in runpy.run_path(str(ROOT / "gunicorn.conf.py")).items() if not k.startswith("_")}
 
-SCENARIOS = ["http-spread", "http-open-half", "http-hot", "http-healthz", "http-floor", "sql-spread", "sql-hot"]
+SCENARIOS = ["http-spread", "http-open-half", "http-hot", "http-spread-feed", "http-healthz", "http-floor", "sql-spread", "sql-hot"]
 TARGET_HTTP_VS_SQL = 0.25
 TARGET_HOT_VS_SPREAD = 0.80
 TARGET_OPEN_P99_MS = 25.0  # p99 latency at half of the http-spread peak rate, open loop
@@ -158,12 +158,17 @@ def _postmaster_pid() -> int | None:
     return None
 
 
+# Process trees that belong to the benchmark while they run (the market feed of http-spread-feed).
+EXTRA_TREES: dict[str, int] = {}
+
+
 class CpuMeter:
     """CPU time of the machine and of the benchmark's process trees: ``runner`` (this process,
-    wrk, pgbench), ``gunicorn`` (master and workers) and ``postgres`` (server and backends)."""
+    wrk, pgbench), ``gunicorn`` (master and workers), ``postgres`` (server and backends), and
+    while http-spread-feed runs ``feed`` (the market feed and the reference market-data server)."""
 
     def __init__(self, server_pid: int | None = None):
-        self.trees = {"runner": os.getpid()}
+        self.trees = {"runner": os.getpid(), **EXTRA_TREES}
         if server_pid:
             self.trees["gunicorn"] = server_pid
         if pm := _postmaster_pid():
@@ -661,6 +666,81 @@ def pgbench_run(name: str, meta: dict, workdir: Path, *, hot: bool, args) -> Res
 # -- the run --------------------------------------------------------------------------------------
 
 
+class MarketFeedRun:
+    """The reference market-data server (synthetic markets, prices walking at a fixed event rate)
+    and the market feed against it, each its own process, both in one process group; the
+    trades of http-spread-feed run while the feed follows the stream."""
+
+    def __init__(self, args, env: dict, workdir: Path):
+        self.log = open(workdir / "feed.log", "wb")  # noqa: SIM115 - closed in stop()
+        port = free_port()
+        command = [PY, "manage.py", "run_market_data_server", "--port", str(port), "--ws-port", str(free_port())]
+        command += ["--synthetic", str(args.feed_markets), "--events-per-second", str(args.feed_events_per_second)]
+        self.server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True)
+        urls = json.loads(self.server.stdout.readline())
+        feed_env = {**env, "POLYMARKET_GAMMA_URL": urls["http"], "POLYMARKET_CLOB_URL": urls["http"], "POLYMARKET_WS_URL": urls["ws"]}
+        listed = "from casino.services.markets import casino_settings; s = casino_settings(); "
+        listed += f"s.max_listed_markets = {args.feed_markets}; s.save()"
+        subprocess.run([PY, "manage.py", "shell", "-c", listed], cwd=ROOT, env=env, check=True, capture_output=True)
+        self.feed = subprocess.Popen(
+            [PY, "manage.py", "run_market_feed"], cwd=ROOT, env=feed_env, stdout=self.log, stderr=self.log, start_new_session=True
+        )
+        EXTRA_TREES.update(feed=self.feed.pid, marketdata=self.server.pid)
+
+    def wait_streaming(self, timeout: float = 120) -> dict:
+        """Until the feed is active with its stream connected; its state row."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = feed_state()
+            if state and state.get("stream_connected") and state.get("stats", {}).get("events", 0) > 0:
+                return state
+            if self.feed.poll() is not None:
+                raise RuntimeError("the market feed exited; see its log")
+            time.sleep(0.5)
+        raise RuntimeError("the market feed did not start streaming")
+
+    def stop(self) -> None:
+        EXTRA_TREES.clear()
+        for proc in (self.feed, self.server):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+        self.log.close()
+
+
+def feed_state() -> dict | None:
+    import psycopg
+
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        row = conn.execute("SELECT holder, stream_connected, stats FROM marketdata_feed_state WHERE id = 1").fetchone()
+    return {"holder": row[0], "stream_connected": row[1], "stats": row[2] or {}} if row else None
+
+
+def feed_scenario(server: Server, tokens: Path, markets: Path, args, wrk: str | None, workdir: Path, env: dict) -> Result:
+    feed = MarketFeedRun(args, env, workdir)
+    try:
+        state = feed.wait_streaming()
+        log(f"http-spread-feed: feed {state['holder']} streaming {args.feed_markets} markets at {args.feed_events_per_second} events/s")
+        before = feed_state()["stats"]
+        result = http_scenario("http-spread-feed", server, tokens, markets, args, wrk)
+        after = feed_state()["stats"]
+        result.detail = {
+            **result.detail,
+            "feed": {
+                "events_applied": after.get("events", 0) - before.get("events", 0),
+                "references_written": after.get("written", 0) - before.get("written", 0),
+                "lag": after.get("lag", {}),
+                "errors": after.get("errors", 0),
+            },
+        }
+        return result
+    finally:
+        feed.stop()
+
+
 def http_scenario(name: str, server: Server, tokens: Path, markets: Path, args, wrk: str | None) -> Result:
     baseline = name in ("http-healthz", "http-floor")  # information only (see the scenario table)
 
@@ -735,6 +815,8 @@ def scenario_cost(name: str, args) -> float:
     """Seconds a scenario takes (warm-up + measured + the quiet check), for the time budget."""
     if name in ("http-healthz", "http-floor"):
         return min(args.warmup, 2) + min(args.duration, 10) + 4
+    if name == "http-spread-feed":  # + the market feed's start (catalogue, first refresh, stream)
+        return args.warmup + args.duration + 20
     return args.warmup + args.duration + 4
 
 
@@ -876,20 +958,23 @@ def render(results: dict[str, Result], args, meta: dict, counts: dict, argv: lis
         "http-open-half": "HTTP `POST /api/casino/trade` as http-spread, open loop at a fixed rate ("
         + open_rate_source(args, results)
         + "); latency from the intended send time",
+        "http-spread-feed": f"as http-spread, with the market feed running: {args.feed_markets:,} listed markets, the reference "
+        f"market-data server pushing {args.feed_events_per_second:,} price events/s (their CPU counted in the benchmark's)",
         "sql-spread": f"pgbench raw-SQL trade transaction, {meta['markets']} markets (ceiling)",
         "sql-hot": "pgbench raw-SQL trade transaction, 1 hot market",
         "http-healthz": "baseline, not a trade: HTTP `GET /healthz` on the same gunicorn (no database; <= 10 s measured)",
         "http-floor": "baseline, not the product: bench/floor_app.py, a bare WSGI app doing the session look-up + the sql-spread "
         "transaction with psycopg, same gunicorn and load generator, spread (<= 10 s measured)",
     }
-    order = ["http-spread", "http-open-half", "http-hot", "sql-spread", "sql-hot", "http-floor", "http-healthz"]
+    order = ["http-spread", "http-open-half", "http-hot", "http-spread-feed", "sql-spread", "sql-hot", "http-floor", "http-healthz"]
     results = dict(sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     for name, r in results.items():
         c = r.cpu
         cpu = (
             (
-                f"{c.get('gunicorn_cpus', 0):.2f} + {c.get('postgres_cpus', 0):.2f} + {c.get('runner_cpus', 0):.2f} / "
-                f"{c.get('other_cpus', 0):.2f}"
+                f"{c.get('gunicorn_cpus', 0):.2f} + {c.get('postgres_cpus', 0):.2f} + {c.get('runner_cpus', 0):.2f}"
+                + (f" + feed {c['feed_cpus'] + c.get('marketdata_cpus', 0):.2f}" if "feed_cpus" in c else "")
+                + f" / {c.get('other_cpus', 0):.2f}"
             )
             if c
             else "n/a"
@@ -950,6 +1035,12 @@ def render(results: dict[str, Result], args, meta: dict, counts: dict, argv: lis
         )
     if hot and sql_hot:
         lines.append(f"| HTTP hot / raw-SQL hot (information) | {hot.tps / sql_hot.tps:.1%} | | |")
+    with_feed = results.get("http-spread-feed")
+    if with_feed and http:
+        r = with_feed.tps / http.tps
+        lines.append(f"| HTTP spread with the market feed running / without | {r:.1%} | | |")
+    if with_feed and sql:
+        lines.append(f"| HTTP spread with the market feed running / raw-SQL spread | {with_feed.tps / sql.tps:.1%} | | |")
     floor = results.get("http-floor")
     if floor and sql:
         lines.append(f"| bare-Python floor (bench/floor_app.py) / raw-SQL spread (information) | {floor.tps / sql.tps:.1%} | | |")
@@ -1047,6 +1138,10 @@ def parse_args(argv: list[str]):
         default=370,
         help="seconds for all scenarios (default 370): waiting for quiet and re-runs only use what is left over",
     )
+    p.add_argument("--feed-markets", type=int, default=2000, help="http-spread-feed: listed markets of the feed (default 2000)")
+    p.add_argument(
+        "--feed-events-per-second", type=int, default=200, help="http-spread-feed: price events/s the reference server pushes (default 200)"
+    )
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)")
     p.add_argument(
         "--open-rate",
@@ -1121,6 +1216,11 @@ def main(argv: list[str]) -> int:
             log(f"gunicorn ready on {server.url}: {args.workers} x {args.worker_class}")
             for name in http_scenarios:
                 markets = workdir / ("hot_market.txt" if name == "http-hot" else "markets.txt")
+                if name == "http-spread-feed":
+                    results[name] = undisturbed(
+                        name, lambda m=markets: feed_scenario(server, workdir / "tokens.txt", m, args, wrk, workdir, env), args
+                    )
+                    continue
                 if name == "http-open-half":
                     rate, source = open_rate(args, results)
                     log(f"{name}: open loop at {rate:.1f} requests/s ({source})")
