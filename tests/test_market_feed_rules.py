@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
-from marketdata.adapters.polymarket import SourceMarket
 
 from casino.models import Market, MarketEvent, MarketPricePoint, ReferencePrice, ReferencePriceTick
 from casino.services.markets import casino_settings
+from marketdata.adapters.polymarket import SourceMarket
 from marketdata.models import MarketSource
 from marketdata.services import rules
 from marketdata.services.board import PriceBoard
