@@ -1,4 +1,4 @@
-.PHONY: run test lint bench bench-risk bench-settlement
+.PHONY: run test lint bench bench-risk bench-settlement bench-feed
 
 # Set up and run the product on the embedded default (SQLite, eager Celery, local cache).
 run:
@@ -23,3 +23,8 @@ bench-risk:
 # Settlement of a market with 10,000 positions: decision and payouts, internal and S2S wallets (bench/settlement.py).
 bench-settlement:
 	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/settlement.py --write
+
+# The market feed against the reference market-data server: stream latency and CPU, the REST refresh and catalogue of 5,000
+# markets, make bench's trades with the feed running (bench/feed.py).
+bench-feed:
+	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/feed.py --write

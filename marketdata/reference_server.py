@@ -230,7 +230,8 @@ class ReferenceMarketDataServer:
         self._faults: list[_Fault] = []
         self._requests: Counter = Counter()
         self._silenced = False
-        self._counts: Counter = Counter()  # websocket: events_sent, frames_sent, pings, suppressed, dropped
+        self._counts: Counter = Counter()  # websocket: events_sent, frames_sent, pings, suppressed, dropped; walk_steps
+        self._kinds_sent: Counter = Counter()  # events_sent by event_type
         self._subscribers: dict[int, _Subscriber] = {}
         self._ws_loop: asyncio.AbstractEventLoop | None = None
         self._walk_thread: threading.Thread | None = None
@@ -533,16 +534,21 @@ class ReferenceMarketDataServer:
             buy = bid > m.yes_bid or ask > m.yes_ask
             m.yes_bid, m.yes_ask = bid, ask
             self._price_moved(m, buy=buy, trade=rng.random() < 0.3)
+            self._counts["walk_steps"] += 1
             return m.condition_id
 
     def stats(self) -> dict:
-        """Connections, subscriptions per connection, websocket counters, requests per endpoint."""
+        """Connections, subscriptions per connection, websocket counters (events sent, also by kind; frames
+        sent and still queued), random-walk steps, requests per endpoint."""
         with self._lock:
             subscribers = list(self._subscribers.values())
             return {
                 "connections": len(subscribers),
                 "subscriptions": [len(s.assets) for s in subscribers],
                 "events_sent": self._counts["events_sent"],
+                "events_sent_by_kind": dict(self._kinds_sent),
+                "queued_frames": sum(s.queue.qsize() for s in subscribers),  # written to no socket yet: a slow reader's backlog
+                "walk_steps": self._counts["walk_steps"],
                 "frames_sent": self._counts["frames_sent"],
                 "pings": self._counts["pings"],
                 "suppressed_events": self._counts["suppressed"],
@@ -941,7 +947,7 @@ class ReferenceMarketDataServer:
         if self._silenced:
             self._counts["suppressed"] += len(books)
             return
-        self._enqueue(subscriber, [books], len(books))  # the answer to a subscription is always one array
+        self._enqueue(subscriber, [books], books)  # the answer to a subscription is always one array
 
     def _for_subscriber(self, event: dict, subscriber: _Subscriber) -> dict | None:
         kind = event["event_type"]
@@ -969,16 +975,17 @@ class ReferenceMarketDataServer:
                 frames: list = [chosen]  # one array frame
             else:
                 frames = chosen  # one object per frame
-            self._enqueue(subscriber, frames, len(chosen))
+            self._enqueue(subscriber, frames, chosen)
 
-    def _enqueue(self, subscriber: _Subscriber, frames: list, events: int) -> None:
+    def _enqueue(self, subscriber: _Subscriber, frames: list, events: list[dict]) -> None:
         try:
             for frame in frames:
                 subscriber.queue.put_nowait(json.dumps(frame))
         except asyncio.QueueFull:
-            self._counts["dropped"] += events
+            self._counts["dropped"] += len(events)
             return
-        self._counts["events_sent"] += events
+        self._counts["events_sent"] += len(events)
+        self._kinds_sent.update(event["event_type"] for event in events)
 
     async def _ws_write(self, subscriber: _Subscriber) -> None:
         try:

@@ -150,7 +150,8 @@ def _time(value: Any) -> datetime | None:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, int | Decimal):
-        seconds = Decimal(value) / 1000 if value > 10**11 else Decimal(value)
+        # int / 1000 rounds once to the nearest float, as the Decimal quotient did: no Decimal per event.
+        seconds = value / 1000 if value > 10**11 else value
         try:
             return datetime.fromtimestamp(float(seconds), UTC)
         except (OverflowError, OSError, ValueError):

@@ -93,7 +93,7 @@ class MarketFeed:
             await self.stream.set_assets(set(self.board.yes_tokens()))
             tasks = [
                 asyncio.create_task(self.stream.run(), name="stream"),
-                asyncio.create_task(self._every(self.timings.flush_seconds, self._flush), name="flush"),
+                asyncio.create_task(self._every(self.timings.flush_seconds, self._flush, from_start=True), name="flush"),
                 asyncio.create_task(self._every(self.timings.refresh_seconds, self._refresh, client), name="refresh"),
                 asyncio.create_task(self._every(self.timings.catalogue_seconds, self._catalogue, client), name="catalogue"),
                 asyncio.create_task(self._every(self.timings.resolution_seconds, self._resolutions, client), name="resolutions"),
@@ -114,10 +114,18 @@ class MarketFeed:
             await in_db(_step_down, holder_name())
             await db_close()
 
-    async def _every(self, seconds: float, step, *args) -> None:
-        """Run ``step`` every ``seconds``; a source or database hiccup is logged and retried next time."""
+    async def _every(self, seconds: float, step, *args, from_start: bool = False) -> None:
+        """Run ``step`` every ``seconds``; a source or database hiccup is logged and retried next time.
+
+        ``from_start``: the interval runs from one start to the next, so the step's own time is
+        not added to it (a book that just missed a flush waits ``seconds``, not ``seconds`` plus
+        the write); a step that overran starts again as soon as it ends, once. Otherwise the
+        interval is a pause between two runs (the source is never asked back to back)."""
+        loop = asyncio.get_running_loop()
+        next_start = loop.time() + seconds
         while True:
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(max(0.0, next_start - loop.time()) if from_start else seconds)
+            next_start = loop.time() + seconds
             try:
                 await step(*args)
             except _LostLeadership:

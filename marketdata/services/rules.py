@@ -71,17 +71,32 @@ def resolution_from_source(*, closed: bool, resolution_status: str | None, outco
 class JumpWatch:
     """The YES mids of one market over the jump window. A move of more than ``points`` between
     any mid in the window and the new one is a jump; after a jump the window starts afresh
-    from the price at that moment, so a move already suspended for is not counted again."""
+    from the price at that moment, so a move already suspended for is not counted again.
+
+    A move beyond ``points`` from some mid of the window is one beyond it from the window's
+    lowest or highest mid, so only those are kept: two monotonic queues (every book of every
+    market passes here, and a busy market has a mid a second over a 60 s window)."""
 
     def __init__(self):
-        self._seen: deque[tuple[float, Decimal]] = deque()
+        self._low: deque[tuple[float, Decimal]] = deque()  # mids rising: the front is the window's lowest
+        self._high: deque[tuple[float, Decimal]] = deque()  # mids falling: the front is the window's highest
 
     def observe(self, t: float, mid: Decimal, *, window_seconds: float, points: Decimal) -> bool:
-        while self._seen and self._seen[0][0] < t - window_seconds:
-            self._seen.popleft()
-        if any(abs(mid - earlier) > points for _, earlier in self._seen):
-            self._seen.clear()
-            self._seen.append((t, mid))
+        low, high, start = self._low, self._high, t - window_seconds
+        while low and low[0][0] < start:
+            low.popleft()
+        while high and high[0][0] < start:
+            high.popleft()
+        if (low and mid - low[0][1] > points) or (high and high[0][1] - mid > points):
+            low.clear()
+            high.clear()
+            low.append((t, mid))
+            high.append((t, mid))
             return True
-        self._seen.append((t, mid))
+        while low and low[-1][1] >= mid:  # an older mid at or above this one is never the lowest again
+            low.pop()
+        low.append((t, mid))
+        while high and high[-1][1] <= mid:
+            high.pop()
+        high.append((t, mid))
         return False
