@@ -114,7 +114,9 @@ Control over HTTP (only when built with ``control=True``; unsigned, for subproce
 ``debit_limit``), ``expire_token`` (``user_id``, ``token``), ``add_fault`` (``FaultRule``
 fields), ``clear_faults``, ``configure`` (``latency_seconds``, ``endpoint_latency``,
 ``auto_create_players``, ``starting_balance``, ``secrets``, ``seed``), ``reset``;
-``GET /_state`` returns players, transactions, tombstones, faults, request log and total.
+``GET /_state`` returns players, transactions, tombstones, faults, request log, total and
+``peak_in_flight`` (the most wallet requests handled at the same time: the server is threaded,
+one thread per request, so a client's concurrency shows there).
 
 Python API: ``ReferenceWalletServer(secret | [secrets], control=False, currency="USD",
 auto_create_players=True, starting_balance=0, latency_seconds=0, endpoint_latency=None,
@@ -122,11 +124,13 @@ seed=None, max_skew=60, clock=time.time)``; ``set_player(user_id, balance=, curr
 disabled=, tokens=, expired_tokens=, debit_limit=)``, ``expire_token``, ``balance(user_id)``,
 ``player(user_id)``, ``total_balance()``, ``add_fault(FaultRule | kind, **fields)``,
 ``clear_faults()``, ``faults``, ``seed(n)``, ``transactions`` / ``tombstones`` (read-only
-snapshots), ``request_log`` (``LogEntry(endpoint, transaction_id, status, http_status)``;
-``status`` None when the request was not handled), ``state()``, ``reset()``.
+snapshots), ``peak_in_flight`` / ``reset_peak_in_flight()``, ``request_log``
+(``LogEntry(endpoint, transaction_id, status, http_status)``; ``status`` None when the request
+was not handled), ``state()``, ``reset()``.
 ``serve_in_thread(app)`` -> ``(base_url, stop)``; ``make_server(app, host, port)``.
 """
 
+import contextlib
 import itertools
 import json
 import random
@@ -440,6 +444,8 @@ class ReferenceWalletServer:
         self._faults: list[FaultRule] = []
         self._log: list[LogEntry] = []
         self._ids = itertools.count(1)
+        self._handling = 0
+        self._peak_in_flight = 0
 
     # ----- Python API -------------------------------------------------------------------------
 
@@ -539,6 +545,7 @@ class ReferenceWalletServer:
             self._tombstones.clear()
             self._faults.clear()
             self._log.clear()
+            self._peak_in_flight = self._handling
 
     # ----- WSGI -------------------------------------------------------------------------------
 
@@ -553,6 +560,32 @@ class ReferenceWalletServer:
             return _send(start_response, 404, _plain_json({"error": "not found"}), request_id=request_id)
         if method != "POST":
             return _send(start_response, 405, _plain_json({"error": "method not allowed"}), request_id=request_id)
+        with self._in_flight():
+            return self._wallet_request(endpoint, environ, start_response, request_id)
+
+    @contextlib.contextmanager
+    def _in_flight(self):
+        """Count the wallet requests being handled at once (a client's concurrency bound is checked on it)."""
+        with self._lock:
+            self._handling += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._handling)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._handling -= 1
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most wallet requests handled at the same time since start (or ``reset_peak_in_flight``)."""
+        with self._lock:
+            return self._peak_in_flight
+
+    def reset_peak_in_flight(self) -> None:
+        with self._lock:
+            self._peak_in_flight = self._handling
+
+    def _wallet_request(self, endpoint: str, environ: dict, start_response: Callable, request_id: str | None) -> list[bytes]:
         raw = _read_body(environ)
         delay, fault = self._pick_faults(endpoint, raw)
         delay += float(self.latency_seconds) + float(self.endpoint_latency.get(endpoint, 0.0))
@@ -909,6 +942,7 @@ class ReferenceWalletServer:
                 "tombstones": {tid: asdict(stone) for tid, stone in self._tombstones.items()},
                 "faults": [asdict(rule) for rule in self._faults],
                 "request_log": [entry._asdict() for entry in self._log],
+                "peak_in_flight": self._peak_in_flight,
                 "total_balance": sum((player.balance for player in self._players.values()), ZERO),
             }
 

@@ -68,6 +68,10 @@ class WalletReply:
         return self.outcome == UNKNOWN
 
 
+# The most calls one process keeps in flight to one operator's wallet server (OperatorWallet.max_concurrent_calls
+# is validated against it); the pooled client holds as many connections.
+MAX_CONCURRENT_CALLS = 50
+
 _clients: dict[str, httpx.Client] = {}
 _clients_lock = threading.Lock()
 
@@ -77,7 +81,8 @@ def _client(base_url: str) -> httpx.Client:
     with _clients_lock:
         client = _clients.get(base_url)
         if client is None:
-            client = httpx.Client(base_url=base_url, limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+            limits = httpx.Limits(max_connections=MAX_CONCURRENT_CALLS, max_keepalive_connections=20)
+            client = httpx.Client(base_url=base_url, limits=limits)
             _clients[base_url] = client
         return client
 
