@@ -90,7 +90,9 @@ class Payout(models.Model):
 
     class Meta:
         db_table = "settlement_payouts"
-        indexes = [models.Index(fields=["settlement", "status"], name="payout_settlement_status")]
+        # A chunk is claimed in id order among one settlement's payouts in one status: the index
+        # hands them over in that order, so LIMIT stops after the chunk instead of sorting them all.
+        indexes = [models.Index(fields=["settlement", "status", "id"], name="payout_claim_order")]
         constraints = [models.CheckConstraint(condition=Q(amount__gte=0), name="payout_amount_nonnegative")]
 
 
