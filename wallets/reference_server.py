@@ -112,7 +112,8 @@ Control over HTTP (only when built with ``control=True``; unsigned, for subproce
 ``POST /_control`` with ``{"action": ...}``: ``set_player`` (``user_id``, ``balance``,
 ``currency``, ``disabled``, ``tokens`` (list or ``"any"``), ``expired_tokens``,
 ``debit_limit``), ``expire_token`` (``user_id``, ``token``), ``add_fault`` (``FaultRule``
-fields), ``clear_faults``, ``configure`` (``latency_seconds``, ``endpoint_latency``,
+fields), ``clear_faults``, ``summary`` (``transaction_ids`` optional: counts, see ``summary()``),
+``reset_peak_in_flight``, ``configure`` (``latency_seconds``, ``endpoint_latency``,
 ``auto_create_players``, ``starting_balance``, ``secrets``, ``seed``), ``reset``;
 ``GET /_state`` returns players, transactions, tombstones, faults, request log, total and
 ``peak_in_flight`` (the most wallet requests handled at the same time: the server is threaded,
@@ -140,6 +141,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -908,6 +910,11 @@ class ReferenceWalletServer:
         if action == "reset":
             self.reset()
             return {}
+        if action == "summary":
+            return {"summary": self.summary(command.get("transaction_ids"))}
+        if action == "reset_peak_in_flight":
+            self.reset_peak_in_flight()
+            return {}
         if action == "configure":
             settable = {"latency_seconds", "endpoint_latency", "auto_create_players", "starting_balance", "secrets", "seed"}
             unknown = set(command) - settable
@@ -927,6 +934,33 @@ class ReferenceWalletServer:
                 setattr(self, name, value)
             return {}
         raise ValueError(f"unknown action {action!r}")
+
+    def summary(self, transaction_ids: Iterable[str] | None = None) -> dict:
+        """Counts instead of the whole state (what a benchmark of many transactions reads): total
+        balance, players, transactions, requests by endpoint, peak in flight; with
+        ``transaction_ids``, the same restricted to those ids plus how many of them were requested
+        more than once per endpoint and how many are recorded as applied, by operation and status."""
+        with self._lock:
+            result: dict[str, Any] = {
+                "total_balance": _money(sum((player.balance for player in self._players.values()), ZERO)),
+                "players": len(self._players),
+                "transactions": len(self._transactions),
+                "requests": dict(Counter(entry.endpoint for entry in self._log)),
+                "peak_in_flight": self._peak_in_flight,
+            }
+            if transaction_ids is None:
+                return result
+            ids = {_loose_id(tid) for tid in transaction_ids}
+            per_id = Counter((entry.endpoint, entry.transaction_id) for entry in self._log if entry.transaction_id in ids)
+            recorded = [self._transactions[tid] for tid in ids if tid in self._transactions]
+            result["for_ids"] = {
+                "ids": len(ids),
+                "recorded": len(recorded),
+                "applied": dict(Counter(f"{tx.operation} {tx.status}" for tx in recorded if tx.applied)),
+                "requests": dict(Counter(endpoint for endpoint, _ in per_id.elements())),
+                "requested_more_than_once": dict(Counter(endpoint for (endpoint, _), n in per_id.items() if n > 1)),
+            }
+            return result
 
     def state(self) -> dict:
         """JSON-ready picture of the whole state (what ``GET /_state`` returns)."""
