@@ -17,6 +17,7 @@ follows the same shape: its own claim, wallets' bulk services for the money.
 """
 
 import logging
+import time
 import uuid
 from decimal import Decimal
 
@@ -46,8 +47,24 @@ def settlement_advance(*, settlement_id, chunk: int = CHUNK) -> bool:
         return True
     for batch in _chunk_take(settlement, chunk):
         operator_payouts_send(settlement=settlement, batch=batch)
-    settlement_refresh(settlement_id=settlement_id)
+    if _refresh_due(settlement_id) or Payout.objects.filter(settlement_id=settlement_id, status=PayoutStatus.FAILED).exists():
+        settlement_refresh(settlement_id=settlement_id)
     return settlement_finalize(settlement_id=settlement_id)
+
+
+# The progress counters are an aggregate over all the settlement's payouts (100,000 rows for a
+# popular market): each worker refreshes them at most once a second, at once while a payout is
+# failed (staff look for it), and exactly when the settlement completes.
+REFRESH_SECONDS = 1.0
+_refreshed_at: dict = {}
+
+
+def _refresh_due(settlement_id) -> bool:
+    now = time.monotonic()
+    if now - _refreshed_at.get(settlement_id, -REFRESH_SECONDS) < REFRESH_SECONDS:
+        return False
+    _refreshed_at[settlement_id] = now
+    return True
 
 
 def _chunk_take(settlement: Settlement, chunk: int) -> list[OperatorBatch]:
@@ -93,6 +110,8 @@ def settlement_finalize(*, settlement_id) -> bool:
     )
     if outstanding.exists():
         return False
+    settlement_refresh(settlement_id=settlement_id)  # the final counts, exact
+    _refreshed_at.pop(settlement_id, None)
     with transaction.atomic():
         settlement = Settlement.objects.select_for_update().get(pk=settlement_id)
         if settlement.status == SettlementStatus.COMPLETED:
