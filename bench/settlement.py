@@ -18,7 +18,7 @@ them. Then, timed separately:
 Wallet kinds: ``internal`` (house-held balances, one ledger row per payout) and ``s2s`` (each
 payout is a signed HTTP credit to the reference operator wallet server, run as a separate
 process with ``manage.py run_wallet_server --control`` so it does not share the GIL; the
-server is threaded, one thread per request, so it answers concurrent calls). ``internal-void``
+server is threaded, one thread per connection, so it answers concurrent calls). ``internal-void``
 and ``s2s-void`` void a market instead (every position refunded its cost basis).
 
 After each scenario the results are checked, independently of the settlement code: one

@@ -117,7 +117,7 @@ fields), ``clear_faults``, ``summary`` (``transaction_ids`` optional: counts, se
 ``auto_create_players``, ``starting_balance``, ``secrets``, ``seed``), ``reset``;
 ``GET /_state`` returns players, transactions, tombstones, faults, request log, total and
 ``peak_in_flight`` (the most wallet requests handled at the same time: the server is threaded,
-one thread per request, so a client's concurrency shows there).
+one thread per connection, so a client's concurrency shows there).
 
 Python API: ``ReferenceWalletServer(secret | [secrets], control=False, currency="USD",
 auto_create_players=True, starting_balance=0, latency_seconds=0, endpoint_latency=None,
@@ -136,6 +136,7 @@ import itertools
 import json
 import random
 import re
+import socket
 import socketserver
 import sys
 import threading
@@ -148,7 +149,7 @@ from decimal import Decimal
 from http import HTTPStatus
 from types import MappingProxyType
 from typing import Any, NamedTuple
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from wallets.signing import MAX_SKEW_SECONDS, signed_headers, verify_any
 
@@ -1038,9 +1039,80 @@ def _send(
 # ----- serving ------------------------------------------------------------------------------------
 
 
+class _Http11Handler(ServerHandler):
+    http_version = "1.1"
+
+
+class _Body:
+    """A request body read at most to its Content-Length, the rest drained afterwards: on a kept-alive
+    connection the next request starts right after it, whether the app read the body or not."""
+
+    def __init__(self, rfile, length: int):
+        self.rfile, self.left = rfile, length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.rfile.read(size) if size else b""
+        self.left -= len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.rfile.readline(size) if size else b""
+        self.left -= len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.left > 0 and self.read(65536):
+            pass
+
+
 class _QuietRequestHandler(WSGIRequestHandler):
+    """HTTP/1.1 with keep-alive, as an operator's wallet server would answer: a client reuses its
+    connections instead of opening one per call (wsgiref's own handler serves one request a
+    connection). An idle connection is closed after ``timeout`` seconds, well after a client's
+    own keep-alive expiry (httpx: 5 s), so a client never sends on a connection being closed."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 60
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        # A response is written in several sends (status, headers, body): without this, Nagle's
+        # algorithm holds the body until the client's delayed ACK, 40 ms a call on a kept-alive connection.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self._handle_one()
+        while not self.close_connection:
+            self._handle_one()
+
+    def _handle_one(self) -> None:
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+        except OSError:  # idle timeout, reset by the client
+            self.close_connection = True
+            return
+        if not self.raw_requestline or len(self.raw_requestline) > 65536:
+            self.close_connection = True
+            return
+        if not self.parse_request():  # an error was sent; parse_request decided about the connection
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.send_error(400, "bad Content-Length")
+            self.close_connection = True
+            return
+        body = _Body(self.rfile, max(length, 0))
+        handler = _Http11Handler(body, self.wfile, self.get_stderr(), self.get_environ(), multithread=True)
+        handler.request_handler = self
+        handler.run(self.server.get_app())
+        body.drain()
 
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -1059,7 +1131,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 def make_server(app: Callable, host: str = "127.0.0.1", port: int = 0) -> ThreadingWSGIServer:
-    """A threaded WSGI server (one thread per request) bound to host:port, not yet serving."""
+    """A threaded WSGI server (one thread per connection, connections kept alive) bound to host:port, not yet serving."""
     server = ThreadingWSGIServer((host, port), _QuietRequestHandler)
     server.set_app(app)
     return server
