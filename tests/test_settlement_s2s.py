@@ -225,3 +225,18 @@ def test_an_open_breaker_queues_its_operators_payouts_while_others_are_paid(worl
     time.sleep(1.1)  # the cool-down ends: the queue drains
     assert _advance_until_done(settlement)
     _assert_each_winner_paid_once(world, s2s_players)
+
+
+def test_the_bound_on_calls_in_flight_is_edited_in_the_admin(world, admin_client):
+    from django.urls import reverse
+
+    url = reverse("admin:wallets_operatorwallet_change", args=[world.operator.pk])
+    page = admin_client.get(url)
+    assert page.status_code == 200 and 'name="max_concurrent_calls"' in page.content.decode()
+    form = {"base_url": world.url, "timeout_seconds": "0.4", "enabled": "on"}
+    for refused in ("0", "51"):
+        response = admin_client.post(url, {**form, "max_concurrent_calls": refused})
+        assert response.status_code == 200 and "Between 1 and 50." in response.content.decode()
+    assert admin_client.post(url, {**form, "max_concurrent_calls": "12"}).status_code == 302
+    assert OperatorWallet.objects.get(operator=world.operator).max_concurrent_calls == 12
+    assert WalletTarget.for_operator(world.operator.pk).max_concurrent_calls == 12
