@@ -11,7 +11,9 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Exists, OuterRef
+from django.db import connection
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
 
 from casino.models import WalletMode
 from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction
@@ -78,6 +80,38 @@ def _claimable(settlement_id, status: str):
     if status == PayoutStatus.SENDING:
         rows = rows.filter(Exists(operations_due_or_done().filter(pk=OuterRef("transaction_id"))))
     return rows.order_by("pk")
+
+
+_MARK_SQL = """
+UPDATE settlement_payouts SET status = %(status)s, updated_at = %(at)s{attempts}{error}
+WHERE id = ANY(%(ids)s::uuid[]){only_from}
+"""
+
+
+def payouts_mark(*, ids: list, status: str, attempts: bool = False, error: str | None = None, only_from: str | None = None) -> int:
+    """Move payouts to ``status`` in one UPDATE (one array parameter on PostgreSQL, not one per id):
+    counting an attempt, setting last_error, and only those still in ``only_from`` when given."""
+    if not ids:
+        return 0
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        rows = Payout.objects.filter(pk__in=ids)
+        if only_from is not None:
+            rows = rows.filter(status=only_from)
+        fields = {"status": status, "updated_at": now}
+        if attempts:
+            fields["attempts"] = F("attempts") + 1
+        if error is not None:
+            fields["last_error"] = error[:500]
+        return rows.update(**fields)
+    sql = _MARK_SQL.format(
+        attempts=", attempts = attempts + 1" if attempts else "",
+        error=", last_error = %(error)s" if error is not None else "",
+        only_from=" AND status = %(only_from)s" if only_from is not None else "",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"status": status, "at": now, "ids": ids, "error": (error or "")[:500], "only_from": only_from})
+        return cursor.rowcount
 
 
 def payout_ledger_type(settlement: Settlement) -> str:

@@ -6,12 +6,9 @@ transaction as their wallet movement, whose ledger rows take the payouts' transa
 it pending again.
 """
 
-from django.db.models import F
-from django.utils import timezone
-
 from core.metrics import SETTLEMENT_PAYOUTS
-from settlement.models import Payout, PayoutStatus, Settlement
-from settlement.services.payout_chunks import ClaimedPayout, payout_description, payout_ledger_type
+from settlement.models import PayoutStatus, Settlement
+from settlement.services.payout_chunks import ClaimedPayout, payout_description, payout_ledger_type, payouts_mark
 from wallets.services.balances import BulkChange, wallet_changes_bulk
 
 
@@ -36,6 +33,5 @@ def house_payouts_pay(*, settlement: Settlement, payouts: list[ClaimedPayout]) -
             for p in payouts
         ]
     )
-    paid = Payout.objects.filter(pk__in=[p.id for p in payouts])
-    paid.update(status=PayoutStatus.PAID, attempts=F("attempts") + 1, updated_at=timezone.now())
+    payouts_mark(ids=[p.id for p in payouts], status=PayoutStatus.PAID, attempts=True)
     SETTLEMENT_PAYOUTS.labels(action=settlement.action, result="paid").inc(len(payouts))

@@ -20,12 +20,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
 
 from core.metrics import SETTLEMENT_PAYOUTS
-from settlement.models import Payout, PayoutStatus, Settlement
-from settlement.services.payout_chunks import ClaimedPayout, payout_description, payout_ledger_type
+from settlement.models import PayoutStatus, Settlement
+from settlement.services.payout_chunks import ClaimedPayout, payout_description, payout_ledger_type, payouts_mark
 from wallets.models import OperationKind, OperationStatus
 from wallets.services.operation_batches import (
     OperationIntent,
@@ -88,9 +86,7 @@ def _start(settlement: Settlement, batch: OperatorBatch, payouts: list[ClaimedPa
         for p in payouts
     ]
     operations_create_bulk(intents=intents, held_until=held_until)
-    Payout.objects.filter(pk__in=[p.id for p in payouts]).update(
-        status=PayoutStatus.SENDING, attempts=F("attempts") + 1, updated_at=timezone.now()
-    )
+    payouts_mark(ids=[p.id for p in payouts], status=PayoutStatus.SENDING, attempts=True)
     batch.intents += intents
     batch.payout_of.update({p.transaction_id: p.id for p in payouts})
 
@@ -125,11 +121,8 @@ def _payouts_record(settlement: Settlement, payout_of: dict, outcomes: dict[uuid
             groups[(PayoutStatus.FAILED, outcome.error)].append(payout_of[operation_id])
         else:
             groups[(PayoutStatus.SENDING, outcome.error)].append(payout_of[operation_id])
-    now = timezone.now()
     for (status, error), payout_ids in groups.items():
-        fields = {"status": status, "updated_at": now}
-        if status != PayoutStatus.PAID:
-            fields["last_error"] = error[:500]
-        updated = Payout.objects.filter(pk__in=payout_ids, status=PayoutStatus.SENDING).update(**fields)
+        last_error = None if status == PayoutStatus.PAID else error
+        updated = payouts_mark(ids=payout_ids, status=status, error=last_error, only_from=PayoutStatus.SENDING)
         if status != PayoutStatus.SENDING:
             SETTLEMENT_PAYOUTS.labels(action=payout_ledger_type(settlement), result=status).inc(updated)

@@ -148,6 +148,10 @@ def _wallets_lock(player_ids: list) -> dict:
     """{player id: balance} with every row locked, in player order; missing wallets are created (balance 0)."""
 
     def lock(ids):
+        if connection.vendor == "postgresql":  # one array parameter, not a thousand quoted ones
+            with connection.cursor() as cursor:
+                cursor.execute(_LOCK_SQL, [ids])
+                return dict(cursor.fetchall())
         rows = PlayerWallet.objects.select_for_update().filter(player_id__in=ids).order_by("player_id")
         return dict(rows.values_list("player_id", "balance"))
 
@@ -158,6 +162,8 @@ def _wallets_lock(player_ids: list) -> dict:
         balances.update(lock(missing))
     return balances
 
+
+_LOCK_SQL = "SELECT player_id, balance FROM wallet_balances WHERE player_id = ANY(%s::uuid[]) ORDER BY player_id FOR UPDATE"
 
 # One statement whatever the number of wallets: UPDATE ... FROM a table of (player, new balance).
 _BALANCES_SQL = """
