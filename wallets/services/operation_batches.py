@@ -14,15 +14,17 @@ at once: a worker sends only operations it holds, and holding is a compare-and-s
 worker sends the same ids again). The rules of each answer are those of ``operations``.
 """
 
+import json
 import math
+import threading
 import uuid
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from wallets.adapters.s2s import MAX_CONCURRENT_CALLS, WalletCallInsideTransaction, WalletReply
@@ -67,9 +69,43 @@ def operations_hold_until(*, target: WalletTarget, count: int) -> datetime:
     return timezone.now() + timedelta(seconds=target.timeout * (rounds + 1) + settings.HOUSE_WALLET_HOLD_MARGIN_SECONDS)
 
 
+# One statement whatever the number of intents (arrays; Django's bulk_create quotes every value in Python).
+_CREATE_SQL = """
+INSERT INTO wallet_operations (id, operator_id, player_id, kind, type, amount, currency, round_id, description, payload, reference_id,
+                               status, settled_locally, operator_transaction_id, operator_status, balance_after, attempts,
+                               next_attempt_at, last_error, resolution_note, created_at, updated_at)
+SELECT i.id, i.operator_id, i.player_id, i.kind, i.type, i.amount, i.currency, i.round_id, i.description, i.payload::jsonb, NULL,
+       %(pending)s, false, '', '', NULL, 0, %(held_until)s, '', '', %(at)s, %(at)s
+FROM unnest(%(id)s::uuid[], %(operator)s::uuid[], %(player)s::uuid[], %(kind)s::varchar[], %(type)s::varchar[], %(amount)s::numeric[],
+            %(currency)s::varchar[], %(round)s::varchar[], %(description)s::varchar[], %(payload)s::text[])
+     AS i (id, operator_id, player_id, kind, type, amount, currency, round_id, description, payload)
+"""
+
+
 def operations_create_bulk(*, intents: list[OperationIntent], held_until: datetime) -> None:
     """Record the intents (status pending), held by the caller until ``held_until``."""
     assert transaction.get_connection().in_atomic_block, "operations_create_bulk must run inside a transaction"
+    if not intents:
+        return
+    if connection.vendor == "postgresql":
+        params = {
+            "pending": OperationStatus.PENDING,
+            "held_until": held_until,
+            "at": timezone.now(),
+            "id": [i.id for i in intents],
+            "operator": [i.operator_id for i in intents],
+            "player": [i.player_id for i in intents],
+            "kind": [i.kind for i in intents],
+            "type": [i.type for i in intents],
+            "amount": [i.amount for i in intents],
+            "currency": [i.currency for i in intents],
+            "round": [i.round_id for i in intents],
+            "description": [i.description[:500] for i in intents],
+            "payload": [json.dumps(i.payload) for i in intents],
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(_CREATE_SQL, params)
+        return
     WalletOperation.objects.bulk_create(
         [
             WalletOperation(
@@ -96,9 +132,7 @@ def operations_hold(*, ids: list[uuid.UUID], held_until: datetime) -> tuple[list
     backing off, or held by another worker, are left out."""
     assert transaction.get_connection().in_atomic_block, "operations_hold must run inside a transaction"
     rows = (
-        operations_due_or_done()
-        .select_for_update(of=("self",))
-        .filter(pk__in=ids)
+        _with_ids(operations_due_or_done().select_for_update(of=("self",)), ids)
         .order_by("pk")
         .values(*_INTENT_FIELDS, "status", "operator_status", "last_error", "player__external_id")
     )
@@ -113,15 +147,24 @@ def operations_hold(*, ids: list[uuid.UUID], held_until: datetime) -> tuple[list
     return held, done
 
 
+def _with_ids(operations, ids: list):
+    """``operations`` with these ids: one array parameter on PostgreSQL (an IN list of 1,000 ids is
+    1,000 parameters quoted in Python with client-side binding)."""
+    if connection.vendor == "postgresql":
+        return operations.filter(pk__in=RawSQL("SELECT unnest(%s::uuid[])", [ids]))
+    return operations.filter(pk__in=ids)
+
+
 _INTENT_FIELDS = ("id", "operator_id", "player_id", "kind", "type", "amount", "currency", "round_id", "description", "payload")
 
 
 def operations_call(*, target: WalletTarget, intents: list[OperationIntent]) -> dict[uuid.UUID, WalletReply]:
     """Make the calls, at most ``max_concurrent_calls`` in flight; returns the answer of each call made.
 
-    The first call goes alone, so a failing wallet server gets one call, not a burst. The breaker
-    is fed as answers arrive; once it is open no new call starts (those not made are simply not
-    in the result). Threads only wait on the network: no database work happens in them.
+    The first call goes alone, so a failing wallet server gets one call, not a burst. Then as many
+    threads as the bound each take the next call until none is left; the breaker is fed as answers
+    arrive, and once it is open no new call starts (those not made are not in the result). The
+    threads only wait on the network: no database work happens in them.
     """
     if connection.in_atomic_block:
         raise WalletCallInsideTransaction("wallet calls made inside a database transaction")
@@ -130,22 +173,33 @@ def operations_call(*, target: WalletTarget, intents: list[OperationIntent]) -> 
         return replies
     client, tally = target.client(), _BreakerTally(target)
     replies[intents[0].id] = first = client.call(*_request(intents[0]))
-    stopped = tally.add(first)
-    waiting = iter(intents[1:])
-    limit = _limit(target)
-    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="wallet-call") as pool:
-        in_flight: dict = {}
+    state = {"stopped": tally.add(first), "failure": None}
+    waiting, lock = iter(intents[1:]), threading.Lock()
+
+    def caller() -> None:
         while True:
-            while not stopped and len(in_flight) < limit and (intent := next(waiting, None)) is not None:
-                in_flight[pool.submit(client.call, *_request(intent))] = intent.id
-            if not in_flight:
-                break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                reply = future.result()
-                replies[in_flight.pop(future)] = reply
-                stopped = tally.add(reply) or stopped
+            with lock:
+                intent = None if state["stopped"] else next(waiting, None)
+            if intent is None:
+                return
+            try:
+                reply = client.call(*_request(intent))
+                with lock:
+                    replies[intent.id] = reply
+                    state["stopped"] = tally.add(reply) or state["stopped"]
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the calling thread below
+                with lock:
+                    state["stopped"], state["failure"] = True, exc
+                return
+
+    threads = [threading.Thread(target=caller, name="wallet-call", daemon=True) for _ in range(min(_limit(target), len(intents) - 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     tally.flush()
+    if state["failure"] is not None:
+        raise state["failure"]
     return replies
 
 
@@ -191,7 +245,7 @@ def operations_record_bulk(*, intents: list[OperationIntent], replies: dict[uuid
     """Record the answers (an intent without answer was not sent: its hold is released so the next
     attempt is due at once). Returns every operation's outcome, as recorded."""
     assert transaction.get_connection().in_atomic_block, "operations_record_bulk must run inside a transaction"
-    operations = list(WalletOperation.objects.select_for_update().filter(pk__in=[i.id for i in intents]).order_by("pk"))
+    operations = list(_with_ids(WalletOperation.objects.select_for_update(), [i.id for i in intents]).order_by("pk"))
     outcomes, changed, rows = {}, [], []
     for op in operations:
         reply = replies.get(op.pk)
