@@ -20,7 +20,8 @@ bench:
 bench-risk:
 	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/risk_walls.py --write
 
-# Settlement of a market with 10,000 positions: decision and payouts, internal and S2S wallets (bench/settlement.py).
+# Settlement of a market with 100,000 positions: decision and payouts, internal and S2S wallets, resolve and void
+# (bench/settlement.py; --positions 10000 for a quick run).
 bench-settlement:
 	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/settlement.py --write
 

@@ -1,6 +1,7 @@
-"""Settling a market with 10,000 positions on PostgreSQL: the decision and the payouts, per wallet kind.
+"""Settling a market with 100,000 positions on PostgreSQL: the decision and the payouts, per wallet kind.
 
     make bench-settlement   (= PG_DURABLE=1 scripts/with-services .venv/bin/python bench/settlement.py --write)
+    a quicker run:           ... bench/settlement.py --positions 10000
 
 For each scenario a fresh market gets ``--positions`` open positions (half YES, half NO, one
 player each, rows created in bulk, not through the trade API) and an exposure book holding
@@ -11,21 +12,24 @@ them. Then, timed separately:
    and no worker runs, so the task it schedules is never executed: the benchmark pays itself;
 2. the payouts: ``--workers`` processes (started and connected before the clock starts) call
    ``settlement_advance(chunk=--chunk)`` until it returns True, concurrently when more than one
-   (safe: payouts are taken under SKIP LOCKED row locks). SQL queries are counted, and the CPU
+   (safe: payouts are claimed under SKIP LOCKED row locks). SQL queries are counted, and the CPU
    used by the benchmark (workers, PostgreSQL, wallet server) and by other work is measured.
 
 Wallet kinds: ``internal`` (house-held balances, one ledger row per payout) and ``s2s`` (each
 payout is a signed HTTP credit to the reference operator wallet server, run as a separate
-process with ``manage.py run_wallet_server --control`` so it does not share the GIL).
-``internal-void`` voids a market instead (every position refunded its cost basis).
+process with ``manage.py run_wallet_server --control`` so it does not share the GIL; the
+server is threaded, one thread per connection, so it answers concurrent calls). ``internal-void``
+and ``s2s-void`` void a market instead (every position refunded its cost basis).
 
 After each scenario the results are checked, independently of the settlement code: one
 ledger row per winning position and nothing else, their sum equal to the amount computed
 here from the seeded shares, the players' balances (house wallets, or the reference server's
-total) up by exactly that sum, every payout paid or nothing-due, every position resolved or
-voided, the market resolved/voided, its exposure book zero and the global exposure bound
-lowered by exactly the market's worst case. Any failed check makes the run exit non-zero (and nothing is written).
---write appends a section to bench/RESULTS.md.
+total) up by exactly that sum, every house ledger summing to its balance, every payout paid
+or nothing-due, every position resolved or voided, the market resolved/voided, its exposure
+book zero and the global exposure bound lowered by exactly the market's worst case; for S2S
+also one applied credit per payout at the server, no credit requested twice, and never more
+calls in flight than the operator's max_concurrent_calls. Any failed check makes the run exit
+non-zero (and nothing is written). --write rewrites the settlement block of bench/RESULTS.md.
 """
 
 import argparse
@@ -198,8 +202,20 @@ class WalletServerProcess:
             raise RuntimeError("run_wallet_server exited before printing its address")
         self.url = json.loads(line)["url"]
 
-    def state(self) -> dict:
-        with urllib.request.urlopen(f"{self.url}/_state", timeout=60) as response:  # noqa: S310 - loopback URL we started
+    def summary(self, transaction_ids: list[str] | None = None) -> dict:
+        """Counts, not the whole state (which holds every transaction: hundreds of MB at this size)."""
+        return self._control({"action": "summary", **({"transaction_ids": transaction_ids} if transaction_ids is not None else {})})[
+            "summary"
+        ]
+
+    def reset_peak_in_flight(self) -> None:
+        self._control({"action": "reset_peak_in_flight"})
+
+    def _control(self, command: dict) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/_control", data=json.dumps(command).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - loopback URL we started
             return json.loads(response.read())
 
     def stop(self) -> None:
@@ -291,7 +307,7 @@ def _run_scenario(label: str, *, kind: str, operator, players, n: int, action: s
     from casino.services.exposure import exposure_book, global_exposure_bound
     from settlement.models import Payout, Settlement
     from settlement.services.decide import market_settle
-    from wallets.models import LedgerEntry, PlayerWallet, WalletOperation
+    from wallets.models import LedgerEntry, OperatorWallet, PlayerWallet, WalletOperation
 
     seed_started = time.monotonic()
     market_id, due = _seed_market(players, operator, n)
@@ -305,7 +321,8 @@ def _run_scenario(label: str, *, kind: str, operator, players, n: int, action: s
     if kind == "internal":
         balances_before = PlayerWallet.objects.filter(player__operator=operator).aggregate(s=Sum("balance"))["s"]
     else:
-        balances_before = Decimal(server.state()["total_balance"])
+        balances_before = Decimal(server.summary()["total_balance"])
+        server.reset_peak_in_flight()
 
     started = time.monotonic()
     settlement = market_settle(market_id=market_id, action=action, outcome=outcome, reason="benchmark")
@@ -337,21 +354,25 @@ def _run_scenario(label: str, *, kind: str, operator, players, n: int, action: s
     check("ledger sum == expected", ledger_agg["s"] == expected_sum, f"{ledger_agg['s']} vs {expected_sum}")
     tx_ids = {str(t) for t in Payout.objects.filter(settlement=settlement, status="paid").values_list("transaction_id", flat=True)}
     check("ledger ids == payout transaction ids", {str(i) for i in ledger.values_list("id", flat=True)} == tx_ids)
-    credit_calls = None
+    credit_calls = peak = limit = None
     if kind == "internal":
         after = PlayerWallet.objects.filter(player__operator=operator).aggregate(s=Sum("balance"))["s"]
         check("house wallets up by exactly the payout", after - balances_before == expected_sum, f"{after - balances_before}")
+        check("every house ledger sums to its balance, none negative", _ledgers_off(operator) == 0)
     else:
-        state = server.state()
-        delta = Decimal(state["total_balance"]) - balances_before
+        summary = server.summary(sorted(tx_ids))
+        delta = Decimal(summary["total_balance"]) - balances_before
         check("reference server total up by exactly the payout", delta == expected_sum, f"{delta} vs {expected_sum}")
-        recorded = {tid: tx for tid, tx in state["transactions"].items() if tid in tx_ids}
+        ids = summary["for_ids"]
         check(
-            "reference server: one applied OK credit per winner",
-            len(recorded) == expected_n
-            and all(tx["status"] == "OK" and tx["applied"] and tx["operation"] == "credit" for tx in recorded.values()),
+            "reference server: one applied OK credit per payout",
+            ids["recorded"] == expected_n and ids["applied"] == {"credit OK": expected_n},
+            str(ids["applied"]),
         )
-        credit_calls = sum(1 for e in state["request_log"] if e["endpoint"] == "credit" and e["transaction_id"] in tx_ids)
+        credit_calls = ids["requests"].get("credit", 0)
+        check("no credit requested twice", not ids["requested_more_than_once"], str(ids["requested_more_than_once"]))
+        peak, limit = summary["peak_in_flight"], OperatorWallet.objects.get(operator=operator).max_concurrent_calls
+        check("calls in flight <= the operator's max_concurrent_calls per worker", peak <= limit * workers, f"{peak} > {limit} x {workers}")
         ops = WalletOperation.objects.filter(round_id=str(settlement.pk))
         check("wallet operations all OK", ops.count() == ops.filter(status="ok").count() == expected_n)
     position_statuses = set(Position.objects.filter(market_id=market_id).values_list("status", flat=True))
@@ -377,6 +398,8 @@ def _run_scenario(label: str, *, kind: str, operator, players, n: int, action: s
         "queries_per_payout": paid["queries"] / expected_n,
         "passes": paid["passes"],
         "credit_calls": credit_calls,
+        "peak_in_flight": peak,
+        "max_concurrent_calls": limit,
         "cpus_ours": paid["cpus_ours"],
         "cpus_other": paid["cpus_other"],
         "total": expected_sum,
@@ -384,18 +407,36 @@ def _run_scenario(label: str, *, kind: str, operator, players, n: int, action: s
     }
 
 
+def _ledgers_off(operator) -> int:
+    """House wallets of the operator's players whose ledger does not sum to the balance, or below zero."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT count(*) FROM wallet_balances w JOIN casino_players p ON p.id = w.player_id
+            WHERE p.operator_id = %s AND (w.balance < 0 OR w.balance <> (SELECT coalesce(sum(l.amount), 0) FROM s2s_transactions l
+                                                                          WHERE l.player_id = w.player_id))
+            """,
+            [operator.pk],
+        )
+        return cursor.fetchone()[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--positions", type=int, default=10000)
-    parser.add_argument("--chunk", type=int, default=200, help="payouts per settlement_advance call (the Celery task's default)")
+    parser.add_argument("--positions", type=int, default=100000)
+    parser.add_argument("--chunk", type=int, default=None, help="payouts per settlement_advance call (default: the Celery task's)")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker-process counts to run each wallet kind with")
     parser.add_argument(
-        "--kinds", default="internal,s2s,internal-void", help="among internal, s2s, internal-void (void is run with 1 worker)"
+        "--kinds",
+        default="internal,s2s,internal-void,s2s-void",
+        help="among internal, s2s, internal-void, s2s-void (voids are run with 1 worker)",
     )
     parser.add_argument("--s2s-timeout", type=Decimal, default=Decimal("10"), help="OperatorWallet.timeout_seconds of the S2S operator")
     parser.add_argument("--max-other", type=float, default=0.2, help="a row disturbed by more CPUs of other work is run again")
     parser.add_argument("--retries", type=int, default=1, help="how many times a disturbed row is run again (least disturbed kept)")
-    parser.add_argument("--retry-budget", type=float, default=420, help="no more re-runs once this many seconds have passed")
+    parser.add_argument("--retry-budget", type=float, default=900, help="no more re-runs once this many seconds have passed")
     parser.add_argument("--write", action="store_true", help="append the result to --results")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -403,7 +444,7 @@ def main() -> None:
         parser.error("--positions must be at least 2")
     worker_counts = [int(w) for w in args.workers.split(",") if w.strip()]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    if not worker_counts or min(worker_counts) < 1 or set(kinds) - {"internal", "s2s", "internal-void"}:
+    if not worker_counts or min(worker_counts) < 1 or set(kinds) - {"internal", "s2s", "internal-void", "s2s-void"}:
         parser.error("bad --workers or --kinds")
     if "DATABASE_URL" not in os.environ or "REDIS_URL" not in os.environ:
         sys.exit(
@@ -413,6 +454,9 @@ def main() -> None:
     _setup_django()
     from django.core.management import call_command
 
+    from settlement.services.payouts import CHUNK
+
+    args.chunk = args.chunk or CHUNK
     call_command("migrate", verbosity=0)
     from django.db import connection
 
@@ -429,7 +473,7 @@ def main() -> None:
         if any(k.startswith("internal") for k in kinds):
             internal_op = operator_create(name=f"settle-int-{tag}").operator
             internal_players = _seed_players(internal_op, n, internal=True)
-        if "s2s" in kinds:
+        if any(k.startswith("s2s") for k in kinds):
             issued = operator_create(name=f"settle-s2s-{tag}", wallet_mode="s2s", wallet_url="http://127.0.0.1:1")
             server = WalletServerProcess(issued.wallet_secret)
             OperatorWallet.objects.filter(operator=issued.operator).update(base_url=server.url, timeout_seconds=args.s2s_timeout)
@@ -444,6 +488,9 @@ def main() -> None:
         for kind in kinds:
             if kind == "internal-void":
                 plan.append(("internal (void: refunds)", "internal", internal_op, internal_players, "void", 1))
+                continue
+            if kind == "s2s-void":
+                plan.append(("S2S (void: refunds)", "s2s", s2s_op, s2s_players, "void", 1))
                 continue
             op, players = (internal_op, internal_players) if kind == "internal" else (s2s_op, s2s_players)
             label = "internal" if kind == "internal" else "S2S (reference server, own process)"
@@ -474,7 +521,7 @@ def main() -> None:
             best["checks"] = [c for r in attempts for c in r["checks"]]  # every attempt must have passed
             runs.append(best)
         if s2s_op is not None:
-            baseline_calls = n // 2
+            baseline_calls = min(n // 2, 10000)
             baseline_s = _s2s_baseline(s2s_op, s2s_players, baseline_calls)
             print(
                 f"baseline: {baseline_calls} signed credit calls alone in {baseline_s:.1f} s = {baseline_calls / baseline_s:.0f}/s",
@@ -486,17 +533,7 @@ def main() -> None:
     total_seconds = time.monotonic() - wall_started
 
     all_ok = all(ok for r in runs for _, ok, _ in r["checks"])
-    lines = [
-        "| wallet kind | action | workers | decision ms | payouts | payout seconds | payouts/s | SQL queries per payout"
-        " | CPUs busy: bench / other |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in runs:
-        lines.append(
-            f"| {r['label']} | {r['action']} | {r['workers']} | {r['decision_ms']:,.0f} | {r['payouts']:,} | {r['payout_s']:.1f} | "
-            f"{r['rate']:,.0f} | {r['queries_per_payout']:.1f} | {r['cpus_ours']:.2f} / {r['cpus_other']:.2f} |"
-        )
-    table = "\n".join(lines)
+    table = _table(runs)
     print(table)
     print(f"all checks passed: {all_ok}; total {total_seconds:.0f} s")
     if not all_ok:
@@ -505,13 +542,6 @@ def main() -> None:
         return
     check_names = list(dict.fromkeys(name for r in runs for name, _, _ in r["checks"]))
     notes = []
-    dupes = [(r["workers"], r["credit_calls"] - r["payouts"]) for r in runs if r["credit_calls"] is not None]
-    if dupes:
-        notes.append(
-            "S2S credit requests beyond one per payout (the same transaction id sent again, answered by the server's replay): "
-            + ", ".join(f"{d} with {w} worker(s)" for w, d in dupes)
-            + "."
-        )
     if s2s_op is not None:
         notes.append(
             f"Baseline, not a settlement: {baseline_calls:,} signed credit calls alone (the product's `S2SWalletClient`, "
@@ -520,7 +550,9 @@ def main() -> None:
     durable = os.environ.get("PG_DURABLE") == "1"
     command = f"{'PG_DURABLE=1 ' if durable else ''}scripts/with-services .venv/bin/python bench/settlement.py {' '.join(sys.argv[1:])}"
     text = (
-        f"\n## Settlement of {n:,} positions\n\n"
+        f"{BEGIN}\n## Settlement of {n:,} positions\n\n"
+        "Generated by `bench/settlement.py`; a new run with `--write` rewrites this block (up to the end marker), "
+        "the findings after it are written by hand.\n\n"
         + (
             f"- Command: `make bench-settlement` (= `scripts/bootstrap requirements-dev.txt && {command}`)\n"
             if sys.argv[1:] == ["--write"] and durable
@@ -530,28 +562,91 @@ def main() -> None:
         f"{platform.python_implementation()} {platform.python_version()}, PostgreSQL {pg_version // 10000}.{pg_version % 10000} "
         + ("with fsync and synchronous_commit on (PG_DURABLE=1)" if durable else "**without fsync** (PG_DURABLE not set)")
         + ", Redis (cache, circuit breaker, Celery broker)\n"
+        f"- Code measured: {_commit()}\n"
         f"- Data: per row a fresh market with {n:,} open positions, half YES and half NO, one player each, seeded in bulk "
-        f"(not through the trade API), with its exposure book; resolved YES, so a resolve pays {n // 2:,} winners; the void "
+        f"(not through the trade API), with its exposure book; resolved YES, so a resolve pays {n // 2:,} winners; a void "
         f"refunds all {n:,} their cost basis\n"
-        "- *Decision ms*: `market_settle` (lock the market, snapshot one Payout per open position, close the positions), "
-        "what the staff request runs. Celery is not eager and no worker runs, so the benchmark pays itself\n"
+        "- *Decision ms*: `market_settle` (lock the market, snapshot one Payout per open position in one statement, close the "
+        "positions), what the staff request runs. Celery is not eager and no worker runs, so the benchmark pays itself\n"
         f"- *Payout seconds*: N worker processes (like Celery workers, started and connected before the clock starts) calling "
         f"`settlement_advance(chunk={args.chunk})` until it returns True. Internal: house balances and ledger. S2S: each payout is a "
-        "signed HTTP credit to the reference wallet server (`manage.py run_wallet_server --control`, its own process, loopback, "
-        "no latency added), timed together with everything the house records around it\n"
+        "signed HTTP credit to the reference wallet server (`manage.py run_wallet_server --control`, its own process, threaded, "
+        "loopback, no latency added), at most the operator's `max_concurrent_calls` (default 8) in flight per worker, timed "
+        "together with everything the house records around it\n"
+        "- *S2S calls per payout*: credit requests received by the server for this settlement's payouts, per payout; "
+        "*peak in flight*: the most wallet requests the server handled at the same time during the row\n"
         "- *CPUs busy*: average CPUs used during the payouts by the benchmark (workers, PostgreSQL, wallet server) and by other "
         f"work on the machine (shared); a row disturbed by more than {args.max_other} CPUs of other work is run again (up to "
         f"{args.retries} time(s), within {args.retry_budget:.0f} s of the start) and the least disturbed run is kept\n\n"
+        + _targets(runs)
+        + "\n\n"
         + table
         + "\n\n"
         + "".join(f"{note}\n\n" for note in notes)
         + "Correctness, checked after every row, all passed: "
         + "; ".join(check_names)
-        + ".\n"
+        + f".\n{END}\n"
     )
-    with open(args.results, "a") as fh:
-        fh.write(text)
-    print(f"appended to {args.results}")
+    _write_block(args.results, text)
+    print(f"wrote the settlement block of {args.results}")
+
+
+BEGIN = "<!-- BEGIN bench/settlement.py output: rewritten by every run with --write -->"
+END = "<!-- END bench/settlement.py output -->"
+
+
+def _write_block(path: Path, text: str) -> None:
+    """Replace the block between the markers (or append it)."""
+    current = path.read_text() if path.exists() else ""
+    if BEGIN in current and END in current:
+        head, rest = current.split(BEGIN, 1)
+        current = head + text.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        current = current.rstrip("\n") + "\n\n" + text
+    path.write_text(current)
+
+
+def _commit() -> str:
+    try:
+        line = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    return f"`{line.strip()[:100]}`" + (", with uncommitted changes" if dirty.strip() else ", clean work tree")
+
+
+def _table(runs: list[dict]) -> str:
+    lines = [
+        "| wallet kind | action | workers | decision ms | payouts | payout seconds | payouts/s | SQL queries per payout"
+        " | S2S calls per payout | peak in flight (limit) | CPUs busy: bench / other |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        s2s = r["credit_calls"] is not None
+        lines.append(
+            f"| {r['label']} | {r['action']} | {r['workers']} | {r['decision_ms']:,.0f} | {r['payouts']:,} | {r['payout_s']:.1f} | "
+            f"{r['rate']:,.0f} | {r['queries_per_payout']:.2f} | "
+            + (f"{r['credit_calls'] / r['payouts']:.2f} | {r['peak_in_flight']} ({r['max_concurrent_calls']})" if s2s else "- | -")
+            + f" | {r['cpus_ours']:.2f} / {r['cpus_other']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def _targets(runs: list[dict]) -> str:
+    """The issue's targets against this run (one worker for the payout rates)."""
+
+    def verdict(ok: bool) -> str:
+        return "**PASS**" if ok else "**MISS**"
+
+    rows = ["| target | measured | verdict |", "|---|---|---|"]
+    slowest = max(r["decision_ms"] for r in runs)
+    rows.append(f"| decision <= 2 s (every row) | slowest {slowest / 1000:.1f} s | {verdict(slowest <= 2000)} |")
+    for kind, action, target in (("internal", "resolve", 5000), ("internal", "void", 5000), ("s2s", "resolve", 500), ("s2s", "void", 500)):
+        one = [r for r in runs if r["kind"] == kind and r["action"] == action and r["workers"] == 1]
+        if one:
+            rate = one[0]["rate"]
+            rows.append(f"| {kind} {action} payouts, 1 worker >= {target:,}/s | {rate:,.0f}/s | {verdict(rate >= target)} |")
+    return "\n".join(rows)
 
 
 def _print_result(result: dict) -> None:
@@ -559,8 +654,8 @@ def _print_result(result: dict) -> None:
     print(
         f"{result['label']:36s} {result['action']:7s} workers={result['workers']} decision={result['decision_ms']:7.0f} ms  "
         f"payouts={result['payouts']:6d} in {result['payout_s']:6.1f} s = {result['rate']:6.0f}/s  "
-        f"queries/payout={result['queries_per_payout']:.1f}  CPUs bench/other={result['cpus_ours']:.2f}/{result['cpus_other']:.2f}"
-        + (f"  credit calls={result['credit_calls']}" if result["credit_calls"] is not None else "")
+        f"queries/payout={result['queries_per_payout']:.2f}  CPUs bench/other={result['cpus_ours']:.2f}/{result['cpus_other']:.2f}"
+        + (f"  credit calls={result['credit_calls']} in flight<={result['peak_in_flight']}" if result["credit_calls"] is not None else "")
         + f"  checks {len(result['checks']) - len(failed)}/{len(result['checks'])} ok",
         flush=True,
     )

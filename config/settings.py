@@ -189,6 +189,9 @@ HOUSE_WALLET_RETRY_BASE_SECONDS = env_int("HOUSE_WALLET_RETRY_BASE_SECONDS", 2)
 HOUSE_WALLET_RETRY_MAX_SECONDS = env_int("HOUSE_WALLET_RETRY_MAX_SECONDS", 300)
 HOUSE_WALLET_MANUAL_AFTER_SECONDS = env_int("HOUSE_WALLET_MANUAL_AFTER_SECONDS", 6 * 3600)
 HOUSE_WALLET_STALL_SECONDS = env_int("HOUSE_WALLET_STALL_SECONDS", 60)
+# A worker sending many S2S movements at once holds them (no other worker sends them) for as long as
+# all its calls could take at the operator's timeout, plus this margin; then they may be sent again.
+HOUSE_WALLET_HOLD_MARGIN_SECONDS = env_int("HOUSE_WALLET_HOLD_MARGIN_SECONDS", 30)
 # Reference price ticks and chart points are kept this many days (sharp scoring's markout
 # horizons are at most a week).
 HOUSE_PRICE_HISTORY_DAYS = env_int("HOUSE_PRICE_HISTORY_DAYS", 30)

@@ -75,22 +75,27 @@ class Payout(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     transaction_id = models.UUIDField(default=uuid.uuid4, unique=True, help_text="A new one only after the operator refused the last.")
-    settlement = models.ForeignKey(Settlement, on_delete=models.PROTECT, related_name="payouts")
+    # A decision inserts one row per open position (100,000 for a popular market) and every payout
+    # changes status at least once, writing every index again: no index is kept that another covers
+    # (settlement and status lead payout_claim_order) or that no query needs (operator).
+    settlement = models.ForeignKey(Settlement, on_delete=models.PROTECT, related_name="payouts", db_index=False)
     position = models.OneToOneField("casino.Position", on_delete=models.PROTECT, related_name="payout")
     player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="payouts")
-    operator = models.ForeignKey("casino.Operator", on_delete=models.PROTECT, related_name="payouts")
+    operator = models.ForeignKey("casino.Operator", on_delete=models.PROTECT, related_name="payouts", db_index=False)
     outcome = models.CharField(max_length=3)
     shares = models.DecimalField(max_digits=20, decimal_places=6)
     cost_basis = models.DecimalField(**MONEY)
     amount = models.DecimalField(**MONEY, help_text="$1 a winning share (resolve) or the cost basis (void), rounded down.")
-    status = models.CharField(max_length=12, choices=PayoutStatus.choices, default=PayoutStatus.PENDING, db_index=True)
+    status = models.CharField(max_length=12, choices=PayoutStatus.choices, default=PayoutStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         db_table = "settlement_payouts"
-        indexes = [models.Index(fields=["settlement", "status"], name="payout_settlement_status")]
+        # A chunk is claimed in id order among one settlement's payouts in one status: the index
+        # hands them over in that order, so LIMIT stops after the chunk instead of sorting them all.
+        indexes = [models.Index(fields=["settlement", "status", "id"], name="payout_claim_order")]
         constraints = [models.CheckConstraint(condition=Q(amount__gte=0), name="payout_amount_nonnegative")]
 
 

@@ -165,7 +165,7 @@ class SimulatedCrash(BaseException):
 
 
 def test_a_worker_killed_mid_chunk_and_rerun_pays_every_winner_exactly_once(make_player, market, staff_api, monkeypatch):
-    from settlement.services import decide, payouts
+    from settlement.services import decide, payouts_house
 
     monkeypatch.setattr(decide, "_start", lambda settlement_id: None)
     players = _book(make_player, market)
@@ -173,20 +173,21 @@ def test_a_worker_killed_mid_chunk_and_rerun_pays_every_winner_exactly_once(make
     _, _, payout = _expected("yes")
     staff_api.post("resolve", {"marketId": MARKET, "outcome": "yes"})
     settlement = Settlement.objects.get()
-    real = payouts.wallet_change
+    real = payouts_house.wallet_changes_bulk
     calls = {"n": 0}
 
-    def dies_on_the_fourth(**kwargs):
+    def dies_in_the_second_chunk(**kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == 2:
             raise SimulatedCrash()
         return real(**kwargs)
 
-    monkeypatch.setattr(payouts, "wallet_change", dies_on_the_fourth)
+    monkeypatch.setattr(payouts_house, "wallet_changes_bulk", dies_in_the_second_chunk)
+    settlement_advance(settlement_id=settlement.pk, chunk=3)
     with pytest.raises(SimulatedCrash):
-        settlement_advance(settlement_id=settlement.pk, chunk=50)
+        settlement_advance(settlement_id=settlement.pk, chunk=3)
     assert Payout.objects.filter(status="paid").count() == 3
-    monkeypatch.setattr(payouts, "wallet_change", real)
+    monkeypatch.setattr(payouts_house, "wallet_changes_bulk", real)
     for _ in range(3):  # the task re-run, more than once
         settlement_advance(settlement_id=settlement.pk, chunk=2)
     while not settlement_advance(settlement_id=settlement.pk, chunk=2):
@@ -271,3 +272,115 @@ def test_the_settle_market_task_pays_to_completion(make_player, market, staff_ap
     assert settle_market.apply(args=[str(settlement.pk)]).get() == "completed"
     _assert_settled(MARKET, "resolved")
     assert str(uuid.UUID(str(settlement.pk))) == str(settlement.pk)
+
+
+def test_a_worker_killed_between_the_ledger_write_and_marking_paid_leaves_its_chunk_pending(make_player, market, staff_api, monkeypatch):
+    """Killed mid-chunk after the wallets moved: the whole chunk rolls back (one transaction), and the
+    re-run pays every winner exactly once."""
+    from settlement.services import decide, payouts_house
+
+    monkeypatch.setattr(decide, "_start", lambda settlement_id: None)
+    players = _book(make_player, market)
+    before = {p.pk: PlayerWallet.objects.get(player=p).balance for p, _ in players}
+    _, _, payout = _expected("yes")
+    staff_api.post("resolve", {"marketId": MARKET, "outcome": "yes"})
+    settlement = Settlement.objects.get()
+    real = payouts_house.wallet_changes_bulk
+
+    def moves_the_money_then_dies(**kwargs):
+        real(**kwargs)
+        raise SimulatedCrash()
+
+    monkeypatch.setattr(payouts_house, "wallet_changes_bulk", moves_the_money_then_dies)
+    with pytest.raises(SimulatedCrash):
+        settlement_advance(settlement_id=settlement.pk, chunk=50)
+    monkeypatch.setattr(payouts_house, "wallet_changes_bulk", real)
+    assert not LedgerEntry.objects.filter(type="payout").exists()
+    assert not Payout.objects.filter(status="paid").exists()
+    assert {p.pk: PlayerWallet.objects.get(player=p).balance for p, _ in players} == before
+    while not settlement_advance(settlement_id=settlement.pk, chunk=50):
+        pass
+    for player, _ in players:
+        due = sum((payout[k] for k in payout if k[0] == player.pk), Decimal("0"))
+        assert PlayerWallet.objects.get(player=player).balance == before[player.pk] + due
+        winning = [k for k in payout if k[0] == player.pk and payout[k]]
+        assert LedgerEntry.objects.filter(player=player, type="payout").count() == len(winning)
+    assert set(LedgerEntry.objects.filter(type="payout").values_list("id", flat=True)) == set(
+        Payout.objects.filter(status="paid").values_list("transaction_id", flat=True)
+    )
+    _assert_settled(MARKET, "resolved")
+
+
+def test_a_void_refunds_a_player_with_both_sides_twice_in_one_chunk(make_player, market, staff_api):
+    """Two refunds of one player in one bulk movement: each its own ledger row, balance_after in order."""
+    _, api = make_player(Decimal("100"))
+    assert api.post("trade", buy_body(amount="10", outcome="yes", mid=62)).status_code == 200
+    assert api.post("trade", buy_body(amount="7", outcome="no", mid=38)).status_code == 200
+    staff_api.post("resolve", {"marketId": MARKET, "action": "void"})
+    _settle_all()
+    rows = list(LedgerEntry.objects.filter(type="refund").order_by("balance_after"))
+    assert len(rows) == 2
+    assert rows[1].balance_after == rows[0].balance_after + rows[1].amount
+    assert rows[1].balance_after == PlayerWallet.objects.get().balance
+    _assert_settled(MARKET, "voided")
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_workers_taking_chunks_pay_once(make_player, market, staff_api, monkeypatch):
+    from settlement.services import decide
+
+    monkeypatch.setattr(decide, "_start", lambda settlement_id: None)
+    _book(make_player, market)
+    staff_api.post("resolve", {"marketId": MARKET, "action": "void"})
+    settlement = Settlement.objects.get()
+    barrier = threading.Barrier(3)
+
+    def worker(_):
+        try:
+            barrier.wait(timeout=30)
+            while not settlement_advance(settlement_id=settlement.pk, chunk=3):
+                pass
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(worker, range(3)))
+    _, cost, _ = _expected(None)
+    assert LedgerEntry.objects.filter(type="refund").aggregate(s=Sum("amount"))["s"] == sum(cost.values())
+    assert LedgerEntry.objects.filter(type="refund").count() == Payout.objects.filter(status="paid").count() == len(cost)
+    _assert_settled(MARKET, "voided")
+
+
+@requires_postgres
+def test_the_decision_computes_amounts_in_sql_by_the_money_rules(make_player, market):
+    """Positions seeded with awkward shares and prices: every payout's amount and cost basis, and the
+    totals, are what core.money gives (the SQL snapshot against the Python rules)."""
+    from casino.models import PositionStatus
+    from core import money
+    from settlement.services.decide import market_settle, settlement_plan
+
+    player, _ = make_player()
+    positions = []
+    for i in range(40):
+        shares = Decimal(i) + Decimal("0.999999") - Decimal(i % 7) / Decimal("1000000")
+        price = Decimal("0.0001") + Decimal(i) * Decimal("2.4999")
+        outcome = "yes" if i % 3 else "no"
+        owner = player if i == 0 else make_player()[0]
+        positions.append(Position(player=owner, operator=owner.operator, market=market, outcome=outcome, shares=shares, avg_price=price))
+    Position.objects.bulk_create(positions)
+    plan = settlement_plan(market_id=MARKET, action="resolve", outcome="yes")
+    settlement = market_settle(market_id=MARKET, action="resolve", outcome="yes")
+    expected_payout = expected_cost = Decimal("0")
+    for position in positions:
+        paid = Payout.objects.get(position=position)
+        cost = money.cents_down(position.shares * position.avg_price / money.HUNDRED)
+        due = money.payout_for_shares(position.shares) if position.outcome == "yes" else Decimal("0")
+        assert (paid.cost_basis, paid.amount) == (cost, due), (position.shares, position.avg_price)
+        assert paid.status == ("pending" if due > 0 else "nothing_due")
+        expected_payout += due
+        expected_cost += cost
+    totals = (expected_payout, expected_cost)
+    assert (settlement.total_payout, settlement.total_cost_basis) == (plan.total_payout, plan.total_cost_basis) == totals
+    assert settlement.total_winners == plan.total_winners == len([p for p in positions if p.outcome == "yes"])
+    assert set(Position.objects.filter(market=market).values_list("status", flat=True)) == {PositionStatus.RESOLVED}

@@ -11,6 +11,7 @@ from django.contrib import admin
 
 from casino.models import WalletMode
 from core.admin import ReadOnlyAdminMixin, confirm_rotation
+from wallets.adapters.s2s import MAX_CONCURRENT_CALLS
 from wallets.models import LedgerEntry, OperatorWallet, PlayerWallet, WalletOperation
 from wallets.services.operator_wallet import operator_wallet_rotate_secret
 
@@ -61,7 +62,13 @@ class OperatorWalletForm(forms.ModelForm):
 
     class Meta:
         model = OperatorWallet
-        fields = ["base_url", "timeout_seconds", "enabled"]
+        fields = ["base_url", "timeout_seconds", "max_concurrent_calls", "enabled"]
+
+    def clean_max_concurrent_calls(self):
+        limit = self.cleaned_data["max_concurrent_calls"]
+        if not (1 <= limit <= MAX_CONCURRENT_CALLS):
+            raise forms.ValidationError(f"Between 1 and {MAX_CONCURRENT_CALLS}.")
+        return limit
 
     def clean_timeout_seconds(self):
         timeout = self.cleaned_data["timeout_seconds"]
@@ -82,12 +89,12 @@ class OperatorWalletAdmin(admin.ModelAdmin):
     """Created with the operator (operator_create); the signing secret is never displayed, only rotated."""
 
     form = OperatorWalletForm
-    list_display = ["operator", "wallet_mode", "base_url", "timeout_seconds", "enabled", "updated_at"]
+    list_display = ["operator", "wallet_mode", "base_url", "timeout_seconds", "max_concurrent_calls", "enabled", "updated_at"]
     list_filter = ["enabled", "operator__wallet_mode"]
     search_fields = ["operator__name", "base_url"]
     list_select_related = ["operator"]
     ordering = ["operator__name"]
-    fields = ["operator", "wallet_mode", "base_url", "timeout_seconds", "enabled", "updated_at"]
+    fields = ["operator", "wallet_mode", "base_url", "timeout_seconds", "max_concurrent_calls", "enabled", "updated_at"]
     readonly_fields = ["operator", "wallet_mode", "updated_at"]
     actions = ["rotate_wallet_secret"]
 

@@ -84,6 +84,12 @@ class OperatorWallet(models.Model):
     breaker_failures = models.PositiveSmallIntegerField(default=5)
     breaker_window_seconds = models.PositiveIntegerField(default=30)
     breaker_cooldown_seconds = models.PositiveIntegerField(default=30)
+    # Many movements at once (a settlement's payouts): at most this many calls in flight to this
+    # operator's wallet server. A real one serves several at a time; more than it can take only
+    # makes each call slower.
+    max_concurrent_calls = models.PositiveSmallIntegerField(
+        default=8, help_text="Calls in flight at once when paying many players (settlement payouts); 1 to 50."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

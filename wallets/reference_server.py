@@ -112,9 +112,12 @@ Control over HTTP (only when built with ``control=True``; unsigned, for subproce
 ``POST /_control`` with ``{"action": ...}``: ``set_player`` (``user_id``, ``balance``,
 ``currency``, ``disabled``, ``tokens`` (list or ``"any"``), ``expired_tokens``,
 ``debit_limit``), ``expire_token`` (``user_id``, ``token``), ``add_fault`` (``FaultRule``
-fields), ``clear_faults``, ``configure`` (``latency_seconds``, ``endpoint_latency``,
+fields), ``clear_faults``, ``summary`` (``transaction_ids`` optional: counts, see ``summary()``),
+``reset_peak_in_flight``, ``configure`` (``latency_seconds``, ``endpoint_latency``,
 ``auto_create_players``, ``starting_balance``, ``secrets``, ``seed``), ``reset``;
-``GET /_state`` returns players, transactions, tombstones, faults, request log and total.
+``GET /_state`` returns players, transactions, tombstones, faults, request log, total and
+``peak_in_flight`` (the most wallet requests handled at the same time: the server is threaded,
+one thread per connection, so a client's concurrency shows there).
 
 Python API: ``ReferenceWalletServer(secret | [secrets], control=False, currency="USD",
 auto_create_players=True, starting_balance=0, latency_seconds=0, endpoint_latency=None,
@@ -122,27 +125,31 @@ seed=None, max_skew=60, clock=time.time)``; ``set_player(user_id, balance=, curr
 disabled=, tokens=, expired_tokens=, debit_limit=)``, ``expire_token``, ``balance(user_id)``,
 ``player(user_id)``, ``total_balance()``, ``add_fault(FaultRule | kind, **fields)``,
 ``clear_faults()``, ``faults``, ``seed(n)``, ``transactions`` / ``tombstones`` (read-only
-snapshots), ``request_log`` (``LogEntry(endpoint, transaction_id, status, http_status)``;
-``status`` None when the request was not handled), ``state()``, ``reset()``.
+snapshots), ``peak_in_flight`` / ``reset_peak_in_flight()``, ``request_log``
+(``LogEntry(endpoint, transaction_id, status, http_status)``; ``status`` None when the request
+was not handled), ``state()``, ``reset()``.
 ``serve_in_thread(app)`` -> ``(base_url, stop)``; ``make_server(app, host, port)``.
 """
 
+import contextlib
 import itertools
 import json
 import random
 import re
+import socket
 import socketserver
 import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from http import HTTPStatus
 from types import MappingProxyType
 from typing import Any, NamedTuple
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from wallets.signing import MAX_SKEW_SECONDS, signed_headers, verify_any
 
@@ -440,6 +447,8 @@ class ReferenceWalletServer:
         self._faults: list[FaultRule] = []
         self._log: list[LogEntry] = []
         self._ids = itertools.count(1)
+        self._handling = 0
+        self._peak_in_flight = 0
 
     # ----- Python API -------------------------------------------------------------------------
 
@@ -539,6 +548,7 @@ class ReferenceWalletServer:
             self._tombstones.clear()
             self._faults.clear()
             self._log.clear()
+            self._peak_in_flight = self._handling
 
     # ----- WSGI -------------------------------------------------------------------------------
 
@@ -553,6 +563,32 @@ class ReferenceWalletServer:
             return _send(start_response, 404, _plain_json({"error": "not found"}), request_id=request_id)
         if method != "POST":
             return _send(start_response, 405, _plain_json({"error": "method not allowed"}), request_id=request_id)
+        with self._in_flight():
+            return self._wallet_request(endpoint, environ, start_response, request_id)
+
+    @contextlib.contextmanager
+    def _in_flight(self):
+        """Count the wallet requests being handled at once (a client's concurrency bound is checked on it)."""
+        with self._lock:
+            self._handling += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._handling)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._handling -= 1
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most wallet requests handled at the same time since start (or ``reset_peak_in_flight``)."""
+        with self._lock:
+            return self._peak_in_flight
+
+    def reset_peak_in_flight(self) -> None:
+        with self._lock:
+            self._peak_in_flight = self._handling
+
+    def _wallet_request(self, endpoint: str, environ: dict, start_response: Callable, request_id: str | None) -> list[bytes]:
         raw = _read_body(environ)
         delay, fault = self._pick_faults(endpoint, raw)
         delay += float(self.latency_seconds) + float(self.endpoint_latency.get(endpoint, 0.0))
@@ -875,6 +911,11 @@ class ReferenceWalletServer:
         if action == "reset":
             self.reset()
             return {}
+        if action == "summary":
+            return {"summary": self.summary(command.get("transaction_ids"))}
+        if action == "reset_peak_in_flight":
+            self.reset_peak_in_flight()
+            return {}
         if action == "configure":
             settable = {"latency_seconds", "endpoint_latency", "auto_create_players", "starting_balance", "secrets", "seed"}
             unknown = set(command) - settable
@@ -895,6 +936,33 @@ class ReferenceWalletServer:
             return {}
         raise ValueError(f"unknown action {action!r}")
 
+    def summary(self, transaction_ids: Iterable[str] | None = None) -> dict:
+        """Counts instead of the whole state (what a benchmark of many transactions reads): total
+        balance, players, transactions, requests by endpoint, peak in flight; with
+        ``transaction_ids``, the same restricted to those ids plus how many of them were requested
+        more than once per endpoint and how many are recorded as applied, by operation and status."""
+        with self._lock:
+            result: dict[str, Any] = {
+                "total_balance": _money(sum((player.balance for player in self._players.values()), ZERO)),
+                "players": len(self._players),
+                "transactions": len(self._transactions),
+                "requests": dict(Counter(entry.endpoint for entry in self._log)),
+                "peak_in_flight": self._peak_in_flight,
+            }
+            if transaction_ids is None:
+                return result
+            ids = {_loose_id(tid) for tid in transaction_ids}
+            per_id = Counter((entry.endpoint, entry.transaction_id) for entry in self._log if entry.transaction_id in ids)
+            recorded = [self._transactions[tid] for tid in ids if tid in self._transactions]
+            result["for_ids"] = {
+                "ids": len(ids),
+                "recorded": len(recorded),
+                "applied": dict(Counter(f"{tx.operation} {tx.status}" for tx in recorded if tx.applied)),
+                "requests": dict(Counter(endpoint for endpoint, _ in per_id.elements())),
+                "requested_more_than_once": dict(Counter(endpoint for (endpoint, _), n in per_id.items() if n > 1)),
+            }
+            return result
+
     def state(self) -> dict:
         """JSON-ready picture of the whole state (what ``GET /_state`` returns)."""
         with self._lock:
@@ -909,6 +977,7 @@ class ReferenceWalletServer:
                 "tombstones": {tid: asdict(stone) for tid, stone in self._tombstones.items()},
                 "faults": [asdict(rule) for rule in self._faults],
                 "request_log": [entry._asdict() for entry in self._log],
+                "peak_in_flight": self._peak_in_flight,
                 "total_balance": sum((player.balance for player in self._players.values()), ZERO),
             }
 
@@ -970,9 +1039,80 @@ def _send(
 # ----- serving ------------------------------------------------------------------------------------
 
 
+class _Http11Handler(ServerHandler):
+    http_version = "1.1"
+
+
+class _Body:
+    """A request body read at most to its Content-Length, the rest drained afterwards: on a kept-alive
+    connection the next request starts right after it, whether the app read the body or not."""
+
+    def __init__(self, rfile, length: int):
+        self.rfile, self.left = rfile, length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.rfile.read(size) if size else b""
+        self.left -= len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.rfile.readline(size) if size else b""
+        self.left -= len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.left > 0 and self.read(65536):
+            pass
+
+
 class _QuietRequestHandler(WSGIRequestHandler):
+    """HTTP/1.1 with keep-alive, as an operator's wallet server would answer: a client reuses its
+    connections instead of opening one per call (wsgiref's own handler serves one request a
+    connection). An idle connection is closed after ``timeout`` seconds, well after a client's
+    own keep-alive expiry (httpx: 5 s), so a client never sends on a connection being closed."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 60
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        # A response is written in several sends (status, headers, body): without this, Nagle's
+        # algorithm holds the body until the client's delayed ACK, 40 ms a call on a kept-alive connection.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self._handle_one()
+        while not self.close_connection:
+            self._handle_one()
+
+    def _handle_one(self) -> None:
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+        except OSError:  # idle timeout, reset by the client
+            self.close_connection = True
+            return
+        if not self.raw_requestline or len(self.raw_requestline) > 65536:
+            self.close_connection = True
+            return
+        if not self.parse_request():  # an error was sent; parse_request decided about the connection
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.send_error(400, "bad Content-Length")
+            self.close_connection = True
+            return
+        body = _Body(self.rfile, max(length, 0))
+        handler = _Http11Handler(body, self.wfile, self.get_stderr(), self.get_environ(), multithread=True)
+        handler.request_handler = self
+        handler.run(self.server.get_app())
+        body.drain()
 
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -991,7 +1131,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 def make_server(app: Callable, host: str = "127.0.0.1", port: int = 0) -> ThreadingWSGIServer:
-    """A threaded WSGI server (one thread per request) bound to host:port, not yet serving."""
+    """A threaded WSGI server (one thread per connection, connections kept alive) bound to host:port, not yet serving."""
     server = ThreadingWSGIServer((host, port), _QuietRequestHandler)
     server.set_app(app)
     return server

@@ -3,24 +3,22 @@
 The market row is locked FOR UPDATE, which waits for trades in flight (they hold it FOR
 SHARE) and makes every later trade see the new status: trading stops at that moment. The
 open positions are snapshotted into one Payout each (unique per position) with the amount
-due, the totals go on the Settlement (unique per market), and a Celery task pays.
+due (settlement.services.snapshot: one statement on PostgreSQL, so the lock is short), the
+totals go on the Settlement (unique per market), and a Celery task pays.
 """
 
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
 
-from casino.models import Market, MarketStatus, Position, PositionStatus
-from core import money
+from casino.models import Market, MarketStatus
 from core.errors import HouseError
 from core.metrics import SETTLEMENTS
-from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction
+from settlement.models import Settlement, SettlementAction
+from settlement.services.snapshot import Totals, payouts_preview, payouts_snapshot
 
 ZERO = Decimal("0")
-CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -37,44 +35,24 @@ class SettlementPlan:
     by_operator: dict
 
 
-def _due(position: Position, action: str, outcome: str | None) -> tuple[Decimal, Decimal, bool]:
-    """(amount due, cost basis, is a winner) for one open position."""
-    cost_basis = money.cents_down(position.shares * position.avg_price / money.HUNDRED)
-    if action == SettlementAction.VOID:
-        return cost_basis, cost_basis, True
-    if position.outcome == outcome:
-        return money.payout_for_shares(position.shares), cost_basis, True
-    return ZERO, cost_basis, False
-
-
-def _open_positions(market_id: str):
-    return Position.objects.filter(market_id=market_id, status=PositionStatus.OPEN, shares__gt=0).select_related("operator")
-
-
 def settlement_plan(*, market_id: str, action: str, outcome: str | None) -> SettlementPlan:
     _validate(action, outcome)
-    totals = {"positions": 0, "winners": 0, "payout": ZERO, "cost": ZERO}
-    by_operator: dict[str, dict] = {}
-    for position in _open_positions(market_id).iterator(chunk_size=CHUNK):
-        amount, cost, wins = _due(position, action, outcome)
-        totals["positions"] += 1
-        totals["winners"] += int(wins)
-        totals["payout"] += amount
-        totals["cost"] += cost
-        row = by_operator.setdefault(position.operator.name, {"positions": 0, "payout": ZERO, "wallet": position.operator.wallet_mode})
-        row["positions"] += 1
-        row["payout"] += amount
-    profit = ZERO if action == SettlementAction.VOID else totals["cost"] - totals["payout"]
+    outcome = outcome if action == SettlementAction.RESOLVE else None
+    totals = payouts_preview(market_id=market_id, action=action, outcome=outcome)
     return SettlementPlan(
         action,
-        outcome if action == SettlementAction.RESOLVE else None,
-        totals["positions"],
-        totals["winners"],
-        totals["payout"],
-        totals["cost"],
-        profit,
-        by_operator,
+        outcome,
+        totals.positions,
+        totals.winners,
+        totals.payout,
+        totals.cost_basis,
+        _casino_profit(action, totals),
+        totals.by_operator,
     )
+
+
+def _casino_profit(action: str, totals: Totals) -> Decimal:
+    return ZERO if action == SettlementAction.VOID else totals.cost_basis - totals.payout
 
 
 def _validate(action: str, outcome: str | None) -> None:
@@ -121,38 +99,10 @@ def market_settle(*, market_id: str, action: str, outcome: str | None = None, re
 
 
 def _snapshot(settlement: Settlement) -> None:
-    action, outcome = settlement.action, settlement.outcome
-    batch, total_payout, total_cost, winners, count = [], ZERO, ZERO, 0, 0
-    for position in _open_positions(settlement.market_id).iterator(chunk_size=CHUNK):
-        amount, cost, wins = _due(position, action, outcome)
-        batch.append(
-            Payout(
-                settlement=settlement,
-                position=position,
-                player_id=position.player_id,
-                operator_id=position.operator_id,
-                outcome=position.outcome,
-                shares=position.shares,
-                cost_basis=cost,
-                amount=amount,
-                status=PayoutStatus.PENDING if amount > 0 else PayoutStatus.NOTHING_DUE,
-            )
-        )
-        total_payout += amount
-        total_cost += cost
-        winners += int(wins)
-        count += 1
-        if len(batch) >= CHUNK:
-            Payout.objects.bulk_create(batch)
-            batch = []
-    Payout.objects.bulk_create(batch)
-    new_status = PositionStatus.VOIDED if action == SettlementAction.VOID else PositionStatus.RESOLVED
-    Position.objects.filter(market_id=settlement.market_id, status=PositionStatus.OPEN).update(
-        status=new_status, version=F("version") + 1, updated_at=timezone.now()
-    )
-    settlement.total_positions, settlement.total_winners = count, winners
-    settlement.total_payout, settlement.total_cost_basis = total_payout, total_cost
-    settlement.casino_profit = ZERO if action == SettlementAction.VOID else total_cost - total_payout
+    totals = payouts_snapshot(settlement=settlement)
+    settlement.total_positions, settlement.total_winners = totals.positions, totals.winners
+    settlement.total_payout, settlement.total_cost_basis = totals.payout, totals.cost_basis
+    settlement.casino_profit = _casino_profit(settlement.action, totals)
     settlement.save(update_fields=["total_positions", "total_winners", "total_payout", "total_cost_basis", "casino_profit"])
 
 

@@ -1,15 +1,23 @@
-"""Paying a settlement: one wallet transaction per payout, each exactly once.
+"""Paying a settlement, a chunk at a time, each payout exactly once: the story.
 
-Exactly once, whatever happens: a payout moves from pending only under its row lock; for
-an internal wallet the ledger row (whose id is the payout id) is written in that same
-transaction; for an S2S wallet the payout's WalletOperation (same id, the transaction_id
-sent) is committed before the call and re-sent under that id until the operator answers
-definitely, so re-running a chunk, a killed worker, or two workers at once cannot pay
-twice, and nothing is skipped because the settlement completes only when no payout is
-left pending, sending or failed.
+    settlement_advance   one pass: take a chunk, pay it, send what goes to operators, finalize when done
+      payouts_claim          pending payouts, then S2S payouts due for a retry: row locks, SKIP LOCKED, id order
+      house_payouts_pay      house-held wallets: paid in the claim's transaction (one bulk wallet movement)
+      operator_payouts_hold  S2S: credits recorded and held by this worker in the claim's transaction
+      operator_payouts_send  S2S: the calls with no transaction open (concurrent, bounded per operator), the answers
+    settlement_finalize  when nothing is pending, sending or failed: the market resolved/voided, exposure cleared
+
+Exactly once, whatever happens: a payout leaves pending only under its row lock, in the
+transaction that pays it (house wallet: ledger row id = the payout's transaction id, unique) or
+records its credit (S2S: the WalletOperation with that id, re-sent under it until the operator
+answers definitely). Re-running a chunk, a killed worker, or several workers at once cannot pay
+twice, and nothing is skipped: the settlement completes only when no payout is left pending,
+sending or failed. Another kind of movement to or from many players per settlement (a reversal)
+follows the same shape: its own claim, wallets' bulk services for the money.
 """
 
 import logging
+import time
 import uuid
 from decimal import Decimal
 
@@ -19,116 +27,53 @@ from django.utils import timezone
 
 from casino.models import Market, MarketStatus
 from casino.services.exposure import exposure_clear_market
-from core.metrics import SETTLEMENT_PAYOUTS, SETTLEMENTS
+from core.metrics import SETTLEMENTS
 from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction, SettlementStatus
-from wallets.models import FINAL_STATUSES, LedgerType, OperationKind, OperationStatus, WalletOperation
-from wallets.services.balances import wallet_change
-from wallets.services.breaker import breaker_is_open
-from wallets.services.operations import operation_create, operation_send, operation_settle
+from settlement.services.payout_chunks import payouts_claim
+from settlement.services.payouts_house import house_payouts_pay
+from settlement.services.payouts_operator import OperatorBatch, operator_payouts_hold, operator_payouts_send
+from wallets.services.operations import operation_requeue
 
 log = logging.getLogger("house.settlement")
 
-CHUNK = 200
+CHUNK = 1000
 
 
 def settlement_advance(*, settlement_id, chunk: int = CHUNK) -> bool:
-    """Pay (or re-check) up to ``chunk`` payouts; finalize when none is outstanding. True when complete."""
+    """Pay up to ``chunk`` pending payouts and retry up to ``chunk`` S2S payouts due again; finalize when
+    none is outstanding. True when complete. Safe to run concurrently and again after a crash."""
     settlement = Settlement.objects.get(pk=settlement_id)
     if settlement.status == SettlementStatus.COMPLETED:
         return True
-    ids = list(Payout.objects.filter(settlement_id=settlement_id, status=PayoutStatus.PENDING).values_list("pk", flat=True)[:chunk])
-    for payout_id in ids:
-        payout_pay(payout_id=payout_id)
-    # Payouts sent just above already had their first answer checked; the rest are retries.
-    sending = Payout.objects.filter(settlement_id=settlement_id, status=PayoutStatus.SENDING).exclude(pk__in=ids)
-    for payout_id in sending.values_list("pk", flat=True)[:chunk]:
-        payout_check(payout_id=payout_id)
-    settlement_refresh(settlement_id=settlement_id)
+    for batch in _chunk_take(settlement, chunk):
+        operator_payouts_send(settlement=settlement, batch=batch)
+    if _refresh_due(settlement_id) or Payout.objects.filter(settlement_id=settlement_id, status=PayoutStatus.FAILED).exists():
+        settlement_refresh(settlement_id=settlement_id)
     return settlement_finalize(settlement_id=settlement_id)
 
 
-def _kind(settlement: Settlement) -> str:
-    return LedgerType.REFUND if settlement.action == SettlementAction.VOID else LedgerType.PAYOUT
+# The progress counters are an aggregate over all the settlement's payouts (100,000 rows for a
+# popular market): each worker refreshes them at most once a second, at once while a payout is
+# failed (staff look for it), and exactly when the settlement completes.
+REFRESH_SECONDS = 1.0
+_refreshed_at: dict = {}
 
 
-def _describe(payout: Payout, settlement: Settlement) -> str:
-    if settlement.action == SettlementAction.VOID:
-        return f"Refund: market {settlement.market_id} voided"
-    return f"Payout: {payout.shares.normalize()} winning shares {payout.outcome.upper()} in {settlement.market_id}"
+def _refresh_due(settlement_id) -> bool:
+    now = time.monotonic()
+    if now - _refreshed_at.get(settlement_id, -REFRESH_SECONDS) < REFRESH_SECONDS:
+        return False
+    _refreshed_at[settlement_id] = now
+    return True
 
 
-def payout_pay(*, payout_id) -> None:
+def _chunk_take(settlement: Settlement, chunk: int) -> list[OperatorBatch]:
+    """One transaction: house-wallet payouts paid; S2S credits recorded or taken again, held for the calls."""
     with transaction.atomic():
-        payout = (
-            Payout.objects.select_for_update(skip_locked=True).select_related("settlement", "player__operator").filter(pk=payout_id).first()
-        )
-        if payout is None or payout.status != PayoutStatus.PENDING:
-            return  # another worker has it, or it is already done
-        settlement, player = payout.settlement, payout.player
-        payout.attempts += 1
-        if player.operator.wallet_mode == "internal":
-            wallet_change(
-                player=player,
-                amount=payout.amount,
-                type=_kind(settlement),
-                description=_describe(payout, settlement),
-                entry_id=payout.transaction_id,
-                round_id=str(settlement.pk),
-                actor="system",
-            )
-            payout.status = PayoutStatus.PAID
-            payout.save(update_fields=["status", "attempts", "updated_at"])
-            SETTLEMENT_PAYOUTS.labels(action=settlement.action, result="paid").inc()
-            return
-        if breaker_is_open(operator_id=player.operator_id):
-            payout.attempts -= 1
-            return  # payouts queue while the operator's wallet is failing; the next pass drains them
-        if not WalletOperation.objects.filter(pk=payout.transaction_id).exists():
-            operation_create(
-                player=player,
-                kind=OperationKind.CREDIT,
-                type=_kind(settlement),
-                amount=payout.amount,
-                round_id=str(settlement.pk),
-                description=_describe(payout, settlement),
-                payload={"handler": "payout", "payout_id": str(payout.pk)},
-                id=payout.transaction_id,
-            )
-        payout.status = PayoutStatus.SENDING
-        payout.save(update_fields=["status", "attempts", "updated_at"])
-    payout_check(payout_id=payout_id)
-
-
-def payout_check(*, payout_id) -> None:
-    """Send or re-send an S2S payout (same transaction id) and record a definite answer."""
-    payout = Payout.objects.select_related("player").get(pk=payout_id)
-    if payout.status != PayoutStatus.SENDING:
-        return
-    operation = WalletOperation.objects.get(pk=payout.transaction_id)
-    if operation.status not in FINAL_STATUSES and operation.status != OperationStatus.MANUAL:
-        if operation.next_attempt_at and operation.next_attempt_at > timezone.now():
-            return  # backing off
-        if breaker_is_open(operator_id=payout.operator_id):
-            return
-        if operation.attempts == 0:
-            operation_send(operation=operation)
-        else:
-            operation_settle(operation=operation)
-        operation.refresh_from_db()
-    with transaction.atomic():
-        payout = Payout.objects.select_for_update().get(pk=payout_id)
-        if payout.status != PayoutStatus.SENDING:
-            return
-        if operation.status == OperationStatus.OK:
-            payout.status = PayoutStatus.PAID
-            SETTLEMENT_PAYOUTS.labels(action=operation.type, result="paid").inc()
-        elif operation.status in (OperationStatus.REFUSED, OperationStatus.MANUAL):
-            payout.status = PayoutStatus.FAILED
-            payout.last_error = operation.operator_status or operation.last_error
-            SETTLEMENT_PAYOUTS.labels(action=operation.type, result="failed").inc()
-        else:
-            payout.last_error = operation.last_error
-        payout.save(update_fields=["status", "last_error", "updated_at"])
+        pending = payouts_claim(settlement_id=settlement.pk, status=PayoutStatus.PENDING, chunk=chunk)
+        retrying = payouts_claim(settlement_id=settlement.pk, status=PayoutStatus.SENDING, chunk=chunk)
+        house_payouts_pay(settlement=settlement, payouts=[p for p in pending if not p.at_operator])
+        return operator_payouts_hold(settlement=settlement, pending=[p for p in pending if p.at_operator], retrying=retrying)
 
 
 def payout_retry(*, payout_id) -> None:
@@ -139,11 +84,7 @@ def payout_retry(*, payout_id) -> None:
         payout = Payout.objects.select_for_update().get(pk=payout_id)
         if payout.status != PayoutStatus.FAILED:
             return
-        operation = WalletOperation.objects.filter(pk=payout.transaction_id).first()
-        if operation is not None and operation.status == OperationStatus.MANUAL:
-            WalletOperation.objects.filter(pk=operation.pk).update(
-                status=OperationStatus.UNKNOWN, next_attempt_at=None, created_at=timezone.now()
-            )
+        if operation_requeue(operation_id=payout.transaction_id):
             payout.status = PayoutStatus.SENDING
         else:
             payout.transaction_id = uuid.uuid4()
@@ -169,6 +110,8 @@ def settlement_finalize(*, settlement_id) -> bool:
     )
     if outstanding.exists():
         return False
+    settlement_refresh(settlement_id=settlement_id)  # the final counts, exact
+    _refreshed_at.pop(settlement_id, None)
     with transaction.atomic():
         settlement = Settlement.objects.select_for_update().get(pk=settlement_id)
         if settlement.status == SettlementStatus.COMPLETED:

@@ -1,17 +1,20 @@
 """House-held balances: every change is one locked row update plus one ledger row, atomically.
 
-These functions run inside the caller's transaction (the trade executor's, or the
-transfer services' own); they take the player's wallet row lock and keep it to commit.
+These functions run inside the caller's transaction (the trade executor's, the transfer
+services' own, a settlement chunk's); they take the players' wallet row locks and keep them to
+commit. ``wallet_change`` moves one player's money; ``wallet_changes_bulk`` many players' at once.
 """
 
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from core.errors import insufficient_balance
 from wallets.models import LedgerEntry, PlayerWallet
+from wallets.services.ledger import LedgerRow, ledger_append_bulk
 
 
 @dataclass(frozen=True)
@@ -83,3 +86,98 @@ def wallet_change(
         actor=actor,
     )
     return BalanceChange(entry_id=entry.id, balance_before=before, balance_after=after)
+
+
+@dataclass(frozen=True)
+class BulkChange:
+    """One player's balance change within a bulk move (e.g. one payout of a settlement chunk)."""
+
+    player_id: uuid.UUID
+    operator_id: uuid.UUID
+    currency: str
+    amount: Decimal  # signed
+    type: str
+    description: str
+    entry_id: uuid.UUID  # the ledger row's id: the movement's idempotency id
+    round_id: str = ""
+    reference_id: uuid.UUID | None = None
+    actor: str = "system"
+
+
+def wallet_changes_bulk(*, changes: list[BulkChange]) -> list[BalanceChange]:
+    """Apply many signed amounts to many house-held balances, with the rules of ``wallet_change``.
+
+    The wallets are locked in player order (so two bulk moves cannot deadlock, and a trade locks
+    one wallet only), then one ledger INSERT and one balance UPDATE, whatever the number of
+    changes. A player's changes apply in the given order (balance_after follows). If any balance
+    would go below zero the whole move is refused (insufficient balance) and nothing is written.
+    """
+    assert transaction.get_connection().in_atomic_block, "wallet_changes_bulk must run inside a transaction"
+    if not changes:
+        return []
+    balances = _wallets_lock(sorted({c.player_id for c in changes}))
+    results, rows = [], []
+    for change in changes:
+        before = balances[change.player_id]
+        after = before + change.amount
+        if after < 0:
+            raise insufficient_balance()
+        balances[change.player_id] = after
+        rows.append(
+            LedgerRow(
+                id=change.entry_id,
+                player_id=change.player_id,
+                operator_id=change.operator_id,
+                type=change.type,
+                amount=change.amount,
+                balance_after=after,
+                currency=change.currency,
+                description=change.description,
+                round_id=change.round_id,
+                reference_id=change.reference_id,
+                actor=change.actor,
+            )
+        )
+        results.append(BalanceChange(entry_id=change.entry_id, balance_before=before, balance_after=after))
+    ledger_append_bulk(rows=rows)
+    _balances_write(balances)
+    return results
+
+
+def _wallets_lock(player_ids: list) -> dict:
+    """{player id: balance} with every row locked, in player order; missing wallets are created (balance 0)."""
+
+    def lock(ids):
+        if connection.vendor == "postgresql":  # one array parameter, not a thousand quoted ones
+            with connection.cursor() as cursor:
+                cursor.execute(_LOCK_SQL, [ids])
+                return dict(cursor.fetchall())
+        rows = PlayerWallet.objects.select_for_update().filter(player_id__in=ids).order_by("player_id")
+        return dict(rows.values_list("player_id", "balance"))
+
+    balances = lock(player_ids)
+    missing = [p for p in player_ids if p not in balances]
+    if missing:
+        PlayerWallet.objects.bulk_create([PlayerWallet(player_id=p) for p in missing], ignore_conflicts=True)
+        balances.update(lock(missing))
+    return balances
+
+
+_LOCK_SQL = "SELECT player_id, balance FROM wallet_balances WHERE player_id = ANY(%s::uuid[]) ORDER BY player_id FOR UPDATE"
+
+# One statement whatever the number of wallets: UPDATE ... FROM a table of (player, new balance).
+_BALANCES_SQL = """
+UPDATE wallet_balances AS w SET balance = v.balance, updated_at = %(at)s
+FROM unnest(%(player)s::uuid[], %(balance)s::numeric[]) AS v (player_id, balance)
+WHERE w.player_id = v.player_id
+"""
+
+
+def _balances_write(balances: dict) -> None:
+    if connection.vendor != "postgresql":
+        for player_id, balance in balances.items():
+            PlayerWallet.objects.filter(player_id=player_id).update(balance=balance)
+        return
+    players = sorted(balances)
+    with connection.cursor() as cursor:
+        cursor.execute(_BALANCES_SQL, {"at": timezone.now(), "player": players, "balance": [balances[p] for p in players]})

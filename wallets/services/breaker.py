@@ -35,12 +35,13 @@ def breaker_check(*, config) -> None:
         raise HouseError("Operator wallet unavailable", code="wallet_circuit_open", status=503)
 
 
-def breaker_record(*, config, success: bool) -> None:
+def breaker_record(*, config, success: bool) -> bool:
+    """Count one call's outcome; True when the breaker is open after it (the caller stops sending)."""
     failures_key, open_key, probe_key = _keys(config.operator_id)
     if success:
         if cache.get(open_key) is not None or cache.get(failures_key):
             cache.delete_many([failures_key, open_key, probe_key])
-        return
+        return False
     if cache.add(failures_key, 1, timeout=config.breaker_window_seconds):
         count = 1
     else:
@@ -52,6 +53,8 @@ def breaker_record(*, config, success: bool) -> None:
     if count >= config.breaker_failures or cache.get(open_key) is not None:
         cache.set(open_key, time.time() + config.breaker_cooldown_seconds, timeout=config.breaker_cooldown_seconds * 10)
         cache.delete(probe_key)
+        return True
+    return False
 
 
 def breaker_is_open(*, operator_id) -> bool:

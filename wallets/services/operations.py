@@ -44,6 +44,7 @@ class WalletTarget:
     breaker_window_seconds: int
     breaker_cooldown_seconds: int
     enabled: bool = True
+    max_concurrent_calls: int = 1
 
     @classmethod
     def for_operator(cls, operator_id) -> "WalletTarget":
@@ -57,6 +58,7 @@ class WalletTarget:
             breaker_window_seconds=config.breaker_window_seconds,
             breaker_cooldown_seconds=config.breaker_cooldown_seconds,
             enabled=config.enabled,
+            max_concurrent_calls=config.max_concurrent_calls,
         )
 
     def client(self) -> S2SWalletClient:
@@ -294,9 +296,16 @@ def operation_resolve(*, operation: WalletOperation, note: str, actor: str) -> N
         op.save(update_fields=["status", "resolution_note", "updated_at"])
 
 
+def operation_requeue(*, operation_id) -> bool:
+    """Put a manual case back into automatic handling (due now, a new cut-off); True if it was manual."""
+    return bool(
+        WalletOperation.objects.filter(pk=operation_id, status=OperationStatus.MANUAL).update(
+            status=OperationStatus.UNKNOWN, created_at=timezone.now(), next_attempt_at=None
+        )
+    )
+
+
 def operation_retry_manual(*, operation: WalletOperation) -> WalletOperation:
     """Put a manual case back into automatic handling and try it now."""
-    WalletOperation.objects.filter(pk=operation.pk, status=OperationStatus.MANUAL).update(
-        status=OperationStatus.UNKNOWN, created_at=timezone.now(), next_attempt_at=None
-    )
+    operation_requeue(operation_id=operation.pk)
     return operation_settle(operation=operation)

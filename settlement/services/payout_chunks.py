@@ -1,0 +1,124 @@
+"""Taking a chunk of payouts to work on, safely with any number of workers, and what each one says.
+
+Rows are taken with ``SELECT … FOR UPDATE SKIP LOCKED`` in id order: two workers take disjoint
+chunks, and a worker never waits for another's. Two kinds are taken: pending payouts (never
+attempted), and S2S payouts waiting for a definite answer whose wallet operation is due for
+another attempt (or already answered). Payouts of an operator whose circuit breaker is open are
+left where they are (they queue, SPEC §9) and the claim goes on with other operators' payouts.
+"""
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from casino.models import WalletMode
+from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction
+from wallets.models import LedgerType
+from wallets.selectors import operations_due_or_done
+from wallets.services.breaker import breaker_is_open
+
+
+@dataclass(frozen=True)
+class ClaimedPayout:
+    """A payout taken by this worker, with what paying it needs (read in the claim, not again)."""
+
+    id: uuid.UUID
+    transaction_id: uuid.UUID
+    player_id: uuid.UUID
+    operator_id: uuid.UUID
+    wallet_mode: str
+    user_id: str  # the operator's own player id
+    currency: str
+    amount: Decimal
+    shares: Decimal
+    outcome: str
+
+    @property
+    def at_operator(self) -> bool:
+        return self.wallet_mode == WalletMode.S2S
+
+
+_FIELDS = (
+    "pk",
+    "transaction_id",
+    "player_id",
+    "operator_id",
+    "operator__wallet_mode",
+    "player__external_id",
+    "player__currency",
+    "amount",
+    "shares",
+    "outcome",
+)
+
+
+def payouts_claim(*, settlement_id, status: str, chunk: int) -> list[ClaimedPayout]:
+    """Lock up to ``chunk`` payouts in ``status`` (pending, or sending with their operation due) for
+    this transaction; none of an operator whose breaker is open."""
+    claimed: list[ClaimedPayout] = []
+    blocked: set = set()
+    checked: set = set()
+    while len(claimed) < chunk:
+        rows = _claimable(settlement_id, status).exclude(operator_id__in=blocked).exclude(pk__in=[p.id for p in claimed])
+        taken = [ClaimedPayout(*row) for row in rows.values_list(*_FIELDS)[: chunk - len(claimed)]]
+        operators = {p.operator_id for p in taken if p.at_operator} - checked
+        checked |= operators
+        now_blocked = {operator_id for operator_id in operators if breaker_is_open(operator_id=operator_id)}
+        claimed += [p for p in taken if p.operator_id not in now_blocked]
+        if not now_blocked:
+            break
+        blocked |= now_blocked  # the rows just locked stay as they are; take other operators' instead
+    return claimed
+
+
+def _claimable(settlement_id, status: str):
+    rows = Payout.objects.select_for_update(skip_locked=True, of=("self",)).filter(settlement_id=settlement_id, status=status)
+    if status == PayoutStatus.SENDING:
+        rows = rows.filter(Exists(operations_due_or_done().filter(pk=OuterRef("transaction_id"))))
+    return rows.order_by("pk")
+
+
+_MARK_SQL = """
+UPDATE settlement_payouts SET status = %(status)s, updated_at = %(at)s{attempts}{error}
+WHERE id = ANY(%(ids)s::uuid[]){only_from}
+"""
+
+
+def payouts_mark(*, ids: list, status: str, attempts: bool = False, error: str | None = None, only_from: str | None = None) -> int:
+    """Move payouts to ``status`` in one UPDATE (one array parameter on PostgreSQL, not one per id):
+    counting an attempt, setting last_error, and only those still in ``only_from`` when given."""
+    if not ids:
+        return 0
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        rows = Payout.objects.filter(pk__in=ids)
+        if only_from is not None:
+            rows = rows.filter(status=only_from)
+        fields = {"status": status, "updated_at": now}
+        if attempts:
+            fields["attempts"] = F("attempts") + 1
+        if error is not None:
+            fields["last_error"] = error[:500]
+        return rows.update(**fields)
+    sql = _MARK_SQL.format(
+        attempts=", attempts = attempts + 1" if attempts else "",
+        error=", last_error = %(error)s" if error is not None else "",
+        only_from=" AND status = %(only_from)s" if only_from is not None else "",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"status": status, "at": now, "ids": ids, "error": (error or "")[:500], "only_from": only_from})
+        return cursor.rowcount
+
+
+def payout_ledger_type(settlement: Settlement) -> str:
+    return LedgerType.REFUND if settlement.action == SettlementAction.VOID else LedgerType.PAYOUT
+
+
+def payout_description(settlement: Settlement, payout: ClaimedPayout) -> str:
+    if settlement.action == SettlementAction.VOID:
+        return f"Refund: market {settlement.market_id} voided"
+    return f"Payout: {payout.shares.normalize()} winning shares {payout.outcome.upper()} in {settlement.market_id}"

@@ -1,0 +1,37 @@
+"""House-held (internal) wallets: a chunk of payouts paid in the transaction that claimed it.
+
+Exactly once: the payouts are row-locked by the claim and move from pending to paid in the same
+transaction as their wallet movement, whose ledger rows take the payouts' transaction ids
+(unique). A worker killed anywhere in the chunk rolls the whole chunk back, and a re-run finds
+it pending again.
+"""
+
+from core.metrics import SETTLEMENT_PAYOUTS
+from settlement.models import PayoutStatus, Settlement
+from settlement.services.payout_chunks import ClaimedPayout, payout_description, payout_ledger_type, payouts_mark
+from wallets.services.balances import BulkChange, wallet_changes_bulk
+
+
+def house_payouts_pay(*, settlement: Settlement, payouts: list[ClaimedPayout]) -> None:
+    """Inside the claim's transaction: one bulk wallet movement, the payouts marked paid in one UPDATE."""
+    if not payouts:
+        return
+    kind, round_id = payout_ledger_type(settlement), str(settlement.pk)
+    wallet_changes_bulk(
+        changes=[
+            BulkChange(
+                player_id=p.player_id,
+                operator_id=p.operator_id,
+                currency=p.currency,
+                amount=p.amount,
+                type=kind,
+                description=payout_description(settlement, p),
+                entry_id=p.transaction_id,
+                round_id=round_id,
+                actor="system",
+            )
+            for p in payouts
+        ]
+    )
+    payouts_mark(ids=[p.id for p in payouts], status=PayoutStatus.PAID, attempts=True)
+    SETTLEMENT_PAYOUTS.labels(action=settlement.action, result="paid").inc(len(payouts))
