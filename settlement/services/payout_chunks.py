@@ -21,6 +21,7 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from casino.models import WalletMode
+from core.arrays import pg_array
 from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction, SettlementStatus
 from settlement.services.snapshot import NewPayout, payouts_insert, positions_claim
 from wallets.models import LedgerType
@@ -69,13 +70,41 @@ def settlement_share(*, settlement_id) -> bool:
     return status == SettlementStatus.SETTLING
 
 
-def payouts_from_positions(*, settlement: Settlement, chunk: int) -> list[ClaimedPayout]:
+# Settlement id -> the last position id this process claimed: the next claim starts after it instead of
+# walking again the index entries of the positions closed since (a hint: any worker may claim any position).
+_claimed_up_to: dict = {}
+
+
+def _positions_take(settlement: Settlement, chunk: int) -> list:
+    """Up to ``chunk`` open positions locked: after this process's last claim, then, at the end of the
+    market's positions, from the start (positions another worker held, or whose chunk rolled back)."""
+    after = _claimed_up_to.get(settlement.pk)
+    claimed = positions_claim(settlement=settlement, chunk=chunk, after=after)
+    if len(claimed) < chunk and after is not None:
+        claimed += positions_claim(settlement=settlement, chunk=chunk - len(claimed), up_to=after)
+    if claimed:
+        _claimed_up_to[settlement.pk] = claimed[-1].position_id
+    else:
+        _claimed_up_to.pop(settlement.pk, None)
+    return claimed
+
+
+@dataclass(frozen=True)
+class FromPositions:
+    """What a chunk made of open positions: the payouts to pay now, and whether it took a full chunk
+    (more positions may be open)."""
+
+    payouts: list[ClaimedPayout]
+    full: bool
+
+
+def payouts_from_positions(*, settlement: Settlement, chunk: int) -> FromPositions:
     """Inside the chunk's transaction: up to ``chunk`` open positions locked, their payouts created and
-    the positions closed. Returns the payouts to pay now: house wallet (inserted as paid, the caller
-    moves the money in this transaction) and S2S (inserted as sending, the caller records their
+    the positions closed. The payouts to pay now are house wallet ones (inserted as paid, the caller
+    moves the money in this transaction) and S2S ones (inserted as sending, the caller records their
     credits in it). Losing positions get a payout with nothing due; an S2S operator's payouts wait
     pending while its breaker is open."""
-    claimed = positions_claim(settlement=settlement, chunk=chunk)
+    claimed = _positions_take(settlement, chunk)
     s2s = {c.operator_id for c in claimed if c.wallet_mode == WalletMode.S2S and c.amount > 0}
     blocked = {operator_id for operator_id in s2s if breaker_is_open(operator_id=operator_id)}
     rows = []
@@ -92,7 +121,7 @@ def payouts_from_positions(*, settlement: Settlement, chunk: int) -> list[Claime
     inserted = payouts_insert(settlement=settlement, claimed=claimed, payouts=rows)
     if len(inserted) < len(rows):  # a payout already there for an open position: left as it is, not paid again
         log.error("settlement %s: %d open positions already had a payout", settlement.pk, len(rows) - len(inserted))
-    return [
+    payouts = [
         ClaimedPayout(
             id=row.id,
             transaction_id=row.transaction_id,
@@ -109,6 +138,7 @@ def payouts_from_positions(*, settlement: Settlement, chunk: int) -> list[Claime
         for row in rows
         if row.status in (PayoutStatus.PAID, PayoutStatus.SENDING) and row.position.position_id in inserted
     ]
+    return FromPositions(payouts, full=len(claimed) == chunk)
 
 
 _FIELDS = (
@@ -179,7 +209,7 @@ def payouts_mark(*, ids: list, status: str, attempts: bool = False, error: str |
         only_from=" AND status = %(only_from)s" if only_from is not None else "",
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"status": status, "at": now, "ids": ids, "error": (error or "")[:500], "only_from": only_from})
+        cursor.execute(sql, {"status": status, "at": now, "ids": pg_array(ids), "error": (error or "")[:500], "only_from": only_from})
         return cursor.rowcount
 
 

@@ -54,13 +54,16 @@ def settlement_advance(*, settlement_id, chunk: int = CHUNK) -> bool:
     settlement = Settlement.objects.get(pk=settlement_id)
     if settlement.status != SettlementStatus.SETTLING:
         return True
-    batches = _chunk_take(settlement, chunk)
-    if batches is None:
+    taken = _chunk_take(settlement, chunk)
+    if taken is None:
         return True  # no longer settling: taken over (a reversal) or completed meanwhile
+    batches, more_positions = taken
     for batch in batches:
         operator_payouts_send(settlement=settlement, batch=batch)
     if _refresh_due(settlement_id) or Payout.objects.filter(settlement_id=settlement_id, status=PayoutStatus.FAILED).exists():
         settlement_refresh(settlement_id=settlement_id)
+    if more_positions:
+        return False  # a full chunk of positions: not the end, no need to look
     return settlement_finalize(settlement_id=settlement_id)
 
 
@@ -79,17 +82,19 @@ def _refresh_due(settlement_id) -> bool:
     return True
 
 
-def _chunk_take(settlement: Settlement, chunk: int) -> list[OperatorBatch] | None:
+def _chunk_take(settlement: Settlement, chunk: int) -> tuple[list[OperatorBatch], bool] | None:
     """One transaction: positions' payouts created; house-wallet payouts paid; S2S credits recorded or
-    taken again, held for the calls. None when the settlement is not settling (nothing done)."""
+    taken again, held for the calls. With whether a full chunk of positions was taken; None when the
+    settlement is not settling (nothing done)."""
     with transaction.atomic():
         if not settlement_share(settlement_id=settlement.pk):
             return None
         fresh = payouts_from_positions(settlement=settlement, chunk=chunk)
-        pending = fresh + payouts_claim(settlement_id=settlement.pk, status=PayoutStatus.PENDING, chunk=chunk)
+        pending = fresh.payouts + payouts_claim(settlement_id=settlement.pk, status=PayoutStatus.PENDING, chunk=chunk)
         retrying = payouts_claim(settlement_id=settlement.pk, status=PayoutStatus.SENDING, chunk=chunk)
         house_payouts_pay(settlement=settlement, payouts=[p for p in pending if not p.at_operator])
-        return operator_payouts_hold(settlement=settlement, pending=[p for p in pending if p.at_operator], retrying=retrying)
+        held = operator_payouts_hold(settlement=settlement, pending=[p for p in pending if p.at_operator], retrying=retrying)
+        return held, fresh.full
 
 
 def payout_retry(*, payout_id) -> None:

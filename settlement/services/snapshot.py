@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from casino.models import Position, PositionStatus
 from core import money
+from core.arrays import pg_array
 from settlement.models import Payout, Settlement, SettlementAction
 
 ZERO = Decimal("0")
@@ -97,12 +98,13 @@ ORDER BY o.name
 """
 
 # Every open position of the market, those with no shares left too (they close without a payout), in
-# id order along position_open_by_market; the rows are locked first, then joined to what paying needs.
+# id order along position_open_by_market, within optional bounds; the rows are locked first, then
+# joined to what paying needs.
 _CLAIM_SQL = f"""
 WITH claimed AS MATERIALIZED (
     SELECT p.id, p.player_id, p.operator_id, p.outcome, p.shares, {_DUE_COLUMNS}
     FROM casino_positions p
-    WHERE p.market_id = %(market)s AND p.status = %(open)s
+    WHERE p.market_id = %(market)s AND p.status = %(open)s{{bounds}}
     ORDER BY p.id
     LIMIT %(chunk)s
     FOR UPDATE SKIP LOCKED
@@ -166,14 +168,15 @@ def payouts_preview(*, market_id: str, action: str, outcome: str | None) -> Tota
     return totals
 
 
-def positions_claim(*, settlement: Settlement, chunk: int) -> list[DuePosition]:
+def positions_claim(*, settlement: Settlement, chunk: int, after=None, up_to=None) -> list[DuePosition]:
     """Inside the chunk's transaction: lock up to ``chunk`` of the market's open positions (none another
-    worker holds), with what each is due."""
+    worker holds), ids above ``after`` and up to ``up_to`` when given, with what each is due."""
     if connection.vendor != "postgresql":
-        return _claim_orm(settlement, chunk)
-    params = {**_params(settlement.market_id, settlement.action, settlement.outcome), "chunk": chunk}
+        return _claim_orm(settlement, chunk, after, up_to)
+    params = {**_params(settlement.market_id, settlement.action, settlement.outcome), "chunk": chunk, "after": after, "up_to": up_to}
+    bounds = (" AND p.id > %(after)s" if after is not None else "") + (" AND p.id <= %(up_to)s" if up_to is not None else "")
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, params)
+        cursor.execute(_CLAIM_SQL.format(bounds=bounds), params)
         rows = cursor.fetchall()
     return [
         DuePosition(pid, player, operator, outcome, shares, money.money(cost), money.money(amount), mode, user_id, currency)
@@ -192,19 +195,19 @@ def payouts_insert(*, settlement: Settlement, claimed: list[DuePosition], payout
     params = {
         "settlement": settlement.pk,
         "at": timezone.now(),
-        "id": [p.id for p in payouts],
-        "transaction": [p.transaction_id for p in payouts],
-        "position": [p.position.position_id for p in payouts],
-        "player": [p.position.player_id for p in payouts],
-        "operator": [p.position.operator_id for p in payouts],
-        "outcome": [p.position.outcome for p in payouts],
-        "shares": [p.position.shares for p in payouts],
-        "cost_basis": [p.position.cost_basis for p in payouts],
-        "amount": [p.position.amount for p in payouts],
-        "status": [p.status for p in payouts],
-        "attempts": [p.attempts for p in payouts],
+        "id": pg_array(p.id for p in payouts),
+        "transaction": pg_array(p.transaction_id for p in payouts),
+        "position": pg_array(p.position.position_id for p in payouts),
+        "player": pg_array(p.position.player_id for p in payouts),
+        "operator": pg_array(p.position.operator_id for p in payouts),
+        "outcome": pg_array(p.position.outcome for p in payouts),
+        "shares": pg_array(p.position.shares for p in payouts),
+        "cost_basis": pg_array(p.position.cost_basis for p in payouts),
+        "amount": pg_array(p.position.amount for p in payouts),
+        "status": pg_array(p.status for p in payouts),
+        "attempts": pg_array(p.attempts for p in payouts),
         "closed": closed,
-        "claimed": [c.position_id for c in claimed],
+        "claimed": pg_array(c.position_id for c in claimed),
         "open": PositionStatus.OPEN,
     }
     with connection.cursor() as cursor:
@@ -229,13 +232,13 @@ def _open_positions(market_id: str):
     return Position.objects.filter(market_id=market_id, status=PositionStatus.OPEN, shares__gt=0).select_related("operator")
 
 
-def _claim_orm(settlement: Settlement, chunk: int) -> list[DuePosition]:
-    rows = (
-        Position.objects.select_for_update()
-        .filter(market_id=settlement.market_id, status=PositionStatus.OPEN)
-        .select_related("operator", "player")
-        .order_by("pk")[:chunk]
-    )
+def _claim_orm(settlement: Settlement, chunk: int, after, up_to) -> list[DuePosition]:
+    rows = Position.objects.select_for_update().filter(market_id=settlement.market_id, status=PositionStatus.OPEN)
+    if after is not None:
+        rows = rows.filter(pk__gt=after)
+    if up_to is not None:
+        rows = rows.filter(pk__lte=up_to)
+    rows = rows.select_related("operator", "player").order_by("pk")[:chunk]
     claimed = []
     for position in rows:
         amount, cost, _ = _due(position, settlement.action, settlement.outcome)
