@@ -7,13 +7,15 @@ For each scenario a fresh market gets ``--positions`` open positions (half YES, 
 player each, rows created in bulk, not through the trade API) and an exposure book holding
 them. Then, timed separately:
 
-1. the decision: ``market_settle`` (what the staff request runs: lock the market, snapshot one
-   Payout per open position, close the positions). Celery is not eager here (REDIS_URL is set)
-   and no worker runs, so the task it schedules is never executed: the benchmark pays itself;
+1. the decision: ``market_settle`` (what the staff request runs: lock the market, the totals from
+   one aggregate over the open positions, the Settlement; no row per position). Celery is not eager
+   here (REDIS_URL is set) and no worker runs, so the task it schedules is never executed: the
+   benchmark pays itself;
 2. the payouts: ``--workers`` processes (started and connected before the clock starts) call
    ``settlement_advance(chunk=--chunk)`` until it returns True, concurrently when more than one
-   (safe: payouts are claimed under SKIP LOCKED row locks). SQL queries are counted, and the CPU
-   used by the benchmark (workers, PostgreSQL, wallet server) and by other work is measured.
+   (safe: positions and payouts are claimed under SKIP LOCKED row locks); each chunk of positions
+   creates their payouts, closes them and pays them. SQL queries are counted, and the CPU used by
+   the benchmark (workers, PostgreSQL, wallet server) and by other work is measured.
 
 Wallet kinds: ``internal`` (house-held balances, one ledger row per payout) and ``s2s`` (each
 payout is a signed HTTP credit to the reference operator wallet server, run as a separate
@@ -566,10 +568,11 @@ def main() -> None:
         f"- Data: per row a fresh market with {n:,} open positions, half YES and half NO, one player each, seeded in bulk "
         f"(not through the trade API), with its exposure book; resolved YES, so a resolve pays {n // 2:,} winners; a void "
         f"refunds all {n:,} their cost basis\n"
-        "- *Decision ms*: `market_settle` (lock the market, snapshot one Payout per open position in one statement, close the "
-        "positions), what the staff request runs. Celery is not eager and no worker runs, so the benchmark pays itself\n"
+        "- *Decision ms*: `market_settle` (lock the market, the totals from one aggregate over the open positions, the Settlement; "
+        "no row per position), what the staff request runs. Celery is not eager and no worker runs, so the benchmark pays itself\n"
         f"- *Payout seconds*: N worker processes (like Celery workers, started and connected before the clock starts) calling "
-        f"`settlement_advance(chunk={args.chunk})` until it returns True. Internal: house balances and ledger. S2S: each payout is a "
+        f"`settlement_advance(chunk={args.chunk})` until it returns True; each chunk of {args.chunk} positions creates their payouts "
+        "(losers: nothing due), closes the positions and pays. Internal: house balances and ledger. S2S: each payout is a "
         "signed HTTP credit to the reference wallet server (`manage.py run_wallet_server --control`, its own process, threaded, "
         "loopback, no latency added), at most the operator's `max_concurrent_calls` (default 8) in flight per worker, timed "
         "together with everything the house records around it\n"

@@ -316,7 +316,14 @@ class Position(models.Model):
         ]
         # updated_at is not indexed, so a trade's position update (shares, average, version,
         # updated_at) is a HOT update that writes no index entry (fillfactor, migration 0005).
-        indexes = [models.Index(fields=["player", "status"], name="position_player_status_only")]
+        indexes = [
+            models.Index(fields=["player", "status"], name="position_player_status_only"),
+            # A settlement's workers claim a market's open positions a chunk at a time in id order
+            # (SKIP LOCKED): this hands them over without reading the closed ones or sorting. Partial:
+            # a position closing writes no entry here, and status is indexed already (the update of a
+            # trade stays HOT).
+            models.Index(fields=["market", "id"], name="position_open_by_market", condition=Q(status="open")),
+        ]
 
 
 class MarketExposure(models.Model):

@@ -5,7 +5,7 @@ import logging
 from celery import shared_task
 
 from settlement.models import Settlement, SettlementStatus
-from settlement.services.payouts import settlement_advance
+from settlement.services.payouts import settlement_advance, settlement_backlog
 
 log = logging.getLogger("house.settlement")
 
@@ -18,14 +18,13 @@ def settle_market(self, settlement_id: str) -> str:
     payout is paid at most once, see settlement.services.payouts)."""
     if self.request.is_eager:  # no broker (embedded default): settle synchronously
         for _ in range(MAX_EAGER_PASSES):
-            before = _outstanding(settlement_id)
-            if settlement_advance(settlement_id=settlement_id) or _outstanding(settlement_id) == before:
+            before = settlement_backlog(settlement_id=settlement_id)
+            if settlement_advance(settlement_id=settlement_id) or settlement_backlog(settlement_id=settlement_id) == before:
                 break
         return Settlement.objects.get(pk=settlement_id).status
     if settlement_advance(settlement_id=settlement_id):
-        return SettlementStatus.COMPLETED
-    waiting_only = _outstanding(settlement_id) == _waiting(settlement_id)
-    raise self.retry(countdown=5 if waiting_only else 0)
+        return Settlement.objects.get(pk=settlement_id).status
+    raise self.retry(countdown=5 if settlement_backlog(settlement_id=settlement_id).waiting_only else 0)
 
 
 @shared_task(acks_late=True)
@@ -35,15 +34,3 @@ def settlements_resume() -> int:
     for settlement_id in ids:
         settle_market.delay(str(settlement_id))
     return len(ids)
-
-
-def _outstanding(settlement_id) -> int:
-    from settlement.models import Payout, PayoutStatus
-
-    return Payout.objects.filter(settlement_id=settlement_id, status__in=[PayoutStatus.PENDING, PayoutStatus.SENDING]).count()
-
-
-def _waiting(settlement_id) -> int:
-    from settlement.models import Payout, PayoutStatus
-
-    return Payout.objects.filter(settlement_id=settlement_id, status=PayoutStatus.SENDING).count()

@@ -7,7 +7,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 import pytest
 from django.db import connections
-from django.db.models import Sum
+from django.db.models import Count, Q, Sum
 
 from casino.models import Market, MarketExposure, Position, Trade
 from casino.services.exposure import exposure_book, global_exposure_bound
@@ -121,8 +121,14 @@ def _assert_settled(market_id: str, status: str):
     assert set(Position.objects.filter(market_id=market_id, shares__gt=0).values_list("status", flat=True)) <= {"resolved", "voided"}
     assert exposure_book(market_id=market_id).worst_case_loss == 0
     assert not MarketExposure.objects.filter(market_id=market_id).exclude(yes_shares=0, no_shares=0, cash_in=0).exists()
-    assert Settlement.objects.get(market_id=market_id).status == "completed"
+    settlement = Settlement.objects.get(market_id=market_id)
+    assert settlement.status == "completed"
     assert not Payout.objects.exclude(status__in=["paid", "nothing_due"]).exists()
+    # The decision's totals are what the chunks paid: one payout per position it counted.
+    payouts = Payout.objects.filter(settlement=settlement)
+    made = payouts.aggregate(n=Count("pk"), s=Sum("amount"), paid=Sum("amount", filter=Q(status="paid")))
+    assert (made["n"], made["s"], made["paid"] or 0) == (settlement.total_positions, settlement.total_payout, settlement.total_payout)
+    assert (settlement.paid_amount, settlement.failed_count) == (settlement.total_payout, 0)
 
 
 def test_trading_stops_the_moment_a_market_is_resolved(make_player, market, staff_api, monkeypatch):
@@ -183,10 +189,15 @@ def test_a_worker_killed_mid_chunk_and_rerun_pays_every_winner_exactly_once(make
         return real(**kwargs)
 
     monkeypatch.setattr(payouts_house, "wallet_changes_bulk", dies_in_the_second_chunk)
-    settlement_advance(settlement_id=settlement.pk, chunk=3)
+    settlement_advance(settlement_id=settlement.pk, chunk=4)
+    first_chunk = {p.position_id: p.status for p in Payout.objects.all()}
+    assert len(first_chunk) == 4 and "paid" in first_chunk.values()
     with pytest.raises(SimulatedCrash):
-        settlement_advance(settlement_id=settlement.pk, chunk=3)
-    assert Payout.objects.filter(status="paid").count() == 3
+        settlement_advance(settlement_id=settlement.pk, chunk=4)
+    # The second chunk left nothing: no payout, its positions open, no ledger row.
+    assert {p.position_id: p.status for p in Payout.objects.all()} == first_chunk
+    assert Position.objects.filter(market_id=MARKET, status="open").count() == len(payout) - 4
+    assert LedgerEntry.objects.filter(type="payout").count() == list(first_chunk.values()).count("paid")
     monkeypatch.setattr(payouts_house, "wallet_changes_bulk", real)
     for _ in range(3):  # the task re-run, more than once
         settlement_advance(settlement_id=settlement.pk, chunk=2)
@@ -354,8 +365,8 @@ def test_concurrent_workers_taking_chunks_pay_once(make_player, market, staff_ap
 
 @requires_postgres
 def test_the_decision_computes_amounts_in_sql_by_the_money_rules(make_player, market):
-    """Positions seeded with awkward shares and prices: every payout's amount and cost basis, and the
-    totals, are what core.money gives (the SQL snapshot against the Python rules)."""
+    """Positions seeded with awkward shares and prices: the decision's totals, and every payout's amount
+    and cost basis made by the chunks, are what core.money gives (the SQL against the Python rules)."""
     from casino.models import PositionStatus
     from core import money
     from settlement.services.decide import market_settle, settlement_plan
@@ -373,14 +384,18 @@ def test_the_decision_computes_amounts_in_sql_by_the_money_rules(make_player, ma
     settlement = market_settle(market_id=MARKET, action="resolve", outcome="yes")
     expected_payout = expected_cost = Decimal("0")
     for position in positions:
+        expected_payout += money.payout_for_shares(position.shares) if position.outcome == "yes" else Decimal("0")
+        expected_cost += money.cents_down(position.shares * position.avg_price / money.HUNDRED)
+    totals = (expected_payout, expected_cost)
+    assert (settlement.total_payout, settlement.total_cost_basis) == (plan.total_payout, plan.total_cost_basis) == totals
+    assert settlement.total_winners == plan.total_winners == len([p for p in positions if p.outcome == "yes"])
+    while not settlement_advance(settlement_id=settlement.pk, chunk=7):
+        pass
+    for position in positions:
         paid = Payout.objects.get(position=position)
         cost = money.cents_down(position.shares * position.avg_price / money.HUNDRED)
         due = money.payout_for_shares(position.shares) if position.outcome == "yes" else Decimal("0")
         assert (paid.cost_basis, paid.amount) == (cost, due), (position.shares, position.avg_price)
-        assert paid.status == ("pending" if due > 0 else "nothing_due")
-        expected_payout += due
-        expected_cost += cost
-    totals = (expected_payout, expected_cost)
-    assert (settlement.total_payout, settlement.total_cost_basis) == (plan.total_payout, plan.total_cost_basis) == totals
-    assert settlement.total_winners == plan.total_winners == len([p for p in positions if p.outcome == "yes"])
+        assert paid.status == ("paid" if due > 0 else "nothing_due")
+    assert Payout.objects.aggregate(s=Sum("amount"))["s"] == settlement.total_payout
     assert set(Position.objects.filter(market=market).values_list("status", flat=True)) == {PositionStatus.RESOLVED}

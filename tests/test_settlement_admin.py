@@ -9,9 +9,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from casino.models import Market
+from casino.models import Market, Position
 from casino.services.credentials import operator_create
 from casino.services.markets import reference_price_set
+from core import money
 from settlement.models import Payout, PayoutStatus, Settlement
 from settlement.services.decide import market_settle, settlement_plan
 from settlement.services.payouts import settlement_advance, settlement_refresh
@@ -184,12 +185,32 @@ def test_settlement_page_shows_progress_totals_and_operators(admin_client, book)
     assert "No failed payout." in html
 
 
+def _a_refused_payout(settlement) -> Payout:
+    """What an operator's refusal leaves: the position closed, its payout failed. The book's wallets are
+    house-held, which never refuse, so the state is written here."""
+    position = Position.objects.filter(market_id=MARKET, outcome="yes", status="open").order_by("shares").first()
+    payout = Payout.objects.create(
+        settlement=settlement,
+        position=position,
+        player_id=position.player_id,
+        operator_id=position.operator_id,
+        outcome=position.outcome,
+        shares=position.shares,
+        cost_basis=money.cents_down(position.shares * position.avg_price / money.HUNDRED),
+        amount=money.payout_for_shares(position.shares),
+        status=PayoutStatus.FAILED,
+        attempts=1,
+        last_error="operator refused: ACCOUNT_LOCKED",
+    )
+    Position.objects.filter(pk=position.pk).update(status="resolved")
+    return payout
+
+
 def test_a_failed_payout_is_listed_and_retried(admin_client, book):
     settlement = market_settle(market_id=MARKET, action="resolve", outcome="yes")
-    failing = Payout.objects.filter(settlement=settlement, status=PayoutStatus.PENDING).order_by("amount").first()
+    failing = _a_refused_payout(settlement)
     old_transaction = failing.transaction_id
-    Payout.objects.filter(pk=failing.pk).update(status=PayoutStatus.FAILED, attempts=1, last_error="operator refused: ACCOUNT_LOCKED")
-    assert settlement_advance(settlement_id=settlement.pk) is False  # the failure keeps it open
+    assert settlement_advance(settlement_id=settlement.pk) is False  # the others are paid; the failure keeps it open
     settlement.refresh_from_db()
     assert settlement.failed_count == 1 and settlement.status == "settling"
 

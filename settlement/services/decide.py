@@ -1,10 +1,13 @@
-"""Resolve or void a market: record the decision, stop trading, fix what every position gets.
+"""Resolve or void a market: record the decision, stop trading, fix what the positions get in total.
 
 The market row is locked FOR UPDATE, which waits for trades in flight (they hold it FOR
 SHARE) and makes every later trade see the new status: trading stops at that moment. The
-open positions are snapshotted into one Payout each (unique per position) with the amount
-due (settlement.services.snapshot: one statement on PostgreSQL, so the lock is short), the
-totals go on the Settlement (unique per market), and a Celery task pays.
+decision writes no row per position: one aggregate over the open positions gives the totals
+(settlement.services.snapshot, the money rules of core.money), which go on the Settlement (unique
+per market), and a Celery task creates and pays the payouts a chunk of positions at a time
+(settlement.services.payouts). So the market row is held for one aggregate, whatever the number
+of positions; the positions read open until their chunk pays them, while the market reads
+resolving.
 """
 
 from dataclasses import dataclass
@@ -16,7 +19,7 @@ from casino.models import Market, MarketStatus
 from core.errors import HouseError
 from core.metrics import SETTLEMENTS
 from settlement.models import Settlement, SettlementAction
-from settlement.services.snapshot import Totals, payouts_preview, payouts_snapshot
+from settlement.services.snapshot import Totals, payouts_preview, payouts_totals
 
 ZERO = Decimal("0")
 
@@ -85,25 +88,23 @@ def market_settle(*, market_id: str, action: str, outcome: str | None = None, re
         market.status = MarketStatus.RESOLVING
         market.outcome = outcome
         market.save(update_fields=["status", "outcome", "updated_at"])
+        # No trade can change the positions from here on (the market is locked, then resolving).
+        totals = payouts_totals(market_id=market.pk, action=action, outcome=outcome)
         settlement = Settlement.objects.create(
             market=market,
             action=action,
             outcome=outcome,
             reason=reason or ("Voided by admin" if action == SettlementAction.VOID else ""),
             requested_by=requested_by,
+            total_positions=totals.positions,
+            total_winners=totals.winners,
+            total_payout=totals.payout,
+            total_cost_basis=totals.cost_basis,
+            casino_profit=_casino_profit(action, totals),
         )
-        _snapshot(settlement)
         SETTLEMENTS.labels(action=action, stage="decided").inc()
         transaction.on_commit(lambda: _start(settlement.pk))
     return settlement
-
-
-def _snapshot(settlement: Settlement) -> None:
-    totals = payouts_snapshot(settlement=settlement)
-    settlement.total_positions, settlement.total_winners = totals.positions, totals.winners
-    settlement.total_payout, settlement.total_cost_basis = totals.payout, totals.cost_basis
-    settlement.casino_profit = _casino_profit(settlement.action, totals)
-    settlement.save(update_fields=["total_positions", "total_winners", "total_payout", "total_cost_basis", "casino_profit"])
 
 
 def _start(settlement_id) -> None:

@@ -1,12 +1,17 @@
-"""Taking a chunk of payouts to work on, safely with any number of workers, and what each one says.
+"""Taking a chunk to work on, safely with any number of workers, and what each payout says.
 
-Rows are taken with ``SELECT … FOR UPDATE SKIP LOCKED`` in id order: two workers take disjoint
-chunks, and a worker never waits for another's. Two kinds are taken: pending payouts (never
-attempted), and S2S payouts waiting for a definite answer whose wallet operation is due for
-another attempt (or already answered). Payouts of an operator whose circuit breaker is open are
-left where they are (they queue, SPEC §9) and the claim goes on with other operators' payouts.
+Every chunk's transaction first takes its settlement row FOR SHARE and goes on only while the
+settlement is settling: a reversal (or the completion) takes it FOR UPDATE, so it waits for the
+chunks in flight and no chunk starts under it. Rows are then taken with ``SELECT … FOR UPDATE SKIP
+LOCKED`` in id order: two workers take disjoint chunks, and a worker never waits for another's.
+Three kinds are taken: the market's open positions (their payouts are created by the chunk that
+pays them, ``payouts_from_positions``), payouts left pending, and S2S payouts waiting for a
+definite answer whose wallet operation is due for another attempt (or already answered). Payouts of
+an operator whose circuit breaker is open are left pending (they queue, SPEC §9) and the chunk goes
+on with other operators' payouts.
 """
 
+import logging
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,10 +21,14 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from casino.models import WalletMode
-from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction
+from core.arrays import pg_array
+from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction, SettlementStatus
+from settlement.services.snapshot import NewPayout, payouts_insert, positions_claim
 from wallets.models import LedgerType
 from wallets.selectors import operations_due_or_done
 from wallets.services.breaker import breaker_is_open
+
+log = logging.getLogger("house.settlement")
 
 
 @dataclass(frozen=True)
@@ -36,10 +45,100 @@ class ClaimedPayout:
     amount: Decimal
     shares: Decimal
     outcome: str
+    # Created by this transaction from its position, already in the state paying it leaves it in
+    # (house wallet: paid; S2S: sending), so nothing marks it again.
+    fresh: bool = False
 
     @property
     def at_operator(self) -> bool:
         return self.wallet_mode == WalletMode.S2S
+
+
+_SHARE_SQL = "SELECT status FROM settlements WHERE id = %s FOR SHARE"
+
+
+def settlement_share(*, settlement_id) -> bool:
+    """Inside a chunk's transaction, before anything else: the settlement row held FOR SHARE until the
+    end of it. False (the chunk must do nothing) when the settlement is no longer settling."""
+    if connection.vendor != "postgresql":  # one writer at a time: a plain read
+        status = Settlement.objects.filter(pk=settlement_id).values_list("status", flat=True).first()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_SHARE_SQL, [settlement_id])
+            row = cursor.fetchone()
+        status = row[0] if row else None
+    return status == SettlementStatus.SETTLING
+
+
+# Settlement id -> the last position id this process claimed: the next claim starts after it instead of
+# walking again the index entries of the positions closed since (a hint: any worker may claim any position).
+_claimed_up_to: dict = {}
+
+
+def _positions_take(settlement: Settlement, chunk: int) -> list:
+    """Up to ``chunk`` open positions locked: after this process's last claim, then, at the end of the
+    market's positions, from the start (positions another worker held, or whose chunk rolled back)."""
+    after = _claimed_up_to.get(settlement.pk)
+    claimed = positions_claim(settlement=settlement, chunk=chunk, after=after)
+    if len(claimed) < chunk and after is not None:
+        claimed += positions_claim(settlement=settlement, chunk=chunk - len(claimed), up_to=after)
+    if claimed:
+        _claimed_up_to[settlement.pk] = claimed[-1].position_id
+    else:
+        _claimed_up_to.pop(settlement.pk, None)
+    return claimed
+
+
+@dataclass(frozen=True)
+class FromPositions:
+    """What a chunk made of open positions: the payouts to pay now, and whether it took a full chunk
+    (more positions may be open)."""
+
+    payouts: list[ClaimedPayout]
+    full: bool
+
+
+def payouts_from_positions(*, settlement: Settlement, chunk: int) -> FromPositions:
+    """Inside the chunk's transaction: up to ``chunk`` open positions locked, their payouts created and
+    the positions closed. The payouts to pay now are house wallet ones (inserted as paid, the caller
+    moves the money in this transaction) and S2S ones (inserted as sending, the caller records their
+    credits in it). Losing positions get a payout with nothing due; an S2S operator's payouts wait
+    pending while its breaker is open."""
+    claimed = _positions_take(settlement, chunk)
+    s2s = {c.operator_id for c in claimed if c.wallet_mode == WalletMode.S2S and c.amount > 0}
+    blocked = {operator_id for operator_id in s2s if breaker_is_open(operator_id=operator_id)}
+    rows = []
+    for position in claimed:
+        if position.shares <= 0:
+            continue  # closed with nothing to pay, as a sell to zero would have
+        if position.amount <= 0:
+            status, attempts = PayoutStatus.NOTHING_DUE, 0
+        elif position.operator_id in blocked:
+            status, attempts = PayoutStatus.PENDING, 0
+        else:
+            status, attempts = (PayoutStatus.SENDING if position.wallet_mode == WalletMode.S2S else PayoutStatus.PAID), 1
+        rows.append(NewPayout(uuid.uuid4(), uuid.uuid4(), position, status, attempts))
+    inserted = payouts_insert(settlement=settlement, claimed=claimed, payouts=rows)
+    if len(inserted) < len(rows):  # a payout already there for an open position: left as it is, not paid again
+        log.error("settlement %s: %d open positions already had a payout", settlement.pk, len(rows) - len(inserted))
+    payouts = [
+        ClaimedPayout(
+            id=row.id,
+            transaction_id=row.transaction_id,
+            player_id=row.position.player_id,
+            operator_id=row.position.operator_id,
+            wallet_mode=row.position.wallet_mode,
+            user_id=row.position.user_id,
+            currency=row.position.currency,
+            amount=row.position.amount,
+            shares=row.position.shares,
+            outcome=row.position.outcome,
+            fresh=True,
+        )
+        for row in rows
+        if row.status in (PayoutStatus.PAID, PayoutStatus.SENDING) and row.position.position_id in inserted
+    ]
+    return FromPositions(payouts, full=len(claimed) == chunk)
 
 
 _FIELDS = (
@@ -110,7 +209,7 @@ def payouts_mark(*, ids: list, status: str, attempts: bool = False, error: str |
         only_from=" AND status = %(only_from)s" if only_from is not None else "",
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"status": status, "at": now, "ids": ids, "error": (error or "")[:500], "only_from": only_from})
+        cursor.execute(sql, {"status": status, "at": now, "ids": pg_array(ids), "error": (error or "")[:500], "only_from": only_from})
         return cursor.rowcount
 
 

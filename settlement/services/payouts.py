@@ -1,35 +1,42 @@
 """Paying a settlement, a chunk at a time, each payout exactly once: the story.
 
     settlement_advance   one pass: take a chunk, pay it, send what goes to operators, finalize when done
-      payouts_claim          pending payouts, then S2S payouts due for a retry: row locks, SKIP LOCKED, id order
+      settlement_share       the settlement row FOR SHARE; nothing is done unless it is settling
+      payouts_from_positions open positions locked (SKIP LOCKED, id order), their payouts created, the positions closed
+      payouts_claim          payouts left pending, then S2S payouts due for a retry: row locks, SKIP LOCKED, id order
       house_payouts_pay      house-held wallets: paid in the claim's transaction (one bulk wallet movement)
       operator_payouts_hold  S2S: credits recorded and held by this worker in the claim's transaction
       operator_payouts_send  S2S: the calls with no transaction open (concurrent, bounded per operator), the answers
-    settlement_finalize  when nothing is pending, sending or failed: the market resolved/voided, exposure cleared
+    settlement_finalize  when no position is open and no payout pending, sending or failed: the market
+                         resolved/voided, exposure cleared
 
-Exactly once, whatever happens: a payout leaves pending only under its row lock, in the
-transaction that pays it (house wallet: ledger row id = the payout's transaction id, unique) or
-records its credit (S2S: the WalletOperation with that id, re-sent under it until the operator
-answers definitely). Re-running a chunk, a killed worker, or several workers at once cannot pay
-twice, and nothing is skipped: the settlement completes only when no payout is left pending,
-sending or failed. Another kind of movement to or from many players per settlement (a reversal)
-follows the same shape: its own claim, wallets' bulk services for the money.
+The decision (settlement.services.decide) writes no payout: a position's payout is created by the
+chunk that pays it, in one transaction that closes the position, creates the payout and pays it
+(house wallet) or records its credit (S2S). Exactly once, whatever happens: a position leaves open
+only under its row lock, in that transaction, and a payout leaves pending only under its row lock
+in the transaction that pays it; the ledger row (house wallet) or the WalletOperation (S2S, re-sent
+under the same id until the operator answers definitely) takes the payout's transaction id
+(unique). Re-running a chunk, a killed worker, or several workers at once cannot pay twice, and
+nothing is skipped: the settlement completes only when no position of the market is open and no
+payout is pending, sending or failed. Another kind of movement to or from many players per
+settlement (a reversal) follows the same shape: its own claim, wallets' bulk services for the money.
 """
 
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from casino.models import Market, MarketStatus
+from casino.models import Market, MarketStatus, Position, PositionStatus
 from casino.services.exposure import exposure_clear_market
 from core.metrics import SETTLEMENTS
 from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction, SettlementStatus
-from settlement.services.payout_chunks import payouts_claim
+from settlement.services.payout_chunks import payouts_claim, payouts_from_positions, settlement_share
 from settlement.services.payouts_house import house_payouts_pay
 from settlement.services.payouts_operator import OperatorBatch, operator_payouts_hold, operator_payouts_send
 from wallets.services.operations import operation_requeue
@@ -40,15 +47,23 @@ CHUNK = 1000
 
 
 def settlement_advance(*, settlement_id, chunk: int = CHUNK) -> bool:
-    """Pay up to ``chunk`` pending payouts and retry up to ``chunk`` S2S payouts due again; finalize when
-    none is outstanding. True when complete. Safe to run concurrently and again after a crash."""
+    """Pay the payouts of up to ``chunk`` open positions, up to ``chunk`` payouts left pending, and retry up
+    to ``chunk`` S2S payouts due again; finalize when nothing is outstanding. True when complete, or when
+    the settlement is no longer settling (nothing left to do here). Safe to run concurrently and again
+    after a crash."""
     settlement = Settlement.objects.get(pk=settlement_id)
-    if settlement.status == SettlementStatus.COMPLETED:
+    if settlement.status != SettlementStatus.SETTLING:
         return True
-    for batch in _chunk_take(settlement, chunk):
+    taken = _chunk_take(settlement, chunk)
+    if taken is None:
+        return True  # no longer settling: taken over (a reversal) or completed meanwhile
+    batches, more_positions = taken
+    for batch in batches:
         operator_payouts_send(settlement=settlement, batch=batch)
     if _refresh_due(settlement_id) or Payout.objects.filter(settlement_id=settlement_id, status=PayoutStatus.FAILED).exists():
         settlement_refresh(settlement_id=settlement_id)
+    if more_positions:
+        return False  # a full chunk of positions: not the end, no need to look
     return settlement_finalize(settlement_id=settlement_id)
 
 
@@ -67,13 +82,19 @@ def _refresh_due(settlement_id) -> bool:
     return True
 
 
-def _chunk_take(settlement: Settlement, chunk: int) -> list[OperatorBatch]:
-    """One transaction: house-wallet payouts paid; S2S credits recorded or taken again, held for the calls."""
+def _chunk_take(settlement: Settlement, chunk: int) -> tuple[list[OperatorBatch], bool] | None:
+    """One transaction: positions' payouts created; house-wallet payouts paid; S2S credits recorded or
+    taken again, held for the calls. With whether a full chunk of positions was taken; None when the
+    settlement is not settling (nothing done)."""
     with transaction.atomic():
-        pending = payouts_claim(settlement_id=settlement.pk, status=PayoutStatus.PENDING, chunk=chunk)
+        if not settlement_share(settlement_id=settlement.pk):
+            return None
+        fresh = payouts_from_positions(settlement=settlement, chunk=chunk)
+        pending = fresh.payouts + payouts_claim(settlement_id=settlement.pk, status=PayoutStatus.PENDING, chunk=chunk)
         retrying = payouts_claim(settlement_id=settlement.pk, status=PayoutStatus.SENDING, chunk=chunk)
         house_payouts_pay(settlement=settlement, payouts=[p for p in pending if not p.at_operator])
-        return operator_payouts_hold(settlement=settlement, pending=[p for p in pending if p.at_operator], retrying=retrying)
+        held = operator_payouts_hold(settlement=settlement, pending=[p for p in pending if p.at_operator], retrying=retrying)
+        return held, fresh.full
 
 
 def payout_retry(*, payout_id) -> None:
@@ -93,29 +114,76 @@ def payout_retry(*, payout_id) -> None:
         payout.save(update_fields=["status", "last_error", "transaction_id", "updated_at"])
 
 
-def settlement_refresh(*, settlement_id) -> None:
+def settlement_refresh(*, settlement_id, final: bool = False) -> None:
+    """The progress counters from the payouts. ``final``: also check them against the decision's totals."""
     agg = Payout.objects.filter(settlement_id=settlement_id).aggregate(
         paid=Count("pk", filter=Q(status=PayoutStatus.PAID)),
         paid_amount=Sum("amount", filter=Q(status=PayoutStatus.PAID)),
         failed=Count("pk", filter=Q(status=PayoutStatus.FAILED)),
+        payouts=Count("pk"),
+        amount=Sum("amount"),
     )
     Settlement.objects.filter(pk=settlement_id).update(
         paid_count=agg["paid"], paid_amount=agg["paid_amount"] or Decimal("0"), failed_count=agg["failed"]
     )
+    if final:
+        settlement = Settlement.objects.get(pk=settlement_id)
+        made = (agg["payouts"], agg["amount"] or Decimal("0"))
+        if made != (settlement.total_positions, settlement.total_payout):
+            # A position's shares changed after the decision (an S2S sell whose credit was refused
+            # gives them back): the payouts follow the positions, the decision's totals do not.
+            log.error("settlement %s: payouts %s differ from the decision's totals %s", settlement_id, made, settlement.total_payout)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What a settlement still has to do: positions to pay, payouts not yet sent, payouts waiting for answers."""
+
+    open_positions: int
+    pending: int
+    sending: int
+
+    @property
+    def waiting_only(self) -> bool:
+        """Only answers or retries of S2S credits are left (nothing a worker can take at once)."""
+        return self.open_positions == 0 and self.pending == 0
+
+
+def settlement_backlog(*, settlement_id) -> Backlog:
+    settlement = Settlement.objects.get(pk=settlement_id)
+    counts = dict(
+        Payout.objects.filter(settlement_id=settlement_id, status__in=[PayoutStatus.PENDING, PayoutStatus.SENDING])
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("pk"))
+    )
+    positions = Position.objects.filter(market_id=settlement.market_id, status=PositionStatus.OPEN).count()
+    return Backlog(positions, counts.get(PayoutStatus.PENDING, 0), counts.get(PayoutStatus.SENDING, 0))
+
+
+def _outstanding(settlement: Settlement) -> bool:
+    """A position of the market still open, or a payout pending, sending or failed. Exact only while the
+    settlement row is locked FOR UPDATE: no chunk is then in flight (each holds it FOR SHARE)."""
+    payouts = Payout.objects.filter(
+        settlement_id=settlement.pk, status__in=[PayoutStatus.PENDING, PayoutStatus.SENDING, PayoutStatus.FAILED]
+    )
+    return Position.objects.filter(market_id=settlement.market_id, status=PositionStatus.OPEN).exists() or payouts.exists()
 
 
 def settlement_finalize(*, settlement_id) -> bool:
-    outstanding = Payout.objects.filter(
-        settlement_id=settlement_id, status__in=[PayoutStatus.PENDING, PayoutStatus.SENDING, PayoutStatus.FAILED]
-    )
-    if outstanding.exists():
+    settlement = Settlement.objects.get(pk=settlement_id)
+    if settlement.status != SettlementStatus.SETTLING:
+        return True
+    if _outstanding(settlement):  # without the lock: most passes stop here
         return False
-    settlement_refresh(settlement_id=settlement_id)  # the final counts, exact
+    settlement_refresh(settlement_id=settlement_id, final=True)  # the final counts, exact
     _refreshed_at.pop(settlement_id, None)
     with transaction.atomic():
-        settlement = Settlement.objects.select_for_update().get(pk=settlement_id)
-        if settlement.status == SettlementStatus.COMPLETED:
+        settlement = Settlement.objects.select_for_update().get(pk=settlement_id)  # waits for the chunks in flight
+        if settlement.status != SettlementStatus.SETTLING:
             return True
+        if _outstanding(settlement):
+            return False
         final = MarketStatus.VOIDED if settlement.action == SettlementAction.VOID else MarketStatus.RESOLVED
         Market.objects.filter(pk=settlement.market_id).update(status=final, updated_at=timezone.now())
         exposure_clear_market(market_id=settlement.market_id)

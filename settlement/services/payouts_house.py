@@ -1,9 +1,9 @@
 """House-held (internal) wallets: a chunk of payouts paid in the transaction that claimed it.
 
-Exactly once: the payouts are row-locked by the claim and move from pending to paid in the same
-transaction as their wallet movement, whose ledger rows take the payouts' transaction ids
-(unique). A worker killed anywhere in the chunk rolls the whole chunk back, and a re-run finds
-it pending again.
+Exactly once: a payout is created as paid, or moves from pending to paid under its row lock, in
+the same transaction as its wallet movement, whose ledger row takes the payout's transaction id
+(unique); its position is closed in that transaction too. A worker killed anywhere in the chunk
+rolls the whole chunk back, and a re-run finds the positions open (or the payouts pending) again.
 """
 
 from core.metrics import SETTLEMENT_PAYOUTS
@@ -13,7 +13,8 @@ from wallets.services.balances import BulkChange, wallet_changes_bulk
 
 
 def house_payouts_pay(*, settlement: Settlement, payouts: list[ClaimedPayout]) -> None:
-    """Inside the claim's transaction: one bulk wallet movement, the payouts marked paid in one UPDATE."""
+    """Inside the claim's transaction: one bulk wallet movement; the payouts not created paid (``fresh``)
+    marked paid in one UPDATE."""
     if not payouts:
         return
     kind, round_id = payout_ledger_type(settlement), str(settlement.pk)
@@ -33,5 +34,5 @@ def house_payouts_pay(*, settlement: Settlement, payouts: list[ClaimedPayout]) -
             for p in payouts
         ]
     )
-    payouts_mark(ids=[p.id for p in payouts], status=PayoutStatus.PAID, attempts=True)
+    payouts_mark(ids=[p.id for p in payouts if not p.fresh], status=PayoutStatus.PAID, attempts=True)
     SETTLEMENT_PAYOUTS.labels(action=settlement.action, result="paid").inc(len(payouts))

@@ -23,7 +23,7 @@ from django.db import transaction
 
 from core.metrics import SETTLEMENT_PAYOUTS
 from settlement.models import PayoutStatus, Settlement
-from settlement.services.payout_chunks import ClaimedPayout, payout_description, payout_ledger_type, payouts_mark
+from settlement.services.payout_chunks import ClaimedPayout, payout_description, payout_ledger_type, payouts_mark, settlement_share
 from wallets.models import OperationKind, OperationStatus
 from wallets.services.operation_batches import (
     OperationIntent,
@@ -65,7 +65,8 @@ def operator_payouts_hold(*, settlement: Settlement, pending: list[ClaimedPayout
 
 
 def _start(settlement: Settlement, batch: OperatorBatch, payouts: list[ClaimedPayout], held_until) -> None:
-    """Pending payouts: their credits recorded (pending, held), the payouts marked sending."""
+    """Payouts to start: their credits recorded (pending, held), the payouts marked sending (those created
+    sending by this transaction already are)."""
     if not payouts:
         return
     kind, round_id = payout_ledger_type(settlement), str(settlement.pk)
@@ -86,7 +87,7 @@ def _start(settlement: Settlement, batch: OperatorBatch, payouts: list[ClaimedPa
         for p in payouts
     ]
     operations_create_bulk(intents=intents, held_until=held_until)
-    payouts_mark(ids=[p.id for p in payouts], status=PayoutStatus.SENDING, attempts=True)
+    payouts_mark(ids=[p.id for p in payouts if not p.fresh], status=PayoutStatus.SENDING, attempts=True)
     batch.intents += intents
     batch.payout_of.update({p.transaction_id: p.id for p in payouts})
 
@@ -106,6 +107,9 @@ def operator_payouts_send(*, settlement: Settlement, batch: OperatorBatch) -> No
     """No transaction open (the wallet client refuses otherwise): the calls, then the answers."""
     replies = operations_call(target=batch.target, intents=batch.intents)
     with transaction.atomic():
+        # Held FOR SHARE like a chunk's (a reversal waits for it), but the answers are recorded
+        # whatever the settlement's status: the operator has moved the money already.
+        settlement_share(settlement_id=settlement.pk)
         outcomes = operations_record_bulk(intents=batch.intents, replies=replies)
         _payouts_record(settlement, batch.payout_of, outcomes)
 

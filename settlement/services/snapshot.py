@@ -1,14 +1,19 @@
-"""What a decision pays: one payout per open position, the amount due by the money rules, the totals.
+"""What the open positions of a settled market are due, by the money rules: the decision's totals in
+one aggregate, and the payouts, created a chunk of positions at a time by the workers that pay them.
 
-On PostgreSQL the decision's snapshot is one statement (INSERT … SELECT from the open positions,
-the positions closed, the totals aggregated), so the market row the decision locks is held only
-while it runs. The amounts are computed in SQL with the rules of core.money, exactly (NUMERIC
+    payouts_totals    the decision: one aggregate SELECT over the open positions, no row written
+    payouts_preview   the same per operator (the admin's confirmation page)
+    positions_claim   a worker's chunk: open positions locked (SKIP LOCKED, id order) with what each is due
+    payouts_insert    in the same transaction: their payouts inserted, the positions closed
+
+On PostgreSQL the amounts are computed in SQL with the rules of core.money, exactly (NUMERIC
 arithmetic, no division): a payout is $1 a winning share rounded down to the cent,
 floor(shares × 100) / 100; a refund is the cost basis, shares × avg_price / 100 rounded down to
 the cent, floor(shares × avg_price) / 100. Elsewhere (SQLite, whose decimals are not exact) the
 same rules run in Python through core.money.
 """
 
+import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -18,7 +23,8 @@ from django.utils import timezone
 
 from casino.models import Position, PositionStatus
 from core import money
-from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction
+from core.arrays import pg_array
+from settlement.models import Payout, Settlement, SettlementAction
 
 ZERO = Decimal("0")
 CHUNK = 1000
@@ -34,30 +40,52 @@ class Totals:
     by_operator: dict = field(default_factory=dict)
 
 
-# The open positions of a market with what each is due (shared by the snapshot and the preview).
-_DUE_SQL = """
+@dataclass(frozen=True)
+class DuePosition:
+    """An open position locked by a worker's chunk, with what it is due and what paying it needs."""
+
+    position_id: uuid.UUID
+    player_id: uuid.UUID
+    operator_id: uuid.UUID
+    outcome: str
+    shares: Decimal
+    cost_basis: Decimal
+    amount: Decimal
+    wallet_mode: str
+    user_id: str  # the operator's own player id
+    currency: str
+
+
+@dataclass(frozen=True)
+class NewPayout:
+    """A payout row to insert for a claimed position, in the state the chunk leaves it in."""
+
+    id: uuid.UUID
+    transaction_id: uuid.UUID
+    position: DuePosition
+    status: str
+    attempts: int
+
+
+# What one position is due (shared by the totals, the preview and the claim).
+_DUE_COLUMNS = """
+    floor(p.shares * p.avg_price) * 0.01 AS cost_basis,
+    CASE WHEN %(void)s THEN floor(p.shares * p.avg_price) * 0.01
+         WHEN p.outcome = %(outcome)s THEN floor(p.shares * 100) * 0.01
+         ELSE 0 END AS amount,
+    (%(void)s OR p.outcome = %(outcome)s) AS wins
+"""
+
+_DUE_SQL = f"""
 due AS (
-    SELECT d.*, CASE WHEN %(void)s THEN d.cost_basis WHEN d.wins THEN floor(d.shares * 100) * 0.01 ELSE 0 END AS amount
-    FROM (
-        SELECT p.id, p.player_id, p.operator_id, p.outcome, p.shares, floor(p.shares * p.avg_price) * 0.01 AS cost_basis,
-               (%(void)s OR p.outcome = %(outcome)s) AS wins
-        FROM casino_positions p
-        WHERE p.market_id = %(market)s AND p.status = %(open)s AND p.shares > 0
-    ) AS d
+    SELECT p.id, p.operator_id, {_DUE_COLUMNS}
+    FROM casino_positions p
+    WHERE p.market_id = %(market)s AND p.status = %(open)s AND p.shares > 0
 )
 """
 
-_SNAPSHOT_SQL = f"""
-WITH {_DUE_SQL}, payouts AS (
-    INSERT INTO settlement_payouts (id, transaction_id, settlement_id, position_id, player_id, operator_id, outcome, shares, cost_basis,
-                                    amount, status, attempts, last_error, updated_at)
-    SELECT gen_random_uuid(), gen_random_uuid(), %(settlement)s, id, player_id, operator_id, outcome, shares, cost_basis, amount,
-           CASE WHEN amount > 0 THEN %(pending)s ELSE %(nothing_due)s END, 0, '', %(now)s
-    FROM due
-), closed AS (
-    UPDATE casino_positions SET status = %(closed)s, version = version + 1, updated_at = %(now)s
-    WHERE market_id = %(market)s AND status = %(open)s
-)
+_TOTALS_SQL = f"""
+WITH {_DUE_SQL}
 SELECT count(*), count(*) FILTER (WHERE wins), coalesce(sum(amount), 0), coalesce(sum(cost_basis), 0) FROM due
 """
 
@@ -69,26 +97,56 @@ GROUP BY o.name, o.wallet_mode
 ORDER BY o.name
 """
 
+# Every open position of the market, those with no shares left too (they close without a payout), in
+# id order along position_open_by_market, within optional bounds; the rows are locked first, then
+# joined to what paying needs.
+_CLAIM_SQL = f"""
+WITH claimed AS MATERIALIZED (
+    SELECT p.id, p.player_id, p.operator_id, p.outcome, p.shares, {_DUE_COLUMNS}
+    FROM casino_positions p
+    WHERE p.market_id = %(market)s AND p.status = %(open)s{{bounds}}
+    ORDER BY p.id
+    LIMIT %(chunk)s
+    FOR UPDATE SKIP LOCKED
+)
+SELECT c.id, c.player_id, c.operator_id, c.outcome, c.shares, c.cost_basis, c.amount, o.wallet_mode, pl.external_id, pl.currency
+FROM claimed c JOIN casino_operators o ON o.id = c.operator_id JOIN casino_players pl ON pl.id = c.player_id
+ORDER BY c.id
+"""
+
+# One statement whatever the chunk (arrays): the payouts, and the claimed positions closed. A payout
+# already there for a position (it cannot be, the position was open and is locked) is left alone:
+# RETURNING says which were inserted, and only those are paid.
+_INSERT_SQL = """
+WITH inserted AS (
+    INSERT INTO settlement_payouts (id, transaction_id, settlement_id, position_id, player_id, operator_id, outcome, shares, cost_basis,
+                                    amount, status, attempts, last_error, updated_at)
+    SELECT r.id, r.transaction_id, %(settlement)s, r.position_id, r.player_id, r.operator_id, r.outcome, r.shares, r.cost_basis,
+           r.amount, r.status, r.attempts, '', %(at)s
+    FROM unnest(%(id)s::uuid[], %(transaction)s::uuid[], %(position)s::uuid[], %(player)s::uuid[], %(operator)s::uuid[],
+                %(outcome)s::varchar[], %(shares)s::numeric[], %(cost_basis)s::numeric[], %(amount)s::numeric[], %(status)s::varchar[],
+                %(attempts)s::int[])
+         AS r (id, transaction_id, position_id, player_id, operator_id, outcome, shares, cost_basis, amount, status, attempts)
+    ON CONFLICT (position_id) DO NOTHING
+    RETURNING position_id
+), closed AS (
+    UPDATE casino_positions SET status = %(closed)s, version = version + 1, updated_at = %(at)s
+    WHERE id = ANY(%(claimed)s::uuid[]) AND status = %(open)s
+)
+SELECT position_id FROM inserted
+"""
+
 
 def _params(market_id: str, action: str, outcome: str | None) -> dict:
     return {"void": action == SettlementAction.VOID, "outcome": outcome, "market": market_id, "open": PositionStatus.OPEN}
 
 
-def payouts_snapshot(*, settlement: Settlement) -> Totals:
-    """Inside the decision's transaction: one Payout per open position, the positions closed; the totals."""
-    closed = PositionStatus.VOIDED if settlement.action == SettlementAction.VOID else PositionStatus.RESOLVED
+def payouts_totals(*, market_id: str, action: str, outcome: str | None) -> Totals:
+    """What the open positions are due now, in total: one aggregate, nothing written (the decision)."""
     if connection.vendor != "postgresql":
-        return _snapshot_orm(settlement, closed)
-    params = {
-        **_params(settlement.market_id, settlement.action, settlement.outcome),
-        "settlement": settlement.pk,
-        "pending": PayoutStatus.PENDING,
-        "nothing_due": PayoutStatus.NOTHING_DUE,
-        "closed": closed,
-        "now": timezone.now(),
-    }
+        return _preview_orm(market_id, action, outcome, by_operator=False)
     with connection.cursor() as cursor:
-        cursor.execute(_SNAPSHOT_SQL, params)
+        cursor.execute(_TOTALS_SQL, _params(market_id, action, outcome))
         positions, winners, payout, cost_basis = cursor.fetchone()
     return Totals(positions, winners, money.money(payout), money.money(cost_basis))
 
@@ -96,7 +154,7 @@ def payouts_snapshot(*, settlement: Settlement) -> Totals:
 def payouts_preview(*, market_id: str, action: str, outcome: str | None) -> Totals:
     """What the decision would pay now, per operator too (the admin's confirmation page); writes nothing."""
     if connection.vendor != "postgresql":
-        return _preview_orm(market_id, action, outcome)
+        return _preview_orm(market_id, action, outcome, by_operator=True)
     with connection.cursor() as cursor:
         cursor.execute(_PREVIEW_SQL, _params(market_id, action, outcome))
         rows = cursor.fetchall()
@@ -108,6 +166,53 @@ def payouts_preview(*, market_id: str, action: str, outcome: str | None) -> Tota
         totals.cost_basis += money.money(cost_basis)
         totals.by_operator[name] = {"positions": positions, "payout": money.money(payout), "wallet": wallet}
     return totals
+
+
+def positions_claim(*, settlement: Settlement, chunk: int, after=None, up_to=None) -> list[DuePosition]:
+    """Inside the chunk's transaction: lock up to ``chunk`` of the market's open positions (none another
+    worker holds), ids above ``after`` and up to ``up_to`` when given, with what each is due."""
+    if connection.vendor != "postgresql":
+        return _claim_orm(settlement, chunk, after, up_to)
+    params = {**_params(settlement.market_id, settlement.action, settlement.outcome), "chunk": chunk, "after": after, "up_to": up_to}
+    bounds = (" AND p.id > %(after)s" if after is not None else "") + (" AND p.id <= %(up_to)s" if up_to is not None else "")
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL.format(bounds=bounds), params)
+        rows = cursor.fetchall()
+    return [
+        DuePosition(pid, player, operator, outcome, shares, money.money(cost), money.money(amount), mode, user_id, currency)
+        for pid, player, operator, outcome, shares, cost, amount, mode, user_id, currency in rows
+    ]
+
+
+def payouts_insert(*, settlement: Settlement, claimed: list[DuePosition], payouts: list[NewPayout]) -> set:
+    """Inside the chunk's transaction: ``payouts`` inserted (in their states), every ``claimed`` position
+    closed. Returns the ids of the positions whose payout this inserted."""
+    if not claimed:
+        return set()
+    closed = PositionStatus.VOIDED if settlement.action == SettlementAction.VOID else PositionStatus.RESOLVED
+    if connection.vendor != "postgresql":
+        return _insert_orm(settlement, claimed, payouts, closed)
+    params = {
+        "settlement": settlement.pk,
+        "at": timezone.now(),
+        "id": pg_array(p.id for p in payouts),
+        "transaction": pg_array(p.transaction_id for p in payouts),
+        "position": pg_array(p.position.position_id for p in payouts),
+        "player": pg_array(p.position.player_id for p in payouts),
+        "operator": pg_array(p.position.operator_id for p in payouts),
+        "outcome": pg_array(p.position.outcome for p in payouts),
+        "shares": pg_array(p.position.shares for p in payouts),
+        "cost_basis": pg_array(p.position.cost_basis for p in payouts),
+        "amount": pg_array(p.position.amount for p in payouts),
+        "status": pg_array(p.status for p in payouts),
+        "attempts": pg_array(p.attempts for p in payouts),
+        "closed": closed,
+        "claimed": pg_array(c.position_id for c in claimed),
+        "open": PositionStatus.OPEN,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_SQL, params)
+        return {row[0] for row in cursor.fetchall()}
 
 
 # ----- the same rules in Python (SQLite) ------------------------------------------------------------
@@ -127,35 +232,64 @@ def _open_positions(market_id: str):
     return Position.objects.filter(market_id=market_id, status=PositionStatus.OPEN, shares__gt=0).select_related("operator")
 
 
-def _snapshot_orm(settlement: Settlement, closed: str) -> Totals:
-    totals, batch = Totals(), []
-    for position in _open_positions(settlement.market_id).iterator(chunk_size=CHUNK):
-        amount, cost, wins = _due(position, settlement.action, settlement.outcome)
-        batch.append(
-            Payout(
-                settlement=settlement,
-                position=position,
-                player_id=position.player_id,
-                operator_id=position.operator_id,
-                outcome=position.outcome,
-                shares=position.shares,
-                cost_basis=cost,
-                amount=amount,
-                status=PayoutStatus.PENDING if amount > 0 else PayoutStatus.NOTHING_DUE,
+def _claim_orm(settlement: Settlement, chunk: int, after, up_to) -> list[DuePosition]:
+    rows = Position.objects.select_for_update().filter(market_id=settlement.market_id, status=PositionStatus.OPEN)
+    if after is not None:
+        rows = rows.filter(pk__gt=after)
+    if up_to is not None:
+        rows = rows.filter(pk__lte=up_to)
+    rows = rows.select_related("operator", "player").order_by("pk")[:chunk]
+    claimed = []
+    for position in rows:
+        amount, cost, _ = _due(position, settlement.action, settlement.outcome)
+        player = position.player
+        claimed.append(
+            DuePosition(
+                position.pk,
+                position.player_id,
+                position.operator_id,
+                position.outcome,
+                position.shares,
+                cost,
+                amount,
+                position.operator.wallet_mode,
+                player.external_id,
+                player.currency,
             )
         )
-        totals.positions += 1
-        totals.winners += int(wins)
-        totals.payout += amount
-        totals.cost_basis += cost
-    Payout.objects.bulk_create(batch, batch_size=CHUNK)
-    Position.objects.filter(market_id=settlement.market_id, status=PositionStatus.OPEN).update(
+    return claimed
+
+
+def _insert_orm(settlement: Settlement, claimed: list[DuePosition], payouts: list[NewPayout], closed: str) -> set:
+    taken = set(Payout.objects.filter(position_id__in=[p.position.position_id for p in payouts]).values_list("position_id", flat=True))
+    rows = [p for p in payouts if p.position.position_id not in taken]
+    Payout.objects.bulk_create(
+        [
+            Payout(
+                id=p.id,
+                transaction_id=p.transaction_id,
+                settlement=settlement,
+                position_id=p.position.position_id,
+                player_id=p.position.player_id,
+                operator_id=p.position.operator_id,
+                outcome=p.position.outcome,
+                shares=p.position.shares,
+                cost_basis=p.position.cost_basis,
+                amount=p.position.amount,
+                status=p.status,
+                attempts=p.attempts,
+            )
+            for p in rows
+        ],
+        batch_size=CHUNK,
+    )
+    Position.objects.filter(pk__in=[c.position_id for c in claimed], status=PositionStatus.OPEN).update(
         status=closed, version=F("version") + 1, updated_at=timezone.now()
     )
-    return totals
+    return {p.position.position_id for p in rows}
 
 
-def _preview_orm(market_id: str, action: str, outcome: str | None) -> Totals:
+def _preview_orm(market_id: str, action: str, outcome: str | None, *, by_operator: bool) -> Totals:
     totals = Totals()
     for position in _open_positions(market_id).iterator(chunk_size=CHUNK):
         amount, cost, wins = _due(position, action, outcome)
@@ -163,8 +297,9 @@ def _preview_orm(market_id: str, action: str, outcome: str | None) -> Totals:
         totals.winners += int(wins)
         totals.payout += amount
         totals.cost_basis += cost
-        operator = position.operator
-        row = totals.by_operator.setdefault(operator.name, {"positions": 0, "payout": ZERO, "wallet": operator.wallet_mode})
-        row["positions"] += 1
-        row["payout"] += amount
+        if by_operator:
+            operator = position.operator
+            row = totals.by_operator.setdefault(operator.name, {"positions": 0, "payout": ZERO, "wallet": operator.wallet_mode})
+            row["positions"] += 1
+            row["payout"] += amount
     return totals

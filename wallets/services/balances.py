@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.arrays import pg_array
 from core.errors import insufficient_balance
 from wallets.models import LedgerEntry, PlayerWallet
 from wallets.services.ledger import LedgerRow, ledger_append_bulk
@@ -150,7 +151,7 @@ def _wallets_lock(player_ids: list) -> dict:
     def lock(ids):
         if connection.vendor == "postgresql":  # one array parameter, not a thousand quoted ones
             with connection.cursor() as cursor:
-                cursor.execute(_LOCK_SQL, [ids])
+                cursor.execute(_LOCK_SQL, [pg_array(ids)])
                 return dict(cursor.fetchall())
         rows = PlayerWallet.objects.select_for_update().filter(player_id__in=ids).order_by("player_id")
         return dict(rows.values_list("player_id", "balance"))
@@ -180,4 +181,5 @@ def _balances_write(balances: dict) -> None:
         return
     players = sorted(balances)
     with connection.cursor() as cursor:
-        cursor.execute(_BALANCES_SQL, {"at": timezone.now(), "player": players, "balance": [balances[p] for p in players]})
+        params = {"at": timezone.now(), "player": pg_array(players), "balance": pg_array(balances[p] for p in players)}
+        cursor.execute(_BALANCES_SQL, params)

@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.db import connection
 from django.utils import timezone
 
+from core.arrays import pg_array
 from wallets.models import LedgerEntry
 
 
@@ -32,7 +33,7 @@ class LedgerRow:
     actor: str = "system"
 
 
-# One statement whatever the number of rows (arrays, not a VALUES list growing with the chunk).
+# One statement whatever the number of rows (arrays, each one literal: core.arrays; not a VALUES list growing with the chunk).
 _INSERT_SQL = """
 INSERT INTO s2s_transactions (id, player_id, operator_id, type, amount, balance_after, currency, description, trade_id, round_id,
                               reference_id, actor, created_at)
@@ -52,18 +53,18 @@ def ledger_append_bulk(*, rows: list[LedgerRow], skip_existing: bool = False) ->
         return
     params = {
         "at": timezone.now(),
-        "id": [r.id for r in rows],
-        "player": [r.player_id for r in rows],
-        "operator": [r.operator_id for r in rows],
-        "type": [r.type for r in rows],
-        "amount": [r.amount for r in rows],
-        "balance_after": [r.balance_after for r in rows],
-        "currency": [r.currency for r in rows],
-        "description": [r.description[:500] for r in rows],
-        "trade": [r.trade_id for r in rows],
-        "round": [r.round_id for r in rows],
-        "reference": [r.reference_id for r in rows],
-        "actor": [r.actor for r in rows],
+        "id": pg_array(r.id for r in rows),
+        "player": pg_array(r.player_id for r in rows),
+        "operator": pg_array(r.operator_id for r in rows),
+        "type": pg_array(r.type for r in rows),
+        "amount": pg_array(r.amount for r in rows),
+        "balance_after": pg_array(r.balance_after for r in rows),
+        "currency": pg_array(r.currency for r in rows),
+        "description": pg_array(r.description[:500] for r in rows),
+        "trade": pg_array(r.trade_id for r in rows),
+        "round": pg_array(r.round_id for r in rows),
+        "reference": pg_array(r.reference_id for r in rows),
+        "actor": pg_array(r.actor for r in rows),
     }
     with connection.cursor() as cursor:
         cursor.execute(_INSERT_SQL + (" ON CONFLICT (id) DO NOTHING" if skip_existing else ""), params)
