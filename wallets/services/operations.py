@@ -123,7 +123,10 @@ def _request_body(op: WalletOperation, *, session_token: str = "") -> tuple[str,
         "description": op.description,
     }
     if op.kind == OperationKind.DEBIT:
-        body["session_token"] = session_token
+        if op.type == LedgerType.TRADE_DEBIT:  # a reversal's debit carries no session token (SPEC §12)
+            body["session_token"] = session_token
+        if op.reference_id is not None:  # a reversal's debit names the payout it takes back
+            body["reference_transaction_id"] = str(op.reference_id)
         return "debit", body
     if op.kind == OperationKind.CREDIT:
         return "credit", body
@@ -222,7 +225,7 @@ def _ledger_row(op: WalletOperation, *, balance_after: Decimal | None) -> None:
         trade_id=_uuid_or_none(op.round_id) if is_trade else None,
         round_id=op.round_id,
         reference_id=op.reference_id,
-        actor="system" if op.kind == OperationKind.ROLLBACK else "player",
+        actor="player" if is_trade else "system",
     )
 
 

@@ -122,6 +122,8 @@ def market_lock_open(ctx: TradeContext) -> None:
 
 def refuse_unless_open(status: str, disabled: bool, suspended_reason: str) -> None:
     """Re-checked under the market's lock: settled, disabled or suspended since step 2."""
+    if status == MarketStatus.CLOSED:
+        raise errors.market_suspended("market_reversed")
     if status != MarketStatus.OPEN:
         raise errors.market_not_tradeable(f"market_{status}")
     if disabled:
