@@ -21,7 +21,7 @@ import time
 import uuid
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -43,7 +43,7 @@ def settlement_advance(*, settlement_id, chunk: int = CHUNK) -> bool:
     """Pay up to ``chunk`` pending payouts and retry up to ``chunk`` S2S payouts due again; finalize when
     none is outstanding. True when complete. Safe to run concurrently and again after a crash."""
     settlement = Settlement.objects.get(pk=settlement_id)
-    if settlement.status == SettlementStatus.COMPLETED:
+    if settlement.status != SettlementStatus.SETTLING:  # completed, or reversed (its reversal takes over)
         return True
     for batch in _chunk_take(settlement, chunk):
         operator_payouts_send(settlement=settlement, batch=batch)
@@ -70,10 +70,24 @@ def _refresh_due(settlement_id) -> bool:
 def _chunk_take(settlement: Settlement, chunk: int) -> list[OperatorBatch]:
     """One transaction: house-wallet payouts paid; S2S credits recorded or taken again, held for the calls."""
     with transaction.atomic():
+        if not settlement_still_paying(settlement.pk):
+            return []
         pending = payouts_claim(settlement_id=settlement.pk, status=PayoutStatus.PENDING, chunk=chunk)
         retrying = payouts_claim(settlement_id=settlement.pk, status=PayoutStatus.SENDING, chunk=chunk)
         house_payouts_pay(settlement=settlement, payouts=[p for p in pending if not p.at_operator])
         return operator_payouts_hold(settlement=settlement, pending=[p for p in pending if p.at_operator], retrying=retrying)
+
+
+def settlement_still_paying(settlement_id) -> bool:
+    """In a chunk's transaction: the settlement row share-locked, so a reversal (which locks it for
+    update) waits for the chunk, and a chunk started after a reversal pays nothing."""
+    rows = Settlement.objects.filter(pk=settlement_id)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT status FROM settlements WHERE id = %s FOR SHARE", [settlement_id])
+            row = cursor.fetchone()
+            return row is not None and row[0] == SettlementStatus.SETTLING
+    return rows.filter(status=SettlementStatus.SETTLING).exists()
 
 
 def payout_retry(*, payout_id) -> None:
@@ -82,7 +96,7 @@ def payout_retry(*, payout_id) -> None:
     operation stuck without a definite answer is retried under its own id."""
     with transaction.atomic():
         payout = Payout.objects.select_for_update().get(pk=payout_id)
-        if payout.status != PayoutStatus.FAILED:
+        if payout.status != PayoutStatus.FAILED or not settlement_still_paying(payout.settlement_id):
             return
         if operation_requeue(operation_id=payout.transaction_id):
             payout.status = PayoutStatus.SENDING
@@ -114,7 +128,7 @@ def settlement_finalize(*, settlement_id) -> bool:
     _refreshed_at.pop(settlement_id, None)
     with transaction.atomic():
         settlement = Settlement.objects.select_for_update().get(pk=settlement_id)
-        if settlement.status == SettlementStatus.COMPLETED:
+        if settlement.status != SettlementStatus.SETTLING:
             return True
         final = MarketStatus.VOIDED if settlement.action == SettlementAction.VOID else MarketStatus.RESOLVED
         Market.objects.filter(pk=settlement.market_id).update(status=final, updated_at=timezone.now())
