@@ -258,3 +258,49 @@ def test_admin_confirmation_page_lists_what_each_player_gives_back(make_player, 
     detail = admin_client.get(reverse("admin:settlement_settlement_change", args=[settlement.pk])).content.decode()
     assert 'id="reversal-taken">39.06<' in detail and "Source corrected the outcome" in detail
     assert PlayerWallet.objects.get(player=player).balance == Decimal("75.00")
+
+
+OTHER = "0x1234abcd00000000000000000000000000000000000000000000000000000002"
+
+
+def _sell_all(api, player, market_id, outcome="yes", mid=62):
+    shares = Position.objects.get(player=player, market_id=market_id, outcome=outcome).shares
+    return api.post("trade", {"marketId": market_id, "side": "sell", "outcome": outcome, "amount": shares, "midPrice": mid})
+
+
+@pytest.mark.parametrize("debt_exceeds_sale", [True, False])
+def test_a_debt_is_recovered_from_the_players_next_sale(make_player, market, staff_api, debt_exceeds_sale):
+    from casino.services.markets import reference_price_set
+
+    reference_price_set(market_id=OTHER, outcome="yes", mid_price=Decimal("62"), title="Another market")
+    player, api = make_player(Decimal("100"))
+    assert api.post("trade", buy_body(amount="10", market_id=OTHER)).status_code == 200
+    assert api.post("trade", buy_body()).status_code == 200
+    staff_api.post("resolve", {"marketId": MARKET, "outcome": "yes"})
+    _settle_all()
+    wallet_withdraw(player=player, amount=PlayerWallet.objects.get(player=player).balance)
+    if not debt_exceeds_sale:  # a small balance, taken by the reversal, then the sale pays the rest
+        from wallets.services.transfers import wallet_deposit
+
+        wallet_deposit(player=player, amount=Decimal("30.00"))
+    _reverse(staff_api)
+    _reverse_all()
+    debt = PlayerDebt.objects.get(player=player).amount
+    assert debt == (Decimal("39.06") if debt_exceeds_sale else Decimal("9.06"))
+
+    sold = _sell_all(api, player, OTHER)
+    assert sold.status_code == 200, sold.content
+    proceeds = decimal_json(sold)["cost"]
+    recovered = min(debt, proceeds)
+    assert decimal_json(sold)["newBalance"] == proceeds - recovered
+    assert PlayerWallet.objects.get(player=player).balance == proceeds - recovered
+    credit = LedgerEntry.objects.get(player=player, type="trade_credit")
+    recovery = LedgerEntry.objects.get(player=player, type="debt_recovery")
+    assert credit.amount == proceeds and recovery.amount == -recovered and recovery.reference_id == credit.pk
+    assert PlayerDebt.objects.get(player=player).amount == debt - recovered
+    # Buys pay no debt, and a deposit is never taken.
+    from wallets.services.transfers import wallet_deposit
+
+    wallet_deposit(player=player, amount=Decimal("50.00"))
+    assert api.post("trade", buy_body(amount="10", market_id=OTHER)).status_code == 200
+    assert LedgerEntry.objects.filter(type="debt_recovery").count() == 1

@@ -256,3 +256,35 @@ def test_two_reversal_workers_never_send_the_same_debit(world):
     for player in players:
         assert world.server.balance(player.external_id) == Decimal("75.00")
     world.assert_books_balance()
+
+
+def test_a_debt_is_recovered_from_the_players_next_sale_at_the_operator(world):
+    from casino.services.markets import reference_price_set
+    from wallets.models import PlayerDebt
+
+    other = "0x1234abcd00000000000000000000000000000000000000000000000000000002"
+    reference_price_set(market_id=other, outcome="yes", mid_price=Decimal("62"), title="Another market")
+    player, api = world.player()
+    assert api.post("trade", buy_body(amount="10", market_id=other)).status_code == 200
+    assert api.post("trade", buy_body()).status_code == 200
+    settlement = market_settle(market_id=MARKET, action="resolve", outcome="yes")
+    assert _advance_until_done(settlement)
+    world.server.add_fault("refuse", endpoint="debit", status="INSUFFICIENT_FUNDS", user_id=player.external_id, times=1)
+    rev = settlement_reverse(market_id=MARKET, reason="wrong outcome")
+    assert _reverse_until_done(rev)
+    assert PlayerDebt.objects.get(player=player).amount == Decimal("39.06")
+    before = world.server.balance(player.external_id)
+
+    shares = Position.objects.get(player=player, market_id=other).shares
+    sold = api.post("trade", {"marketId": other, "side": "sell", "outcome": "yes", "amount": shares, "midPrice": 62})
+    assert sold.status_code == 200, sold.content
+    body = sold.json()
+    proceeds = Decimal(str(body["cost"]))
+    recovered = proceeds - Decimal("0.01")  # the debt is larger: all but a cent, which is sent
+    assert world.server.balance(player.external_id) == before + Decimal("0.01")
+    assert Decimal(str(body["newBalance"])) == before + Decimal("0.01")
+    credit = LedgerEntry.objects.get(player=player, type="trade_credit")
+    recovery = LedgerEntry.objects.get(player=player, type="debt_recovery")
+    assert credit.amount == proceeds and recovery.amount == -recovered and recovery.reference_id == credit.pk
+    assert PlayerDebt.objects.get(player=player).amount == Decimal("39.06") - recovered
+    world.assert_books_balance()

@@ -63,6 +63,8 @@ class TradeContext:
     move: WalletMove | None = None
     realized_pnl: Decimal | None = None
     exposure_locked: bool = False
+    owes_debt: bool = False  # a sell by a player with a debt (a reversed settlement): the proceeds pay it first
+    debt_recovered: Decimal = Decimal("0")
 
 
 class StepsSevenToTwelve(Protocol):
