@@ -37,6 +37,7 @@ from settlement.models import (
     PayoutStatus,
     ProposalStatus,
     ResolutionProposal,
+    Reversal,
     ReversalItem,
     Settlement,
     SettlementAction,
@@ -531,3 +532,36 @@ class ResolutionProposalAdmin(admin.ModelAdmin):
             **extra,
         }
         return TemplateResponse(request, PROPOSALS_TEMPLATE, context)
+
+
+@admin.register(Reversal)
+class ReversalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Reversed settlements (SPEC §12); each settlement's page shows its reversal in full."""
+
+    list_display = [
+        "settlement",
+        "status",
+        "reason",
+        "total_positions",
+        "total_items",
+        "total_cancelled",
+        "total_due",
+        "total_reversed",
+        "total_uncollected",
+        "requested_by",
+        "requested_at",
+        "completed_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["settlement__market__id", "settlement__market__title", "reason"]
+    list_select_related = ["settlement__market", "requested_by"]
+    ordering = ["-requested_at"]
+
+
+@admin.register(ReversalItem)
+class ReversalItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["reversal", "player", "status", "amount_due", "amount_taken", "amount_uncollected", "transaction_id", "updated_at"]
+    list_filter = ["status"]
+    search_fields = ["player__external_id", "=player__id", "=transaction_id", "=payout__transaction_id", "reversal__settlement__market__id"]
+    list_select_related = ["reversal__settlement__market", "player"]
+    ordering = ["-updated_at"]

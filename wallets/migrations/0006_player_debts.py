@@ -5,6 +5,23 @@ import uuid
 from decimal import Decimal
 from django.db import migrations, models
 
+# Debt entries are append-only like the ledger (the function is the ledger's, migration 0002).
+APPEND_ONLY = """
+CREATE TRIGGER debt_entries_append_only BEFORE UPDATE OR DELETE ON wallet_debt_entries
+    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+"""
+
+
+def append_only(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(APPEND_ONLY, params=None)
+
+
+def append_only_undo(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("DROP TRIGGER IF EXISTS debt_entries_append_only ON wallet_debt_entries", params=None)
+
+
 
 class Migration(migrations.Migration):
 
@@ -83,4 +100,5 @@ class Migration(migrations.Migration):
             model_name='debtentry',
             constraint=models.UniqueConstraint(fields=('kind', 'reference_id'), name='debt_entry_once_per_reference'),
         ),
+        migrations.RunPython(append_only, append_only_undo),
     ]
