@@ -93,7 +93,8 @@ def settlement_reverse(*, market_id: str, reason: str, requested_by=None) -> Rev
         reversal = Reversal.objects.create(settlement=settlement, reason=reason.strip()[:500], requested_by=requested_by)
         cancelled = _payouts_cancel_unpaid(settlement)
         items = _items_create(reversal)
-        reopened = _positions_reopen(settlement)
+        _positions_reopen(settlement)
+        reopened = Position.objects.filter(market=market, status=PositionStatus.OPEN, shares__gt=0).count()
         settlement.status = SettlementStatus.REVERSING
         settlement.save(update_fields=["status"])
         market.status, market.outcome = MarketStatus.CLOSED, None
