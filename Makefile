@@ -1,4 +1,4 @@
-.PHONY: run test lint bench bench-risk bench-settlement bench-feed
+.PHONY: run test lint bench bench-risk bench-settlement bench-reversal bench-feed
 
 # Set up and run the product on the embedded default (SQLite, eager Celery, local cache).
 run:
@@ -24,6 +24,10 @@ bench-risk:
 # (bench/settlement.py; --positions 10000 for a quick run).
 bench-settlement:
 	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/settlement.py --write
+
+# Reversing those settlements (SPEC §12): the decision and taking the money back, per wallet kind.
+bench-reversal:
+	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/reversal.py --write
 
 # The market feed against the reference market-data server: stream latency and CPU, the REST refresh and catalogue of 5,000
 # markets, make bench's trades with the feed running (bench/feed.py).

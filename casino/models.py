@@ -88,6 +88,7 @@ class MarketStatus(models.TextChoices):
     RESOLVING = "resolving", "Resolving (settlement in progress)"
     RESOLVED = "resolved", "Resolved"
     VOIDED = "voided", "Voided"
+    CLOSED = "closed", "Closed (settlement reversed, awaiting a new decision)"
 
 
 class Market(models.Model):

@@ -1,10 +1,12 @@
 """Reads for the API and other apps: positions, trades, market configuration."""
 
 from datetime import datetime
+from decimal import Decimal
 
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Q, Subquery, Sum
 
-from casino.models import Market, MarketPricePoint, MarketStatus, Outcome, Position, ReferencePrice, Trade
+from casino.models import Market, MarketPricePoint, MarketStatus, Outcome, Position, PositionStatus, ReferencePrice, Side, Trade
+from casino.services.exposure import Book
 from casino.services.markets import casino_settings
 from core.api.pagination import Page, PageParams, keyset_page
 
@@ -57,3 +59,17 @@ def catalogue_market(*, market_id: str) -> Market | None:
 
 def price_points(*, market_id: str, since: datetime) -> list[MarketPricePoint]:
     return list(MarketPricePoint.objects.filter(market_id=market_id, at__gte=since).order_by("at"))
+
+
+def market_book_from_records(*, market_id: str):
+    """The market's exposure book as its records imply it: the shares of its open positions on each
+    outcome, and the cash of all its trades (stakes in, sale proceeds out)."""
+    zero = Decimal("0")
+    shares = dict(
+        Position.objects.filter(market_id=market_id, status=PositionStatus.OPEN)
+        .values("outcome")
+        .annotate(s=Sum("shares"))
+        .values_list("outcome", "s")
+    )
+    cash = dict(Trade.objects.filter(market_id=market_id).values("side").annotate(c=Sum("cost")).values_list("side", "c"))
+    return Book(shares.get("yes") or zero, shares.get("no") or zero, (cash.get(Side.BUY) or zero) - (cash.get(Side.SELL) or zero))

@@ -7,6 +7,8 @@ Pages (all under /admin/settlement/settlement/, staff only, every write a CSRF-p
   <settlement id>/change/                  the settlement page (read-only)
   <settlement id>/run/                     POST: settle_market.delay (inline when Celery is eager)
   <settlement id>/payouts/<id>/retry/      POST: payout_retry, then settle_market.delay
+  <settlement id>/reverse/                 the reversal confirmation page (what each player gives back),
+                                           POST (reason required) → settlement_reverse
 Decisions and payouts go through settlement.services only; this module parses, calls, shows.
 """
 
@@ -29,14 +31,27 @@ from casino.models import Market, MarketStatus, PositionStatus
 from core.admin import ReadOnlyAdminMixin
 from core.errors import HouseError
 from core.money import CENT, ZERO
-from settlement.models import Payout, PayoutStatus, ProposalStatus, ResolutionProposal, Settlement, SettlementAction, SettlementStatus
+from settlement.models import (
+    LIVE_SETTLEMENT,
+    Payout,
+    PayoutStatus,
+    ProposalStatus,
+    ResolutionProposal,
+    Reversal,
+    ReversalItem,
+    Settlement,
+    SettlementAction,
+    SettlementStatus,
+)
 from settlement.services.decide import market_settle, settlement_plan
 from settlement.services.payouts import payout_retry
 from settlement.services.proposals import proposal_confirm, proposal_reject
+from settlement.services.reversal import settlement_reverse
 from settlement.tasks import settle_market
 
 SETTLE_TEMPLATE = "admin/settlement/settle.html"
 CONFIRM_TEMPLATE = "admin/settlement/confirm.html"
+REVERSE_TEMPLATE = "admin/settlement/reverse_confirm.html"
 DETAIL_TEMPLATE = "admin/settlement/detail.html"
 PROPOSALS_TEMPLATE = "admin/settlement/proposals_confirm.html"
 SETTLE_ROWS = 100
@@ -65,6 +80,14 @@ class SettleForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
         help_text="Kept on the settlement record (a void without one records “Voided by admin”).",
+    )
+
+
+class ReverseForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Required: why this settlement was wrong. Kept on the reversal record.",
     )
 
 
@@ -117,6 +140,7 @@ class SettlementAdmin(admin.ModelAdmin):
             path("settle/", view(self.settle_view), name="settlement_settlement_settle"),
             path("resolve/<str:market_id>/<str:decision>/", view(self.confirm_view), name="settlement_settlement_resolve"),
             path("<uuid:object_id>/run/", view(self.run_view), name="settlement_settlement_run"),
+            path("<uuid:object_id>/reverse/", view(self.reverse_view), name="settlement_settlement_reverse"),
             path("<uuid:object_id>/payouts/<uuid:payout_id>/retry/", view(self.retry_view), name="settlement_settlement_retry"),
             *super().get_urls(),
         ]
@@ -130,7 +154,7 @@ class SettlementAdmin(admin.ModelAdmin):
         if not self._may_settle(request):
             raise PermissionDenied
         query = request.GET.get("q", "").strip()
-        markets = Market.objects.filter(status=MarketStatus.OPEN)
+        markets = Market.objects.filter(status__in=[MarketStatus.OPEN, MarketStatus.CLOSED])
         if query:
             markets = markets.filter(Q(id__icontains=query) | Q(title__icontains=query) | Q(category__icontains=query))
         markets = markets.annotate(
@@ -167,7 +191,7 @@ class SettlementAdmin(admin.ModelAdmin):
             if form.is_valid():
                 return self._settle(request, market, action, outcome, form.cleaned_data["reason"])
         else:
-            existing = Settlement.objects.filter(market=market).first()
+            existing = Settlement.objects.filter(market=market, status__in=LIVE_SETTLEMENT).first()
             if existing is not None:
                 return self._already_settled(request, existing, action, outcome)
             form = SettleForm()
@@ -203,9 +227,9 @@ class SettlementAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(self._detail_url(settlement))
 
     def _settle_refused(self, request, market: Market, exc: HouseError):
-        """409 (another decision was taken first) leads to that settlement; anything else back to the list."""
-        if exc.status == 409:
-            existing = Settlement.objects.filter(market=market).first()
+        """Another decision taken first leads to that settlement; anything else back to the list."""
+        if exc.code == "market_already_settled":
+            existing = Settlement.objects.filter(market=market, status__in=LIVE_SETTLEMENT).first()
             taken = decision_label(existing.action, existing.outcome) if existing else "another decision"
             messages.error(request, f"{exc.message}: this market was already settled ({taken}); nothing was changed.")
             if existing is not None:
@@ -221,6 +245,60 @@ class SettlementAdmin(admin.ModelAdmin):
         else:
             messages.error(request, f"Market already settled ({taken}): it cannot be settled again with another decision.")
         return HttpResponseRedirect(self._detail_url(existing))
+
+    # --- reversing a settlement (SPEC §12) ---------------------------------------------------
+
+    REVERSE_ROWS = 200
+
+    def reverse_view(self, request, object_id):
+        if not self._may_settle(request):
+            raise PermissionDenied
+        settlement = get_object_or_404(Settlement.objects.select_related("market"), pk=object_id)
+        latest = Settlement.objects.filter(market_id=settlement.market_id).order_by("-requested_at").first()
+        if settlement.status not in (SettlementStatus.SETTLING, SettlementStatus.COMPLETED) or latest != settlement:
+            messages.error(request, "Only the market's latest settlement can be reversed, once.")
+            return HttpResponseRedirect(self._detail_url(settlement))
+        form = ReverseForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                reversal = settlement_reverse(market_id=settlement.market_id, reason=form.cleaned_data["reason"], requested_by=request.user)
+            except HouseError as exc:
+                messages.error(request, exc.message)
+                return HttpResponseRedirect(self._detail_url(settlement))
+            self.log_change(request, settlement, f"Reversed: {reversal.reason}")
+            messages.success(
+                request,
+                f"Settlement reversed: {reversal.total_positions} position(s) open again, {reversal.total_items} payout(s) "
+                f"({reversal.total_due}) to take back, {reversal.total_cancelled} unpaid payout(s) cancelled; the market is closed.",
+            )
+            return HttpResponseRedirect(self._detail_url(settlement))
+        takes = (
+            Payout.objects.filter(settlement=settlement, status__in=[PayoutStatus.PAID, PayoutStatus.SENDING])
+            .values("player__external_id", "operator__name", "operator__wallet_mode")
+            .annotate(payouts=Count("pk"), amount=Sum("amount"))
+            .order_by("-amount", "player__external_id")
+        )
+        rows = [{**row, "amount": _cents(row["amount"])} for row in takes[: self.REVERSE_ROWS + 1]]
+        unpaid = Payout.objects.filter(settlement=settlement, status__in=[PayoutStatus.PENDING, PayoutStatus.FAILED]).count()
+        total = _cents(
+            Payout.objects.filter(settlement=settlement, status__in=[PayoutStatus.PAID, PayoutStatus.SENDING]).aggregate(s=Sum("amount"))[
+                "s"
+            ]
+        )
+        context = self._context(
+            request,
+            f"Reverse the settlement of {settlement.market.title or settlement.market_id}",
+            settlement=settlement,
+            market=settlement.market,
+            label=decision_label(settlement.action, settlement.outcome),
+            players=rows[: self.REVERSE_ROWS],
+            truncated=len(rows) > self.REVERSE_ROWS,
+            total=total,
+            unpaid=unpaid,
+            form=form,
+            detail_url=self._detail_url(settlement),
+        )
+        return TemplateResponse(request, REVERSE_TEMPLATE, context)
 
     # --- the settlement page ----------------------------------------------------------------
 
@@ -273,7 +351,13 @@ class SettlementAdmin(admin.ModelAdmin):
             "market": settlement.market,
             "label": decision_label(settlement.action, settlement.outcome),
             "is_void": settlement.action == SettlementAction.VOID,
-            "completed": settlement.status == SettlementStatus.COMPLETED,
+            "completed": settlement.status != SettlementStatus.SETTLING,
+            "reversible": settlement.status in (SettlementStatus.SETTLING, SettlementStatus.COMPLETED)
+            and not Settlement.objects.filter(market_id=settlement.market_id, requested_at__gt=settlement.requested_at).exists(),
+            "reversal": getattr(settlement, "reversal", None),
+            "reversal_items": dict(
+                ReversalItem.objects.filter(reversal__settlement=settlement).order_by().values_list("status").annotate(n=Count("pk"))
+            ),
             "due": due,
             "percent": percent,
             "counts": {status: counts.get(status, 0) for status in PayoutStatus.values},
@@ -448,3 +532,36 @@ class ResolutionProposalAdmin(admin.ModelAdmin):
             **extra,
         }
         return TemplateResponse(request, PROPOSALS_TEMPLATE, context)
+
+
+@admin.register(Reversal)
+class ReversalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Reversed settlements (SPEC §12); each settlement's page shows its reversal in full."""
+
+    list_display = [
+        "settlement",
+        "status",
+        "reason",
+        "total_positions",
+        "total_items",
+        "total_cancelled",
+        "total_due",
+        "total_reversed",
+        "total_uncollected",
+        "requested_by",
+        "requested_at",
+        "completed_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["settlement__market__id", "settlement__market__title", "reason"]
+    list_select_related = ["settlement__market", "requested_by"]
+    ordering = ["-requested_at"]
+
+
+@admin.register(ReversalItem)
+class ReversalItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["reversal", "player", "status", "amount_due", "amount_taken", "amount_uncollected", "transaction_id", "updated_at"]
+    list_filter = ["status"]
+    search_fields = ["player__external_id", "=player__id", "=transaction_id", "=payout__transaction_id", "reversal__settlement__market__id"]
+    list_select_related = ["reversal__settlement__market", "player"]
+    ordering = ["-updated_at"]

@@ -1,4 +1,5 @@
-"""Settlement records (one per market) and payouts (one per settled position)."""
+"""Settlement records (one live per market), payouts (one per settled position), and reversals
+(SPEC §12: a settlement taken back, one reversal item per payout that had been paid)."""
 
 import uuid
 from decimal import Decimal
@@ -18,18 +19,24 @@ class SettlementAction(models.TextChoices):
 class SettlementStatus(models.TextChoices):
     SETTLING = "settling", "Settling (payouts in progress)"
     COMPLETED = "completed", "Completed"
+    REVERSING = "reversing", "Reversing (taking back what was paid)"
+    REVERSED = "reversed", "Reversed"
+
+
+LIVE_SETTLEMENT = ("settling", "completed", "reversing")
 
 
 class Settlement(models.Model):
     """The decision on a market and the running totals of paying it out.
 
-    One per market (unique): resolving twice, or two staff resolving at once, finds the
-    same record. The totals are fixed when the decision is taken (from the positions then
-    open); paid/failed counts move as payouts go through.
+    One live per market (unique while not reversed): resolving twice, or two staff resolving at
+    once, finds the same record; after a reversal (SPEC §12) the market may be settled again, and
+    its settlements are its history. The totals are fixed when the decision is taken (from the
+    positions then open); paid/failed counts move as payouts go through.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    market = models.OneToOneField("casino.Market", on_delete=models.PROTECT, related_name="settlement")
+    market = models.ForeignKey("casino.Market", on_delete=models.PROTECT, related_name="settlements")
     action = models.CharField(max_length=8, choices=SettlementAction.choices)
     outcome = models.CharField(max_length=3, null=True, blank=True)  # noqa: DJ001 - NULL for voids
     reason = models.CharField(max_length=500, blank=True, default="")
@@ -50,6 +57,7 @@ class Settlement(models.Model):
         db_table = "settlements"
         constraints = [
             models.CheckConstraint(condition=Q(action="void") | Q(outcome__in=["yes", "no"]), name="settlement_resolve_has_outcome"),
+            models.UniqueConstraint(fields=["market"], condition=Q(status__in=LIVE_SETTLEMENT), name="settlement_one_live_per_market"),
         ]
 
     def __str__(self) -> str:
@@ -67,6 +75,8 @@ class PayoutStatus(models.TextChoices):
     PAID = "paid", "Paid"
     NOTHING_DUE = "nothing_due", "Nothing due (losing position)"
     FAILED = "failed", "Failed (refused by the operator; retry from the admin)"
+    CANCELLED = "cancelled", "Cancelled (the settlement was reversed before it was paid)"
+    REVERSED = "reversed", "Reversed (taken back: see its reversal item)"
 
 
 class Payout(models.Model):
@@ -79,7 +89,9 @@ class Payout(models.Model):
     # changes status at least once, writing every index again: no index is kept that another covers
     # (settlement and status lead payout_claim_order) or that no query needs (operator).
     settlement = models.ForeignKey(Settlement, on_delete=models.PROTECT, related_name="payouts", db_index=False)
-    position = models.OneToOneField("casino.Position", on_delete=models.PROTECT, related_name="payout")
+    # One per position and settlement (the unique constraint, which leads with the position, is its
+    # index): a position settled, reversed and settled again has two.
+    position = models.ForeignKey("casino.Position", on_delete=models.PROTECT, related_name="payouts", db_index=False)
     # Copies of the position's (which holds both by foreign key), written with it in the chunk that
     # creates the payout: no constraint of their own, whose checks at commit (one query per row) were a
     # tenth of a chunk's time. Django still protects them on delete.
@@ -99,7 +111,76 @@ class Payout(models.Model):
         # A chunk is claimed in id order among one settlement's payouts in one status: the index
         # hands them over in that order, so LIMIT stops after the chunk instead of sorting them all.
         indexes = [models.Index(fields=["settlement", "status", "id"], name="payout_claim_order")]
-        constraints = [models.CheckConstraint(condition=Q(amount__gte=0), name="payout_amount_nonnegative")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="payout_amount_nonnegative"),
+            models.UniqueConstraint(fields=["position", "settlement"], name="payout_once_per_position"),
+        ]
+
+
+class ReversalStatus(models.TextChoices):
+    REVERSING = "reversing", "Reversing (taking back what was paid)"
+    COMPLETED = "completed", "Completed"
+
+
+class Reversal(models.Model):
+    """A settlement taken back (SPEC §12): every payout it paid is reversed by its own wallet
+    transaction (a ReversalItem), unpaid payouts are cancelled, the positions are open again and
+    the market is closed, awaiting a new decision. Totals: what was due back, what was taken,
+    what could not be taken (player debts)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    settlement = models.OneToOneField(Settlement, on_delete=models.PROTECT, related_name="reversal")
+    reason = models.CharField(max_length=500)
+    status = models.CharField(max_length=10, choices=ReversalStatus.choices, default=ReversalStatus.REVERSING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    total_positions = models.PositiveIntegerField(default=0, help_text="Positions opened again.")
+    total_items = models.PositiveIntegerField(default=0, help_text="Payouts paid (or in flight) to take back.")
+    total_cancelled = models.PositiveIntegerField(default=0, help_text="Payouts cancelled before they were paid.")
+    total_due = models.DecimalField(**MONEY, default=Decimal("0"))
+    total_reversed = models.DecimalField(**MONEY, default=Decimal("0"))
+    total_uncollected = models.DecimalField(**MONEY, default=Decimal("0"))
+
+    class Meta:
+        db_table = "settlement_reversals"
+
+    def __str__(self) -> str:
+        return f"reversal of {self.settlement} ({self.status})"
+
+
+class ReversalItemStatus(models.TextChoices):
+    WAITING = "waiting", "Waiting for the payout's own answer (its credit was in flight)"
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sent to the operator, waiting for a definite answer"
+    DONE = "done", "Done (taken, and any rest recorded as the player's debt)"
+    CANCELLED = "cancelled", "Nothing to take back (the payout's credit was refused)"
+
+
+class ReversalItem(models.Model):
+    """Taking one payout back, by the wallet transaction ``transaction_id`` (a ledger row
+    ``payout_reversal``/``refund_reversal`` whose reference is the payout's transaction; for S2S a
+    debit with ``reference_transaction_id``). What was not taken is the player's debt."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    reversal = models.ForeignKey(Reversal, on_delete=models.PROTECT, related_name="items", db_index=False)
+    payout = models.OneToOneField(Payout, on_delete=models.PROTECT, related_name="reversal_item")
+    player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="reversal_items")
+    transaction_id = models.UUIDField(default=uuid.uuid4, unique=True)
+    amount_due = models.DecimalField(**MONEY)
+    amount_taken = models.DecimalField(**MONEY, default=Decimal("0"))
+    amount_uncollected = models.DecimalField(**MONEY, default=Decimal("0"))
+    status = models.CharField(max_length=10, choices=ReversalItemStatus.choices, default=ReversalItemStatus.PENDING)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "settlement_reversal_items"
+        indexes = [models.Index(fields=["reversal", "status", "id"], name="reversal_item_claim_order")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount_due__gte=0, amount_taken__gte=0, amount_uncollected__gte=0), name="reversal_item_amounts"
+            ),
+        ]
 
 
 class ProposalStatus(models.TextChoices):

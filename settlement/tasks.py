@@ -1,11 +1,12 @@
-"""Celery entry points for settlement: pay a settlement in chunks until it completes."""
+"""Celery entry points for settlement: pay a settlement, or take a reversed one back, in chunks until done."""
 
 import logging
 
 from celery import shared_task
 
-from settlement.models import Settlement, SettlementStatus
+from settlement.models import Reversal, ReversalItem, ReversalItemStatus, ReversalStatus, Settlement, SettlementStatus
 from settlement.services.payouts import settlement_advance, settlement_backlog
+from settlement.services.reversal import reversal_advance
 
 log = logging.getLogger("house.settlement")
 
@@ -27,10 +28,36 @@ def settle_market(self, settlement_id: str) -> str:
     raise self.retry(countdown=5 if settlement_backlog(settlement_id=settlement_id).waiting_only else 0)
 
 
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def reverse_settlement(self, reversal_id: str) -> str:
+    """One chunk of a reversal per run, then re-queued, like settle_market."""
+    if self.request.is_eager:
+        for _ in range(MAX_EAGER_PASSES):
+            before = _reversal_open(reversal_id)
+            if reversal_advance(reversal_id=reversal_id) or _reversal_open(reversal_id) == before:
+                break
+        return Reversal.objects.get(pk=reversal_id).status
+    if reversal_advance(reversal_id=reversal_id):
+        return ReversalStatus.COMPLETED
+    raise self.retry(countdown=0 if _reversal_pending(reversal_id) else 5)
+
+
 @shared_task(acks_late=True)
 def settlements_resume() -> int:
-    """Beat: make sure every unfinished settlement has a worker on it (after restarts, lost messages)."""
+    """Beat: make sure every unfinished settlement and reversal has a worker on it (after restarts, lost messages)."""
     ids = list(Settlement.objects.filter(status=SettlementStatus.SETTLING).values_list("pk", flat=True))
     for settlement_id in ids:
         settle_market.delay(str(settlement_id))
-    return len(ids)
+    reversals = list(Reversal.objects.filter(status=ReversalStatus.REVERSING).values_list("pk", flat=True))
+    for reversal_id in reversals:
+        reverse_settlement.delay(str(reversal_id))
+    return len(ids) + len(reversals)
+
+
+def _reversal_open(reversal_id) -> int:
+    open_items = (ReversalItemStatus.WAITING, ReversalItemStatus.PENDING, ReversalItemStatus.SENDING)
+    return ReversalItem.objects.filter(reversal_id=reversal_id, status__in=open_items).count()
+
+
+def _reversal_pending(reversal_id) -> bool:
+    return ReversalItem.objects.filter(reversal_id=reversal_id, status=ReversalItemStatus.PENDING).exists()

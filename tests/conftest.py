@@ -15,7 +15,7 @@ from django.test import Client
 from casino.services.credentials import operator_create, session_open, staff_token_create
 from casino.services.markets import reference_price_set
 from core.api.rendering import dumps
-from wallets.models import LedgerEntry, PlayerWallet
+from wallets.models import DebtEntry, LedgerEntry, PlayerDebt, PlayerWallet
 from wallets.services.transfers import wallet_deposit
 
 MARKET = "0x1234abcd00000000000000000000000000000000000000000000000000000001"
@@ -37,6 +37,9 @@ def assert_ledger_matches_balances() -> None:
             f"ledger of player {player_id} sums to {sums.get(player_id)} but balance is {balance}"
         )
         assert balance >= 0
+    debts = dict(DebtEntry.objects.values("player_id").annotate(total=Sum("amount")).values_list("player_id", "total"))
+    for player_id, amount in PlayerDebt.objects.values_list("player_id", "amount"):
+        assert debts.get(player_id, Decimal("0")) == amount >= 0, f"debt entries of player {player_id} do not sum to its debt {amount}"
 
 
 @pytest.fixture(autouse=True)

@@ -143,15 +143,15 @@ def test_trading_stops_the_moment_a_market_is_resolved(make_player, market, staf
     assert Market.objects.get(pk=MARKET).status == "resolving"
 
 
-def test_resolving_twice_is_idempotent_and_a_different_decision_is_409(make_player, market, staff_api):
+def test_resolving_twice_is_idempotent_and_a_different_decision_is_400(make_player, market, staff_api):
     _book(make_player, market)
     first = staff_api.post("resolve", {"marketId": MARKET, "outcome": "yes"})
     _settle_all()
     again = staff_api.post("resolve", {"marketId": MARKET, "outcome": "yes"})
     assert first.content == again.content
     other = staff_api.post("resolve", {"marketId": MARKET, "outcome": "no"})
-    assert other.status_code == 409 and decimal_json(other)["error"] == "Market already settled"
-    assert staff_api.post("resolve", {"marketId": MARKET, "action": "void"}).status_code == 409
+    assert other.status_code == 400 and decimal_json(other)["error"] == "Market already settled"
+    assert staff_api.post("resolve", {"marketId": MARKET, "action": "void"}).status_code == 400
     assert Settlement.objects.count() == 1
     assert LedgerEntry.objects.filter(type="payout").count() == Payout.objects.filter(status="paid").count()
 

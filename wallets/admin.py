@@ -12,7 +12,7 @@ from django.contrib import admin
 from casino.models import WalletMode
 from core.admin import ReadOnlyAdminMixin, confirm_rotation
 from wallets.adapters.s2s import MAX_CONCURRENT_CALLS
-from wallets.models import LedgerEntry, OperatorWallet, PlayerWallet, WalletOperation
+from wallets.models import DebtEntry, LedgerEntry, OperatorWallet, PlayerDebt, PlayerWallet, WalletOperation
 from wallets.services.operator_wallet import operator_wallet_rotate_secret
 
 
@@ -53,6 +53,31 @@ class PlayerWalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="operator", ordering="player__operator__name")
     def operator(self, obj):
         return obj.player.operator
+
+
+@admin.register(PlayerDebt)
+class PlayerDebtAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What players owe after reversed settlements (SPEC §12), recovered from their later credits."""
+
+    list_display = ["player", "operator", "amount", "currency", "updated_at"]
+    list_filter = ["player__operator", "currency"]
+    search_fields = ["player__id", "player__external_id"]
+    list_select_related = ["player__operator"]
+    ordering = ["-amount"]
+
+    @admin.display(description="operator", ordering="player__operator__name")
+    def operator(self, obj):
+        return obj.player.operator
+
+
+@admin.register(DebtEntry)
+class DebtEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["created_at", "player", "kind", "amount", "reference_id", "description"]
+    list_filter = ["kind"]
+    search_fields = ["player__id", "player__external_id", "=reference_id"]
+    list_select_related = ["player"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at"]
 
 
 class OperatorWalletForm(forms.ModelForm):

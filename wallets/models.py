@@ -16,6 +16,57 @@ class LedgerType(models.TextChoices):
     DEPOSIT = "deposit", "Deposit"
     WITHDRAWAL = "withdrawal", "Withdrawal"
     ADJUSTMENT = "adjustment", "Adjustment"
+    # A settlement corrected (SPEC §12): what a reversed payout or refund took back, and what a
+    # later credit gave back of a player's debt.
+    PAYOUT_REVERSAL = "payout_reversal", "Payout reversal"
+    REFUND_REVERSAL = "refund_reversal", "Refund reversal"
+    DEBT_RECOVERY = "debt_recovery", "Debt recovery"
+
+
+class PlayerDebt(models.Model):
+    """What a player owes the house after a settlement was reversed and the money paid could not
+    all be taken back (SPEC §12). Recovered from the player's later credits (sell proceeds,
+    payouts, refunds), never from deposits. The player's debt entries sum to ``amount``."""
+
+    player = models.OneToOneField("casino.Player", on_delete=models.PROTECT, primary_key=True, related_name="debt")
+    amount = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    currency = models.CharField(max_length=3, default="USD")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "wallet_debts"
+        constraints = [models.CheckConstraint(condition=Q(amount__gte=0), name="wallet_debt_nonnegative")]
+
+
+class DebtEntryKind(models.TextChoices):
+    INCURRED = "incurred", "Incurred (a reversal could not take it)"
+    RECOVERED = "recovered", "Recovered from a credit"
+    RESTORED = "restored", "Restored (a recovery whose credit was refused)"
+
+
+class DebtEntry(models.Model):
+    """One change of a player's debt (append-only): + incurred or restored, - recovered."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="debt_entries")
+    kind = models.CharField(max_length=10, choices=DebtEntryKind.choices)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    reference_id = models.UUIDField(help_text="The reversal item or the credit it came from.")
+    description = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "wallet_debt_entries"
+        indexes = [models.Index(fields=["player", "-created_at"], name="debt_entry_player_recent")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="debt_entry_amount_nonzero"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["incurred", "restored"], amount__gt=0) | Q(kind="recovered", amount__lt=0),
+                name="debt_entry_sign_matches_kind",
+            ),
+            # One recovery per credit, one incurrence per reversal item: re-runs cannot count twice.
+            models.UniqueConstraint(fields=["kind", "reference_id"], name="debt_entry_once_per_reference"),
+        ]
 
 
 class PlayerWallet(models.Model):
@@ -62,7 +113,7 @@ class LedgerEntry(models.Model):
             models.CheckConstraint(condition=~Q(amount=0), name="ledger_amount_nonzero"),
             models.CheckConstraint(
                 condition=(
-                    Q(type__in=["trade_debit", "withdrawal"], amount__lt=0)
+                    Q(type__in=["trade_debit", "withdrawal", "payout_reversal", "refund_reversal", "debt_recovery"], amount__lt=0)
                     | Q(type__in=["trade_credit", "payout", "refund", "deposit"], amount__gt=0)
                     | Q(type__in=["rollback", "adjustment"])
                 ),

@@ -51,7 +51,10 @@ Wire protocol, including the choices made where SPEC §9 is silent
   ``INVALID_TOKEN`` (players accept any non-empty token by default); ``LIMIT_REACHED`` when the
   player's ``debit_limit`` (total of standing debits) would be exceeded; ``INSUFFICIENT_FUNDS``
   when balance < amount; else the amount is taken and the answer is ``OK``. The session token
-  is checked on debit only.
+  (required) and the debit limit apply to a ``trade_debit`` (or a debit without a type) only: a
+  ``payout_reversal`` or ``refund_reversal`` debit (a reversed settlement taking back what it
+  paid, with ``reference_transaction_id`` = the payout's id) carries no token and is refused
+  only for ``USER_DISABLED``, ``WRONG_CURRENCY`` or ``INSUFFICIENT_FUNDS``.
 * Credit: tombstoned id → ``TRANSACTION_ROLLED_BACK``; unknown player → ``UNKNOWN_ERROR`` (or
   auto-created); ``WRONG_CURRENCY``; else ``OK``. A disabled player is still credited (money
   owed is paid).
@@ -372,8 +375,10 @@ def _parse_request(endpoint: str, data: dict) -> _Request:
     session_token = data.get("session_token")
     if session_token is not None and not isinstance(session_token, str):
         raise _BadRequest("session_token must be a string")
-    if endpoint == "debit" and session_token is None:
-        raise _BadRequest("session_token is required")
+    # The session token proves the player is at the table: a trade's debit needs it; a debit the
+    # house makes on its own (a reversed payout taken back) has none (SPEC §9, §12).
+    if endpoint == "debit" and session_token is None and _is_trade_debit(data.get("type")):
+        raise _BadRequest("session_token is required on a trade_debit")
     return _Request(
         endpoint=endpoint,
         raw=data,
@@ -789,6 +794,8 @@ class ReferenceWalletServer:
             return WRONG_CURRENCY
         if not debit:
             return OK
+        if not _is_trade_debit(request.type):  # a clawback: no token, no wager limit, only the funds
+            return INSUFFICIENT_FUNDS if player.balance < request.amount else OK
         token = request.session_token
         if not token:
             return INVALID_TOKEN
@@ -1140,6 +1147,11 @@ def make_server(app: Callable, host: str = "127.0.0.1", port: int = 0) -> Thread
 def server_url(server: ThreadingWSGIServer) -> str:
     host, port = server.server_address[:2]
     return f"http://{host}:{port}"
+
+
+def _is_trade_debit(debit_type) -> bool:
+    """A debit without a type is a trade's (the protocol's first callers sent none)."""
+    return debit_type in (None, "", "trade_debit")
 
 
 def serve_in_thread(app: Callable, host: str = "127.0.0.1", port: int = 0) -> tuple[str, Callable[[], None]]:

@@ -258,3 +258,24 @@ def exposure_clear_market(*, market_id: str) -> None:
         # Freed room is handed out again by the next locked pass; a settled profit never adds quota.
         global_shards[0].quota -= max(contribution, ZERO)
         GlobalExposure.objects.bulk_update(global_shards[:1], ["bound", "quota"])
+
+
+def exposure_restore_market(*, market_id: str, book: Book) -> None:
+    """A settlement was reversed (SPEC §12): the market's book is what its open positions and its
+    trades say again. Shard 0 takes the whole book with a quota of exactly its worst case and the
+    other shards none, so the next trade takes the locked path and cuts fresh quotas; the global
+    bound takes the book's worst case back. Never refused: it restores what the house holds."""
+    shards = _lock_all(MarketExposure.objects.filter(market_id=market_id), lambda i: MarketExposure(market_id=market_id, shard=i))
+    before = sum((_worst(s) for s in shards), ZERO)
+    for shard in shards:
+        shard.yes_shares = shard.no_shares = shard.cash_in = shard.quota = ZERO
+    first = shards[0]
+    first.yes_shares, first.no_shares, first.cash_in = book.yes_shares, book.no_shares, book.cash_in
+    first.quota = max(book.worst_case_loss, ZERO)
+    MarketExposure.objects.bulk_update(shards, ["yes_shares", "no_shares", "cash_in", "quota"])
+    growth = _worst(first) - before
+    if growth:
+        global_shards = _lock_all(GlobalExposure.objects.all(), lambda i: GlobalExposure(shard=i))
+        global_shards[0].bound += growth
+        global_shards[0].quota += max(growth, ZERO)
+        GlobalExposure.objects.bulk_update(global_shards[:1], ["bound", "quota"])

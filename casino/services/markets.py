@@ -115,8 +115,8 @@ def reference_mid(market: Market | None, ref: ReferencePrice | None) -> Decimal:
     return ref.mid_price
 
 
-# Refusal codes the market-data feed sets (SPEC §11): the refusal's code is the reason itself.
-FEED_REFUSALS = frozenset({"market_closed_at_source", "source_spread_too_wide", "price_jump"})
+# Refusals whose code is the reason itself (SPEC §11 the feed's, §12 a reversed settlement).
+FEED_REFUSALS = frozenset({"market_closed_at_source", "source_spread_too_wide", "price_jump", "market_reversed"})
 
 
 def market_refusal(
@@ -125,6 +125,8 @@ def market_refusal(
     """Why ``market`` cannot trade now at ``mid_price``, or None: step 2 of the trade, and the
     catalogue's ``tradeable``/``reason``. ``category`` and ``liquidity`` are the client's, used
     only where the house has no value of its own."""
+    if market.status == MarketStatus.CLOSED:
+        return "market_reversed"
     if market.status != MarketStatus.OPEN:
         return f"market_{market.status}"
     if market.disabled:

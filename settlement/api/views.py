@@ -1,4 +1,5 @@
-"""POST /api/casino/resolve (staff): resolve or void a market, with the reference document's response."""
+"""POST /api/casino/resolve (staff): resolve, void or reverse (SPEC §12) a market, with the reference
+document's response."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -14,6 +15,7 @@ from core.money import money
 from settlement.models import ProposalStatus, ResolutionProposal, SettlementAction
 from settlement.services.decide import market_settle
 from settlement.services.proposals import proposal_confirm, proposal_reject
+from settlement.services.reversal import settlement_reverse
 
 
 def settlement_body(settlement) -> dict:
@@ -36,6 +38,17 @@ def settlement_body(settlement) -> dict:
     }
 
 
+def reversal_body(reversal) -> dict:
+    return {
+        "success": True,
+        "marketId": reversal.settlement.market_id,
+        "action": "reverse",
+        "totalPositions": reversal.total_positions,
+        "totalReversed": money(reversal.total_reversed),
+        "totalUncollected": money(reversal.total_uncollected),
+    }
+
+
 _RESOLVE_RESPONSE = inline_serializer(
     "ResolveResponse",
     {
@@ -44,8 +57,19 @@ _RESOLVE_RESPONSE = inline_serializer(
         "outcome": serializers.CharField(required=False),
         "totalPositions": serializers.IntegerField(),
         "totalWinners": serializers.IntegerField(required=False),
-        "totalPayout": serializers.DecimalField(max_digits=16, decimal_places=2, coerce_to_string=False),
-        "casinoProfit": serializers.DecimalField(max_digits=16, decimal_places=2, coerce_to_string=False),
+        "totalPayout": serializers.DecimalField(max_digits=16, decimal_places=2, coerce_to_string=False, required=False),
+        "casinoProfit": serializers.DecimalField(max_digits=16, decimal_places=2, coerce_to_string=False, required=False),
+        "action": serializers.ChoiceField(["reverse"], required=False, help_text="Reversals only"),
+        "totalReversed": serializers.DecimalField(
+            max_digits=16,
+            decimal_places=2,
+            coerce_to_string=False,
+            required=False,
+            help_text="Reversals: taken back so far (the reversal goes on in the background; repeat the request to see it grow)",
+        ),
+        "totalUncollected": serializers.DecimalField(
+            max_digits=16, decimal_places=2, coerce_to_string=False, required=False, help_text="Reversals: left as player debts so far"
+        ),
     },
 )
 
@@ -60,18 +84,23 @@ class ResolveView(HouseAPIView):
             {
                 "marketId": serializers.CharField(),
                 "outcome": serializers.ChoiceField(["yes", "no"], required=False),
-                "action": serializers.ChoiceField(["resolve", "void"], required=False),
-                "reason": serializers.CharField(required=False),
+                "action": serializers.ChoiceField(["resolve", "void", "reverse"], required=False),
+                "reason": serializers.CharField(required=False, help_text="Required to reverse"),
             },
         ),
         responses={200: _RESOLVE_RESPONSE, 400: ErrorSerializer},
-        summary="Resolve or void a market (staff); payouts are made by a background task",
+        summary="Resolve, void or reverse (the latest settlement) a market (staff); payouts and reversals run in the background",
     )
     def post(self, request):
         data = inputs.require_object(request.data)
         inputs.require_fields(data, "marketId")
         market_id = inputs.market_id_field(data["marketId"])
-        action = inputs.choice_field(data.get("action") or "resolve", "action", ("resolve", "void"))
+        action = inputs.choice_field(data.get("action") or "resolve", "action", ("resolve", "void", "reverse"))
+        if action == "reverse":
+            inputs.require_fields(data, "reason")
+            reason = inputs.text_field(data["reason"], "reason")
+            reversal = settlement_reverse(market_id=market_id, reason=reason, requested_by=request.user.user)
+            return Response(reversal_body(reversal))
         outcome = None
         if action == "resolve":
             inputs.require_fields(data, "outcome")

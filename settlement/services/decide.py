@@ -18,7 +18,7 @@ from django.db import transaction
 from casino.models import Market, MarketStatus
 from core.errors import HouseError
 from core.metrics import SETTLEMENTS
-from settlement.models import Settlement, SettlementAction
+from settlement.models import LIVE_SETTLEMENT, Settlement, SettlementAction, SettlementStatus
 from settlement.services.snapshot import Totals, payouts_preview, payouts_totals
 
 ZERO = Decimal("0")
@@ -73,18 +73,20 @@ def market_settle(*, market_id: str, action: str, outcome: str | None = None, re
         market = Market.objects.select_for_update().filter(pk=market_id).first()
         if market is None:
             raise HouseError("Market not found", code="market_not_found", status=404)
-        existing = Settlement.objects.filter(market=market).first()
+        existing = Settlement.objects.filter(market=market, status__in=LIVE_SETTLEMENT).first()
+        if existing is not None and existing.status == SettlementStatus.REVERSING:
+            raise HouseError("Settlement being reversed", code="settlement_reversing", status=400)
         if existing is not None:
             if existing.action == action and existing.outcome == outcome:
                 return existing
             raise HouseError(
                 "Market already settled",
                 code="market_already_settled",
-                status=409,
+                status=400,
                 extra={"action": existing.action, "outcome": existing.outcome},
             )
-        if market.status != MarketStatus.OPEN:
-            raise HouseError("Market already settled", code="market_not_open", status=409, extra={"status": market.status})
+        if market.status not in (MarketStatus.OPEN, MarketStatus.CLOSED):  # closed: a reversed settlement
+            raise HouseError("Market already settled", code="market_not_open", status=400, extra={"status": market.status})
         market.status = MarketStatus.RESOLVING
         market.outcome = outcome
         market.save(update_fields=["status", "outcome", "updated_at"])

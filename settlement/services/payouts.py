@@ -103,7 +103,7 @@ def payout_retry(*, payout_id) -> None:
     operation stuck without a definite answer is retried under its own id."""
     with transaction.atomic():
         payout = Payout.objects.select_for_update().get(pk=payout_id)
-        if payout.status != PayoutStatus.FAILED:
+        if payout.status != PayoutStatus.FAILED or not settlement_share(settlement_id=payout.settlement_id):
             return
         if operation_requeue(operation_id=payout.transaction_id):
             payout.status = PayoutStatus.SENDING

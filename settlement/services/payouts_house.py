@@ -9,15 +9,25 @@ rolls the whole chunk back, and a re-run finds the positions open (or the payout
 from core.metrics import SETTLEMENT_PAYOUTS
 from settlement.models import PayoutStatus, Settlement
 from settlement.services.payout_chunks import ClaimedPayout, payout_description, payout_ledger_type, payouts_mark
-from wallets.services.balances import BulkChange, wallet_changes_bulk
+from wallets.models import LedgerType
+from wallets.services.balances import BulkChange, wallet_changes_bulk, wallets_lock
+from wallets.services.debts import debts_of, debts_recover_bulk, recovery_entry_id
 
 
 def house_payouts_pay(*, settlement: Settlement, payouts: list[ClaimedPayout]) -> None:
     """Inside the claim's transaction: one bulk wallet movement; the payouts not created paid (``fresh``)
-    marked paid in one UPDATE."""
+    marked paid in one UPDATE. A player who owes a debt (a reversed settlement) gives it back out of
+    the payout: a debt_recovery row after the payout's."""
     if not payouts:
         return
     kind, round_id = payout_ledger_type(settlement), str(settlement.pk)
+    owing = debts_of(player_ids={p.player_id for p in payouts})
+    if owing:
+        wallets_lock(player_ids=sorted(owing))  # wallet rows before debt rows, in the order a sale takes them
+    recovered = debts_recover_bulk(
+        credits=[(p.transaction_id, p.player_id, p.amount) for p in payouts if p.player_id in owing],
+        description=f"Debt recovered from {kind} in {settlement.market_id}",
+    )
     wallet_changes_bulk(
         changes=[
             BulkChange(
@@ -32,6 +42,21 @@ def house_payouts_pay(*, settlement: Settlement, payouts: list[ClaimedPayout]) -
                 actor="system",
             )
             for p in payouts
+        ]
+        + [
+            BulkChange(
+                player_id=p.player_id,
+                operator_id=p.operator_id,
+                currency=p.currency,
+                amount=-recovered[p.transaction_id],
+                type=LedgerType.DEBT_RECOVERY,
+                description=f"Debt recovered from {kind} {p.transaction_id}",
+                entry_id=recovery_entry_id(p.transaction_id),
+                round_id=round_id,
+                reference_id=p.transaction_id,
+            )
+            for p in payouts
+            if p.transaction_id in recovered
         ]
     )
     payouts_mark(ids=[p.id for p in payouts if not p.fresh], status=PayoutStatus.PAID, attempts=True)

@@ -18,6 +18,7 @@ credit at once; a killed worker's hold lapses and another sends the same ids aga
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.db import transaction
 
@@ -25,6 +26,7 @@ from core.metrics import SETTLEMENT_PAYOUTS
 from settlement.models import PayoutStatus, Settlement
 from settlement.services.payout_chunks import ClaimedPayout, payout_description, payout_ledger_type, payouts_mark, settlement_share
 from wallets.models import OperationKind, OperationStatus
+from wallets.services.debts import debts_recover_bulk
 from wallets.services.operation_batches import (
     OperationIntent,
     OperationOutcome,
@@ -33,8 +35,11 @@ from wallets.services.operation_batches import (
     operations_hold,
     operations_hold_until,
     operations_record_bulk,
+    operations_settled_without_call,
 )
 from wallets.services.operations import WalletTarget
+
+ZERO = Decimal("0")
 
 
 @dataclass
@@ -70,6 +75,10 @@ def _start(settlement: Settlement, batch: OperatorBatch, payouts: list[ClaimedPa
     if not payouts:
         return
     kind, round_id = payout_ledger_type(settlement), str(settlement.pk)
+    recovered = debts_recover_bulk(
+        credits=[(p.transaction_id, p.player_id, p.amount) for p in payouts],
+        description=f"Debt recovered from {kind} in {settlement.market_id}",
+    )
     intents = [
         OperationIntent(
             id=p.transaction_id,
@@ -78,18 +87,32 @@ def _start(settlement: Settlement, batch: OperatorBatch, payouts: list[ClaimedPa
             user_id=p.user_id,
             kind=OperationKind.CREDIT,
             type=kind,
-            amount=p.amount,
+            amount=p.amount - recovered.get(p.transaction_id, ZERO),  # a debt is taken out of the credit sent
             currency=p.currency,
             round_id=round_id,
             description=payout_description(settlement, p),
-            payload={"handler": "payout", "payout_id": str(p.id)},
+            payload=_payload(p, recovered.get(p.transaction_id)),
         )
         for p in payouts
     ]
-    operations_create_bulk(intents=intents, held_until=held_until)
+    # A debt that takes the whole payout leaves nothing to send: booked as paid, no call.
+    settled = [i for i in intents if i.amount <= 0]
+    operations_create_bulk(intents=[i for i in intents if i.amount > 0], held_until=held_until)
+    operations_settled_without_call(intents=settled)
     payouts_mark(ids=[p.id for p in payouts if not p.fresh], status=PayoutStatus.SENDING, attempts=True)
+    if settled:
+        paid = {i.id for i in settled}
+        payouts_mark(ids=[p.id for p in payouts if p.transaction_id in paid], status=PayoutStatus.PAID)
+    intents = [i for i in intents if i.amount > 0]
     batch.intents += intents
     batch.payout_of.update({p.transaction_id: p.id for p in payouts})
+
+
+def _payload(payout: ClaimedPayout, recovered) -> dict:
+    payload = {"handler": "payout", "payout_id": str(payout.id)}
+    if recovered:
+        payload["debt_recovered"] = str(recovered)
+    return payload
 
 
 def _resume(settlement: Settlement, batch: OperatorBatch, payouts: list[ClaimedPayout], held_until) -> None:

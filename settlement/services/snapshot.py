@@ -127,7 +127,7 @@ WITH inserted AS (
                 %(outcome)s::varchar[], %(shares)s::numeric[], %(cost_basis)s::numeric[], %(amount)s::numeric[], %(status)s::varchar[],
                 %(attempts)s::int[])
          AS r (id, transaction_id, position_id, player_id, operator_id, outcome, shares, cost_basis, amount, status, attempts)
-    ON CONFLICT (position_id) DO NOTHING
+    ON CONFLICT (position_id, settlement_id) DO NOTHING
     RETURNING position_id
 ), closed AS (
     UPDATE casino_positions SET status = %(closed)s, version = version + 1, updated_at = %(at)s
@@ -261,7 +261,8 @@ def _claim_orm(settlement: Settlement, chunk: int, after, up_to) -> list[DuePosi
 
 
 def _insert_orm(settlement: Settlement, claimed: list[DuePosition], payouts: list[NewPayout], closed: str) -> set:
-    taken = set(Payout.objects.filter(position_id__in=[p.position.position_id for p in payouts]).values_list("position_id", flat=True))
+    mine = Payout.objects.filter(settlement=settlement, position_id__in=[p.position.position_id for p in payouts])
+    taken = set(mine.values_list("position_id", flat=True))
     rows = [p for p in payouts if p.position.position_id not in taken]
     Payout.objects.bulk_create(
         [

@@ -145,6 +145,47 @@ def wallet_changes_bulk(*, changes: list[BulkChange]) -> list[BalanceChange]:
     return results
 
 
+def wallet_takes_bulk(*, changes: list[BulkChange]) -> list[Decimal]:
+    """Take back up to ``-amount`` of each change from house-held balances, never below zero (a
+    reversal, SPEC §12): what a balance does not hold is not taken. Same locking and statements as
+    ``wallet_changes_bulk``; a change that takes nothing writes no ledger row. Returns what each
+    change took (positive), in order."""
+    assert transaction.get_connection().in_atomic_block, "wallet_takes_bulk must run inside a transaction"
+    if not changes:
+        return []
+    balances = _wallets_lock(sorted({c.player_id for c in changes}))
+    taken, rows, touched = [], [], {}
+    for change in changes:
+        take = min(balances[change.player_id], -change.amount)
+        taken.append(max(take, Decimal("0")))
+        if take <= 0:
+            continue
+        balances[change.player_id] = touched[change.player_id] = balances[change.player_id] - take
+        rows.append(
+            LedgerRow(
+                id=change.entry_id,
+                player_id=change.player_id,
+                operator_id=change.operator_id,
+                type=change.type,
+                amount=-take,
+                balance_after=balances[change.player_id],
+                currency=change.currency,
+                description=change.description,
+                round_id=change.round_id,
+                reference_id=change.reference_id,
+                actor=change.actor,
+            )
+        )
+    ledger_append_bulk(rows=rows)
+    _balances_write(touched)
+    return taken
+
+
+def wallets_lock(*, player_ids: list) -> dict:
+    """Lock these house wallets (in player order) for the caller's transaction; {player id: balance}."""
+    return _wallets_lock(sorted(player_ids))
+
+
 def _wallets_lock(player_ids: list) -> dict:
     """{player id: balance} with every row locked, in player order; missing wallets are created (balance 0)."""
 
@@ -175,6 +216,8 @@ WHERE w.player_id = v.player_id
 
 
 def _balances_write(balances: dict) -> None:
+    if not balances:
+        return
     if connection.vendor != "postgresql":
         for player_id, balance in balances.items():
             PlayerWallet.objects.filter(player_id=player_id).update(balance=balance)

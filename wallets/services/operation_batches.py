@@ -28,9 +28,10 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from wallets.adapters.s2s import MAX_CONCURRENT_CALLS, WalletCallInsideTransaction, WalletReply
-from wallets.models import FINAL_STATUSES, LedgerType, OperationKind, OperationStatus, WalletOperation
+from wallets.models import FINAL_STATUSES, LedgerEntry, LedgerType, OperationKind, OperationStatus, WalletOperation
 from wallets.selectors import operations_due_or_done
 from wallets.services.breaker import breaker_record
+from wallets.services.debts import recovered_from, recovery_entry_id, recovery_undo
 from wallets.services.ledger import LedgerRow, ledger_append_bulk
 from wallets.services.operations import WalletTarget, _backoff, _flag_if_past_cutoff, _uuid_or_none
 
@@ -52,6 +53,7 @@ class OperationIntent:
     round_id: str
     description: str
     payload: dict = field(default_factory=dict)
+    reference_id: uuid.UUID | None = None  # a reversal's debit: the transaction it takes back
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,11 @@ _CREATE_SQL = """
 INSERT INTO wallet_operations (id, operator_id, player_id, kind, type, amount, currency, round_id, description, payload, reference_id,
                                status, settled_locally, operator_transaction_id, operator_status, balance_after, attempts,
                                next_attempt_at, last_error, resolution_note, created_at, updated_at)
-SELECT i.id, i.operator_id, i.player_id, i.kind, i.type, i.amount, i.currency, i.round_id, i.description, i.payload::jsonb, NULL,
+SELECT i.id, i.operator_id, i.player_id, i.kind, i.type, i.amount, i.currency, i.round_id, i.description, i.payload::jsonb, i.reference_id,
        %(pending)s, false, '', '', NULL, 0, %(held_until)s, '', '', %(at)s, %(at)s
 FROM unnest(%(id)s::uuid[], %(operator)s::uuid[], %(player)s::uuid[], %(kind)s::varchar[], %(type)s::varchar[], %(amount)s::numeric[],
-            %(currency)s::varchar[], %(round)s::varchar[], %(description)s::varchar[], %(payload)s::text[])
-     AS i (id, operator_id, player_id, kind, type, amount, currency, round_id, description, payload)
+            %(currency)s::varchar[], %(round)s::varchar[], %(description)s::varchar[], %(payload)s::text[], %(reference)s::uuid[])
+     AS i (id, operator_id, player_id, kind, type, amount, currency, round_id, description, payload, reference_id)
 """
 
 
@@ -102,6 +104,7 @@ def operations_create_bulk(*, intents: list[OperationIntent], held_until: dateti
             "round": [i.round_id for i in intents],
             "description": [i.description[:500] for i in intents],
             "payload": [json.dumps(i.payload) for i in intents],
+            "reference": [i.reference_id for i in intents],
         }
         with connection.cursor() as cursor:
             cursor.execute(_CREATE_SQL, params)
@@ -119,6 +122,7 @@ def operations_create_bulk(*, intents: list[OperationIntent], held_until: dateti
                 round_id=i.round_id,
                 description=i.description[:500],
                 payload=i.payload,
+                reference_id=i.reference_id,
                 next_attempt_at=held_until,
             )
             for i in intents
@@ -155,7 +159,19 @@ def _with_ids(operations, ids: list):
     return operations.filter(pk__in=ids)
 
 
-_INTENT_FIELDS = ("id", "operator_id", "player_id", "kind", "type", "amount", "currency", "round_id", "description", "payload")
+_INTENT_FIELDS = (
+    "id",
+    "operator_id",
+    "player_id",
+    "kind",
+    "type",
+    "amount",
+    "currency",
+    "round_id",
+    "description",
+    "payload",
+    "reference_id",
+)
 
 
 def operations_call(*, target: WalletTarget, intents: list[OperationIntent]) -> dict[uuid.UUID, WalletReply]:
@@ -217,6 +233,8 @@ def _request(intent: OperationIntent) -> tuple[str, dict]:
         "type": intent.type,
         "description": intent.description,
     }
+    if intent.reference_id is not None:  # a reversal's debit names what it takes back (no session token)
+        body["reference_transaction_id"] = str(intent.reference_id)
     return ("credit" if intent.kind == OperationKind.CREDIT else "debit"), body
 
 
@@ -255,7 +273,9 @@ def operations_record_bulk(*, intents: list[OperationIntent], replies: dict[uuid
             else:
                 _answer(op, reply)
                 if op.status == OperationStatus.OK:
-                    rows.append(_ledger_row(op))
+                    rows += _ledger_rows(op)
+                elif op.status == OperationStatus.REFUSED:
+                    recovery_undo(player_id=op.player_id, currency=op.currency, credit_id=op.pk, payload=op.payload)
             changed.append(op)
         outcomes[op.pk] = _outcome(op.status, op.operator_status, op.last_error)
     ledger_append_bulk(rows=rows, skip_existing=True)
@@ -279,21 +299,58 @@ def _answer(op: WalletOperation, reply: WalletReply) -> None:
     _flag_if_past_cutoff(op)
 
 
-def _ledger_row(op: WalletOperation) -> LedgerRow:
+def _ledger_rows(op: WalletOperation, balance_after: Decimal | None = None) -> list[LedgerRow]:
+    """The movement's ledger row; a credit that gave back a debt books the full credit, then the
+    debt_recovery row (the operator moved the difference)."""
     is_trade = op.type in (LedgerType.TRADE_DEBIT, LedgerType.TRADE_CREDIT)
-    return LedgerRow(
-        id=op.pk,
-        player_id=op.player_id,
-        operator_id=op.operator_id,
-        type=op.type,
-        amount=-op.amount if op.kind == OperationKind.DEBIT else op.amount,
-        balance_after=op.balance_after if op.balance_after is not None else Decimal("0"),
-        currency=op.currency,
-        description=op.description,
-        round_id=op.round_id,
-        trade_id=_uuid_or_none(op.round_id) if is_trade else None,
-        actor="player",
-    )
+    balance = balance_after if balance_after is not None else op.balance_after if op.balance_after is not None else Decimal("0")
+    recovered = recovered_from(op.payload) if op.kind == OperationKind.CREDIT else Decimal("0")
+    common = {"player_id": op.player_id, "operator_id": op.operator_id, "currency": op.currency, "round_id": op.round_id}
+    rows = [
+        LedgerRow(
+            id=op.pk,
+            type=op.type,
+            amount=-op.amount if op.kind == OperationKind.DEBIT else op.amount + recovered,
+            balance_after=balance + recovered,
+            description=op.description,
+            trade_id=_uuid_or_none(op.round_id) if is_trade else None,
+            reference_id=op.reference_id,
+            actor="player",
+            **common,
+        )
+    ]
+    if recovered > 0:
+        rows.append(
+            LedgerRow(
+                id=recovery_entry_id(op.pk),
+                type=LedgerType.DEBT_RECOVERY,
+                amount=-recovered,
+                balance_after=balance,
+                description=f"Debt recovered from {op.type} {op.pk}",
+                reference_id=op.pk,
+                **common,
+            )
+        )
+    return rows
+
+
+def operations_settled_without_call(*, intents: list[OperationIntent]) -> None:
+    """Credits a player's debt took whole (nothing left to send, so no operation and no call): booked
+    like any credit that gave back a debt, the full credit then the debt_recovery row, at the
+    player's last known balance at the operator."""
+    assert transaction.get_connection().in_atomic_block, "operations_settled_without_call must run inside a transaction"
+    rows = []
+    for intent in intents:
+        last = (
+            LedgerEntry.objects.filter(player_id=intent.player_id).order_by("-created_at").values_list("balance_after", flat=True).first()
+        )
+        op = WalletOperation(
+            id=intent.id, operator_id=intent.operator_id, player_id=intent.player_id, kind=intent.kind, type=intent.type,
+            amount=intent.amount, currency=intent.currency, round_id=intent.round_id, description=intent.description[:500],
+            payload=intent.payload, balance_after=last or Decimal("0"),
+        )  # fmt: skip
+        rows += _ledger_rows(op)
+    ledger_append_bulk(rows=rows, skip_existing=True)
 
 
 def _outcome(status: str, operator_status: str, last_error: str) -> OperationOutcome:

@@ -28,6 +28,7 @@ from core.metrics import WALLET_MANUAL
 from wallets.adapters.s2s import UNKNOWN, S2SWalletClient, WalletReply
 from wallets.models import FINAL_STATUSES, LedgerEntry, LedgerType, OperationKind, OperationStatus, OperatorWallet, WalletOperation
 from wallets.services.breaker import breaker_record
+from wallets.services.debts import recovered_from, recovery_entry_id, recovery_undo
 
 log = logging.getLogger("house.wallet.operations")
 
@@ -123,7 +124,10 @@ def _request_body(op: WalletOperation, *, session_token: str = "") -> tuple[str,
         "description": op.description,
     }
     if op.kind == OperationKind.DEBIT:
-        body["session_token"] = session_token
+        if op.type == LedgerType.TRADE_DEBIT:  # a reversal's debit carries no session token (SPEC §12)
+            body["session_token"] = session_token
+        if op.reference_id is not None:  # a reversal's debit names the payout it takes back
+            body["reference_transaction_id"] = str(op.reference_id)
         return "debit", body
     if op.kind == OperationKind.CREDIT:
         return "credit", body
@@ -171,6 +175,7 @@ def _operation_record(operation_id, reply: WalletReply) -> None:
         elif reply.refused:
             op.status = OperationStatus.REFUSED
             op.last_error = reply.status
+            recovery_undo(player_id=op.player_id, currency=op.currency, credit_id=op.pk, payload=op.payload)
         else:
             op.status = OperationStatus.UNKNOWN
             op.last_error = reply.status[:500]
@@ -208,22 +213,28 @@ def _record_rollback(op: WalletOperation, reply: WalletReply) -> None:
 def _ledger_row(op: WalletOperation, *, balance_after: Decimal | None) -> None:
     if LedgerEntry.objects.filter(pk=op.pk).exists():
         return
-    signed = -op.amount if op.kind == OperationKind.DEBIT else op.amount
+    recovered = recovered_from(op.payload) if op.kind == OperationKind.CREDIT else Decimal("0")
+    signed = -op.amount if op.kind == OperationKind.DEBIT else op.amount + recovered
+    balance = balance_after if balance_after is not None else Decimal("0")
     is_trade = op.type in (LedgerType.TRADE_DEBIT, LedgerType.TRADE_CREDIT)
+    common = {"player_id": op.player_id, "operator_id": op.operator_id, "currency": op.currency, "round_id": op.round_id}
+    actor = "player" if is_trade else "system"
     LedgerEntry.objects.create(
         id=op.pk,
-        player_id=op.player_id,
-        operator_id=op.operator_id,
         type=op.type,
         amount=signed,
-        balance_after=balance_after if balance_after is not None else Decimal("0"),
-        currency=op.currency,
+        balance_after=balance + recovered,
         description=op.description,
         trade_id=_uuid_or_none(op.round_id) if is_trade else None,
-        round_id=op.round_id,
         reference_id=op.reference_id,
-        actor="system" if op.kind == OperationKind.ROLLBACK else "player",
+        actor=actor,
+        **common,
     )
+    if recovered > 0:  # the credit gave back a debt: the operator was sent the difference
+        LedgerEntry.objects.create(
+            id=recovery_entry_id(op.pk), type=LedgerType.DEBT_RECOVERY, amount=-recovered, balance_after=balance,
+            description=f"Debt recovered from {op.type} {op.pk}", reference_id=op.pk, actor="system", **common,
+        )  # fmt: skip
 
 
 def _uuid_or_none(value: str):
@@ -245,14 +256,15 @@ def _flag_if_past_cutoff(op: WalletOperation) -> None:
 def operation_settle(*, operation: WalletOperation) -> WalletOperation:
     """One step towards a definite answer for a non-final operation (retry task, recovery, reconciliation).
 
-    Debits are never re-sent: an unanswered debit is compensated by its rollback (opened by
-    the trade's own failure path or by recovery). Credits and rollbacks are re-sent under
-    the same id until the operator acknowledges them.
+    Trade debits are never re-sent: an unanswered debit is compensated by its rollback (opened
+    by the trade's own failure path or by recovery). Credits, rollbacks and a reversal's debits
+    (no session token, nothing to compensate) are re-sent under the same id until the operator
+    answers definitely.
     """
     operation.refresh_from_db()
     if operation.status in FINAL_STATUSES or operation.status == OperationStatus.MANUAL:
         return operation
-    if operation.kind == OperationKind.DEBIT:
+    if operation.kind == OperationKind.DEBIT and operation.type == LedgerType.TRADE_DEBIT:
         rollback = WalletOperation.objects.filter(kind=OperationKind.ROLLBACK, reference=operation).first()
         if rollback is not None:
             operation_settle(operation=rollback)

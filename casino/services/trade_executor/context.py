@@ -63,6 +63,8 @@ class TradeContext:
     move: WalletMove | None = None
     realized_pnl: Decimal | None = None
     exposure_locked: bool = False
+    owes_debt: bool = False  # a sell by a player with a debt (a reversed settlement): the proceeds pay it first
+    debt_recovered: Decimal = Decimal("0")
 
 
 class StepsSevenToTwelve(Protocol):
@@ -122,6 +124,8 @@ def market_lock_open(ctx: TradeContext) -> None:
 
 def refuse_unless_open(status: str, disabled: bool, suspended_reason: str) -> None:
     """Re-checked under the market's lock: settled, disabled or suspended since step 2."""
+    if status == MarketStatus.CLOSED:
+        raise errors.market_suspended("market_reversed")
     if status != MarketStatus.OPEN:
         raise errors.market_not_tradeable(f"market_{status}")
     if disabled:

@@ -27,6 +27,8 @@ from casino.services.trade_executor.context import (
 from core import errors
 from core.idempotency import IdempotencySlot
 from wallets.models import LedgerType
+from wallets.services.balances import wallet_change
+from wallets.services.debts import debt_recover, recovery_entry_id
 
 log = logging.getLogger("house.trade")
 
@@ -76,6 +78,26 @@ def _move_money(ctx: TradeContext) -> None:
         trade_id=ctx.trade_id,
         locked_balance=ctx.balance,
     )
+    if ctx.owes_debt and not buy:  # the sale's proceeds pay the player's debt first (wallet row locked, then the debt's)
+        _recover_debt(ctx)
+
+
+def _recover_debt(ctx: TradeContext) -> None:
+    credit_id = ctx.move.transaction_id
+    recovered = debt_recover(player_id=ctx.player.pk, credit=ctx.quote.cost, reference_id=credit_id, description=f"Sale {ctx.trade_id}")
+    if recovered > 0:
+        wallet_change(
+            player=ctx.player,
+            amount=-recovered,
+            type=LedgerType.DEBT_RECOVERY,
+            description=f"Debt recovered from trade_credit {credit_id}",
+            entry_id=recovery_entry_id(credit_id),
+            round_id=str(ctx.trade_id),
+            reference_id=credit_id,
+            locked_balance=ctx.move.balance_after,
+            actor="system",
+        )
+        ctx.debt_recovered = recovered
 
 
 def _record_trade(ctx: TradeContext) -> None:
@@ -157,6 +179,6 @@ def _result(ctx: TradeContext) -> TradeResult:
         execution_price=q.execution_price,
         shares=q.shares,
         cost=q.cost,
-        new_balance=ctx.move.balance_after,
+        new_balance=ctx.move.balance_after - ctx.debt_recovered,
         realized_pnl=ctx.realized_pnl,
     )

@@ -45,8 +45,10 @@ from core import errors, money
 from core.api.rendering import dumps
 from core.idempotency import IdempotencySlot, idempotency_complete, idempotency_release
 from core.metrics import WALLET_COMPENSATIONS
+from core.money import CENT, ZERO
 from wallets.adapters.s2s import player_error_for
 from wallets.models import LedgerType, OperationKind, OperationStatus, WalletOperation
+from wallets.services.debts import debt_recover
 from wallets.services.operations import operation_create, operation_send, rollback_open
 
 log = logging.getLogger("house.trade")
@@ -100,20 +102,33 @@ def _reserve_and_record_intent(ctx: TradeContext, idempotency) -> WalletOperatio
                     )
                 if idempotency is not None:
                     idempotency.claim()
+                operation_id, payload = uuid.uuid4(), _trade_payload(ctx, idempotency)
+                recovered = _recover_debt(ctx, operation_id) if ctx.owes_debt and q.side == Side.SELL else ZERO
+                if recovered:
+                    payload["debt_recovered"] = str(recovered)
                 return operation_create(
+                    id=operation_id,
                     player=ctx.player,
                     kind=OperationKind.DEBIT if q.side == Side.BUY else OperationKind.CREDIT,
                     type=LedgerType.TRADE_DEBIT if q.side == Side.BUY else LedgerType.TRADE_CREDIT,
-                    amount=q.cost,
+                    amount=q.cost - recovered,  # a debt is taken out of the credit sent
                     round_id=str(ctx.trade_id),
                     description=describe(q, req.outcome),
-                    payload=_trade_payload(ctx, idempotency),
+                    payload=payload,
                 )
         except ExposureNeedsLock:
             ctx.exposure_locked = True
         except errors.ConcurrentUpdate:
             continue
     raise too_many_races()
+
+
+def _recover_debt(ctx: TradeContext, operation_id) -> Decimal:
+    """A sale's proceeds pay the player's debt first; at least a cent is still sent, because the trade
+    is confirmed by the operator's answer to its credit (the rest of the debt waits for the next credit)."""
+    return debt_recover(
+        player_id=ctx.player.pk, credit=ctx.quote.cost - CENT, reference_id=operation_id, description=f"Sale {ctx.trade_id}"
+    )
 
 
 def _reserve_shares(ctx: TradeContext) -> None:
@@ -197,7 +212,7 @@ def _write_remote_trade(op: WalletOperation) -> TradeResult:
     before = Decimal(p["balance_before"])
     if confirmed:
         after = op.balance_after
-        before = after + cost if buy else after - cost
+        before = after + cost if buy else after - cost + Decimal(p.get("debt_recovered") or "0")
     else:
         after = before - cost if buy else before + cost
     position = Position.objects.filter(player_id=op.player_id, market_id=p["market_id"], outcome=p["outcome"]).first()

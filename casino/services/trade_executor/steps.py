@@ -36,6 +36,7 @@ from core.metrics import TRADE_REJECTIONS, TRADES
 from risk.services.assessment import risk_assess, risk_record_refusal
 from risk.services.config import risk_config
 from wallets.adapters import wallet_adapter_for
+from wallets.services.debts import debt_of
 
 log = logging.getLogger("house.trade")
 
@@ -142,11 +143,13 @@ def _steps_7_to_12(ctx: TradeContext, idempotency: IdempotencySlot | None) -> Tr
     """Steps 7-12, the way the operator's wallet needs. On the house wallet an optimistic write
     that lost a race is tried again from step 7, with the exposure shards locked when a shard
     ran out of quota (the fast path cannot take such a trade)."""
+    ctx.owes_debt = ctx.quote.side == Side.SELL and debt_of(player_id=ctx.player.pk) > 0  # sells only: buys pay no debt
     if not ctx.adapter.local:
         return operator_wallet.steps_7_to_12(ctx, idempotency)
     for attempt in range(MAX_OPTIMISTIC_RETRIES):
         ctx.trade_id = uuid.uuid4()
-        way = house_wallet_sql if connection.vendor == "postgresql" and not ctx.exposure_locked else house_wallet
+        fast = connection.vendor == "postgresql" and not ctx.exposure_locked and not ctx.owes_debt
+        way = house_wallet_sql if fast else house_wallet
         try:
             return way.steps_7_to_12(ctx, idempotency)
         except ExposureNeedsLock:
