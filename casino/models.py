@@ -317,8 +317,11 @@ class Position(models.Model):
         ]
         # updated_at is not indexed, so a trade's position update (shares, average, version,
         # updated_at) is a HOT update that writes no index entry (fillfactor, migration 0005).
+        # A settlement closes every position of its market, a write to each of these indexes (the update
+        # cannot be HOT: status changes): none is kept that another covers. A player's positions are
+        # found through position_unique_per_outcome (player first); market_id's own index serves the
+        # foreign key and the market's positions (its varchar_pattern_ops copy is dropped, migration 0009).
         indexes = [
-            models.Index(fields=["player", "status"], name="position_player_status_only"),
             # A settlement's workers claim a market's open positions a chunk at a time in id order
             # (SKIP LOCKED): this hands them over without reading the closed ones or sorting. Partial:
             # a position closing writes no entry here, and status is indexed already (the update of a

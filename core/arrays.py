@@ -13,6 +13,14 @@ from decimal import Decimal
 
 
 def pg_array(values: Iterable) -> str:
+    values = values if isinstance(values, list | tuple) else list(values)
+    kinds = {type(v) for v in values}
+    if len(kinds) == 1:  # a column of one type (the usual case): one conversion for all, no check per element
+        kind = kinds.pop()
+        if kind is uuid.UUID or (kind is int):
+            return "{" + ",".join(map(str, values)) + "}"
+        if kind is Decimal and all(v.is_finite() for v in values):
+            return "{" + ",".join([format(v, "f") for v in values]) + "}"
     return "{" + ",".join(_element(v) for v in values) + "}"
 
 

@@ -94,8 +94,9 @@ class Payout(models.Model):
     position = models.ForeignKey("casino.Position", on_delete=models.PROTECT, related_name="payouts", db_index=False)
     # Copies of the position's (which holds both by foreign key), written with it in the chunk that
     # creates the payout: no constraint of their own, whose checks at commit (one query per row) were a
-    # tenth of a chunk's time. Django still protects them on delete.
-    player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="payouts", db_constraint=False)
+    # tenth of a chunk's time. Django still protects them on delete. No index either: a payout is found
+    # by its settlement, position or transaction, and every index is one more write per payout.
+    player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="payouts", db_index=False, db_constraint=False)
     operator = models.ForeignKey("casino.Operator", on_delete=models.PROTECT, related_name="payouts", db_index=False, db_constraint=False)
     outcome = models.CharField(max_length=3)
     shares = models.DecimalField(max_digits=20, decimal_places=6)

@@ -10,7 +10,10 @@ player's debt row; callers that also lock the player's house wallet lock the wal
 import uuid
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models.expressions import RawSQL
+
+from core.arrays import pg_array
 
 from wallets.models import DebtEntry, DebtEntryKind, PlayerDebt
 
@@ -24,7 +27,14 @@ def debt_of(*, player_id) -> Decimal:
 
 def debts_of(*, player_ids) -> dict:
     """{player id: debt} of those of ``player_ids`` who owe something (no lock): one query per chunk."""
-    return dict(PlayerDebt.objects.filter(player_id__in=list(player_ids), amount__gt=0).values_list("player_id", "amount"))
+    player_ids = list(player_ids)
+    if not player_ids:
+        return {}
+    if connection.vendor == "postgresql":  # one array parameter, not a thousand quoted ones
+        rows = PlayerDebt.objects.filter(player_id__in=RawSQL("SELECT unnest(%s::uuid[])", [pg_array(player_ids)]))
+    else:
+        rows = PlayerDebt.objects.filter(player_id__in=player_ids)
+    return dict(rows.filter(amount__gt=0).values_list("player_id", "amount"))
 
 
 def debt_incur(*, player_id, currency: str, amount: Decimal, reference_id: uuid.UUID, description: str) -> bool:
