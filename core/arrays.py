@@ -21,6 +21,10 @@ def pg_array(values: Iterable) -> str:
             return "{" + ",".join(map(str, values)) + "}"
         if kind is Decimal and all(v.is_finite() for v in values):
             return "{" + ",".join([format(v, "f") for v in values]) + "}"
+        if kind is str:
+            return "{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]) + "}"
+        if kind is type(None):
+            return "{" + ",".join(["NULL"] * len(values)) + "}"
     return "{" + ",".join(_element(v) for v in values) + "}"
 
 

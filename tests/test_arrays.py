@@ -24,6 +24,10 @@ def test_values_come_back_exactly():
         )
         got = cursor.fetchone()
     assert got[0] == texts and got[1] == ids and got[3] == [1, 0]
+    only_texts, nulls = [t for t in texts if t is not None], [None, None]
+    with connection.cursor() as cursor:  # columns of one type take the fast paths
+        cursor.execute("SELECT %s::varchar[], %s::uuid[], %s::numeric[]", [pg_array(only_texts), pg_array(nulls), pg_array(amounts[1:])])
+        assert cursor.fetchone() == (only_texts, nulls, amounts[1:])
     assert got[2] == amounts and [str(a) for a in got[2]] == ["100", "0.00", "-12.345678", "123456789012.34"]
 
 

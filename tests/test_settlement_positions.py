@@ -100,16 +100,16 @@ def test_a_worker_killed_after_creating_its_payouts_leaves_the_positions_open(ma
 
     due = _seed(market, operator, 12)
     settlement = market_settle(market_id=MARKET, action="void")
-    real = payout_chunks.payouts_insert
+    real = payout_chunks.payouts_create
 
     def inserts_then_dies(**kwargs):
         real(**kwargs)
         raise SimulatedCrash()
 
-    monkeypatch.setattr(payout_chunks, "payouts_insert", inserts_then_dies)
+    monkeypatch.setattr(payout_chunks, "payouts_create", inserts_then_dies)
     with pytest.raises(SimulatedCrash):
         settlement_advance(settlement_id=settlement.pk, chunk=5)
-    monkeypatch.setattr(payout_chunks, "payouts_insert", real)
+    monkeypatch.setattr(payout_chunks, "payouts_create", real)
     assert not Payout.objects.exists()
     assert Position.objects.filter(market_id=MARKET, status="open").count() == len(due)
     while not settlement_advance(settlement_id=settlement.pk, chunk=5):

@@ -23,7 +23,7 @@ from django.utils import timezone
 from casino.models import WalletMode
 from core.arrays import pg_array
 from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction, SettlementStatus
-from settlement.services.snapshot import NewPayout, payouts_insert, positions_claim
+from settlement.services.snapshot import payouts_create
 from wallets.models import LedgerType
 from wallets.selectors import operations_due_or_done
 from wallets.services.breaker import breaker_is_open
@@ -75,20 +75,6 @@ def settlement_share(*, settlement_id) -> bool:
 _claimed_up_to: dict = {}
 
 
-def _positions_take(settlement: Settlement, chunk: int) -> list:
-    """Up to ``chunk`` open positions locked: after this process's last claim, then, at the end of the
-    market's positions, from the start (positions another worker held, or whose chunk rolled back)."""
-    after = _claimed_up_to.get(settlement.pk)
-    claimed = positions_claim(settlement=settlement, chunk=chunk, after=after)
-    if len(claimed) < chunk and after is not None:
-        claimed += positions_claim(settlement=settlement, chunk=chunk - len(claimed), up_to=after)
-    if claimed:
-        _claimed_up_to[settlement.pk] = claimed[-1].position_id
-    else:
-        _claimed_up_to.pop(settlement.pk, None)
-    return claimed
-
-
 @dataclass(frozen=True)
 class FromPositions:
     """What a chunk made of open positions: the payouts to pay now, and whether it took a full chunk
@@ -100,45 +86,50 @@ class FromPositions:
 
 def payouts_from_positions(*, settlement: Settlement, chunk: int) -> FromPositions:
     """Inside the chunk's transaction: up to ``chunk`` open positions locked, their payouts created and
-    the positions closed. The payouts to pay now are house wallet ones (inserted as paid, the caller
-    moves the money in this transaction) and S2S ones (inserted as sending, the caller records their
-    credits in it). Losing positions get a payout with nothing due; an S2S operator's payouts wait
-    pending while its breaker is open."""
-    claimed = _positions_take(settlement, chunk)
-    s2s = {c.operator_id for c in claimed if c.wallet_mode == WalletMode.S2S and c.amount > 0}
+    the positions closed (after this process's last claim, then, at the end of the market's positions,
+    from the start: positions another worker held, or whose chunk rolled back). The payouts to pay now
+    are house wallet ones (created paid, the caller moves the money in this transaction) and S2S ones
+    (created sending, the caller records their credits in it). Losing positions get a payout with
+    nothing due; an S2S operator's payouts wait pending while its breaker is open."""
+    after = _claimed_up_to.get(settlement.pk)
+    created = payouts_create(settlement=settlement, chunk=chunk, after=after)
+    made, claimed, last = list(created.payouts), created.claimed, created.last_position_id
+    duplicates = created.duplicates
+    if claimed < chunk and after is not None:
+        wrapped = payouts_create(settlement=settlement, chunk=chunk - claimed, up_to=after)
+        made += wrapped.payouts
+        claimed += wrapped.claimed
+        last = wrapped.last_position_id or last
+        duplicates += wrapped.duplicates
+    if claimed:
+        _claimed_up_to[settlement.pk] = last
+    else:
+        _claimed_up_to.pop(settlement.pk, None)
+    if duplicates:  # a payout already there for an open position: left as it is, not paid again
+        log.error("settlement %s: %d open positions already had a payout", settlement.pk, duplicates)
+    s2s = {due.operator_id for _, _, due in made if due.wallet_mode == WalletMode.S2S}
     blocked = {operator_id for operator_id in s2s if breaker_is_open(operator_id=operator_id)}
-    rows = []
-    for position in claimed:
-        if position.shares <= 0:
-            continue  # closed with nothing to pay, as a sell to zero would have
-        if position.amount <= 0:
-            status, attempts = PayoutStatus.NOTHING_DUE, 0
-        elif position.operator_id in blocked:
-            status, attempts = PayoutStatus.PENDING, 0
-        else:
-            status, attempts = (PayoutStatus.SENDING if position.wallet_mode == WalletMode.S2S else PayoutStatus.PAID), 1
-        rows.append(NewPayout(uuid.uuid4(), uuid.uuid4(), position, status, attempts))
-    inserted = payouts_insert(settlement=settlement, claimed=claimed, payouts=rows)
-    if len(inserted) < len(rows):  # a payout already there for an open position: left as it is, not paid again
-        log.error("settlement %s: %d open positions already had a payout", settlement.pk, len(rows) - len(inserted))
+    if blocked:  # they queue (SPEC §9): pending, not attempted, taken by a later chunk once the breaker closes
+        queued = [payout_id for payout_id, _, due in made if due.operator_id in blocked]
+        Payout.objects.filter(pk__in=queued).update(status=PayoutStatus.PENDING, attempts=0)
     payouts = [
         ClaimedPayout(
-            id=row.id,
-            transaction_id=row.transaction_id,
-            player_id=row.position.player_id,
-            operator_id=row.position.operator_id,
-            wallet_mode=row.position.wallet_mode,
-            user_id=row.position.user_id,
-            currency=row.position.currency,
-            amount=row.position.amount,
-            shares=row.position.shares,
-            outcome=row.position.outcome,
+            id=payout_id,
+            transaction_id=transaction_id,
+            player_id=due.player_id,
+            operator_id=due.operator_id,
+            wallet_mode=due.wallet_mode,
+            user_id=due.user_id,
+            currency=due.currency,
+            amount=due.amount,
+            shares=due.shares,
+            outcome=due.outcome,
             fresh=True,
         )
-        for row in rows
-        if row.status in (PayoutStatus.PAID, PayoutStatus.SENDING) and row.position.position_id in inserted
+        for payout_id, transaction_id, due in made
+        if due.operator_id not in blocked
     ]
-    return FromPositions(payouts, full=len(claimed) == chunk)
+    return FromPositions(payouts, full=claimed == chunk)
 
 
 _FIELDS = (

@@ -43,7 +43,7 @@ from wallets.services.operations import operation_requeue
 
 log = logging.getLogger("house.settlement")
 
-CHUNK = 1000
+CHUNK = 2000  # positions (or payouts) per chunk transaction: bench/RESULTS.md, "Settlement"
 
 
 def settlement_advance(*, settlement_id, chunk: int = CHUNK) -> bool:

@@ -3,8 +3,8 @@ one aggregate, and the payouts, created a chunk of positions at a time by the wo
 
     payouts_totals    the decision: one aggregate SELECT over the open positions, no row written
     payouts_preview   the same per operator (the admin's confirmation page)
-    positions_claim   a worker's chunk: open positions locked (SKIP LOCKED, id order) with what each is due
-    payouts_insert    in the same transaction: their payouts inserted, the positions closed
+    payouts_create    a worker's chunk, one statement: open positions locked (SKIP LOCKED, id order), their
+                      payouts inserted with what each is due, the positions closed, the payouts to pay returned
 
 On PostgreSQL the amounts are computed in SQL with the rules of core.money, exactly (NUMERIC
 arithmetic, no division): a payout is $1 a winning share rounded down to the cent,
@@ -21,10 +21,10 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from casino.models import Position, PositionStatus
+from casino.models import Operator, Position, PositionStatus, WalletMode
 from core import money
 from core.arrays import pg_array
-from settlement.models import Payout, Settlement, SettlementAction
+from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction
 
 ZERO = Decimal("0")
 CHUNK = 1000
@@ -97,45 +97,6 @@ GROUP BY o.name, o.wallet_mode
 ORDER BY o.name
 """
 
-# Every open position of the market, those with no shares left too (they close without a payout), in
-# id order along position_open_by_market, within optional bounds; the rows are locked first, then
-# joined to what paying needs.
-_CLAIM_SQL = f"""
-WITH claimed AS MATERIALIZED (
-    SELECT p.id, p.player_id, p.operator_id, p.outcome, p.shares, {_DUE_COLUMNS}
-    FROM casino_positions p
-    WHERE p.market_id = %(market)s AND p.status = %(open)s{{bounds}}
-    ORDER BY p.id
-    LIMIT %(chunk)s
-    FOR UPDATE SKIP LOCKED
-)
-SELECT c.id, c.player_id, c.operator_id, c.outcome, c.shares, c.cost_basis, c.amount, o.wallet_mode, pl.external_id, pl.currency
-FROM claimed c JOIN casino_operators o ON o.id = c.operator_id JOIN casino_players pl ON pl.id = c.player_id
-ORDER BY c.id
-"""
-
-# One statement whatever the chunk (arrays): the payouts, and the claimed positions closed. A payout
-# already there for a position (it cannot be, the position was open and is locked) is left alone:
-# RETURNING says which were inserted, and only those are paid.
-_INSERT_SQL = """
-WITH inserted AS (
-    INSERT INTO settlement_payouts (id, transaction_id, settlement_id, position_id, player_id, operator_id, outcome, shares, cost_basis,
-                                    amount, status, attempts, last_error, updated_at)
-    SELECT r.id, r.transaction_id, %(settlement)s, r.position_id, r.player_id, r.operator_id, r.outcome, r.shares, r.cost_basis,
-           r.amount, r.status, r.attempts, '', %(at)s
-    FROM unnest(%(id)s::uuid[], %(transaction)s::uuid[], %(position)s::uuid[], %(player)s::uuid[], %(operator)s::uuid[],
-                %(outcome)s::varchar[], %(shares)s::numeric[], %(cost_basis)s::numeric[], %(amount)s::numeric[], %(status)s::varchar[],
-                %(attempts)s::int[])
-         AS r (id, transaction_id, position_id, player_id, operator_id, outcome, shares, cost_basis, amount, status, attempts)
-    ON CONFLICT (position_id, settlement_id) DO NOTHING
-    RETURNING position_id
-), closed AS (
-    UPDATE casino_positions SET status = %(closed)s, version = version + 1, updated_at = %(at)s
-    WHERE id = ANY(%(claimed)s::uuid[]) AND status = %(open)s
-)
-SELECT position_id FROM inserted
-"""
-
 
 def _params(market_id: str, action: str, outcome: str | None) -> dict:
     return {"void": action == SettlementAction.VOID, "outcome": outcome, "market": market_id, "open": PositionStatus.OPEN}
@@ -168,51 +129,131 @@ def payouts_preview(*, market_id: str, action: str, outcome: str | None) -> Tota
     return totals
 
 
-def positions_claim(*, settlement: Settlement, chunk: int, after=None, up_to=None) -> list[DuePosition]:
-    """Inside the chunk's transaction: lock up to ``chunk`` of the market's open positions (none another
-    worker holds), ids above ``after`` and up to ``up_to`` when given, with what each is due."""
-    if connection.vendor != "postgresql":
-        return _claim_orm(settlement, chunk, after, up_to)
-    params = {**_params(settlement.market_id, settlement.action, settlement.outcome), "chunk": chunk, "after": after, "up_to": up_to}
-    bounds = (" AND p.id > %(after)s" if after is not None else "") + (" AND p.id <= %(up_to)s" if up_to is not None else "")
-    with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL.format(bounds=bounds), params)
-        rows = cursor.fetchall()
-    return [
-        DuePosition(pid, player, operator, outcome, shares, money.money(cost), money.money(amount), mode, user_id, currency)
-        for pid, player, operator, outcome, shares, cost, amount, mode, user_id, currency in rows
-    ]
+@dataclass(frozen=True)
+class Created:
+    """What a chunk made of the open positions it claimed: the payouts to pay now (house wallet ones
+    created paid, S2S ones created sending; none for losers), how many positions it claimed, the last one."""
+
+    payouts: list  # of (payout id, transaction id, DuePosition)
+    claimed: int
+    last_position_id: uuid.UUID | None
+    duplicates: int = 0  # open positions that already had a payout of this settlement (left alone)
 
 
-def payouts_insert(*, settlement: Settlement, claimed: list[DuePosition], payouts: list[NewPayout]) -> set:
-    """Inside the chunk's transaction: ``payouts`` inserted (in their states), every ``claimed`` position
-    closed. Returns the ids of the positions whose payout this inserted."""
-    if not claimed:
-        return set()
+# The whole of it in one statement on PostgreSQL: the claim (as _CLAIM_SQL), the payouts inserted with ids
+# made by the database (their status: nothing due, paid for a house wallet, sending for an operator's),
+# the positions closed, and back only the payouts to pay with what paying them needs, plus one summary
+# row (claimed, last claimed, inserted, due). Nothing travels to Python and back per position. The
+# CTEs' row counts are unknown to the planner (it guesses one): every join here is by primary key, so
+# its nested loops stay index lookups.
+_CREATE_SQL = f"""
+WITH claimed AS MATERIALIZED (
+    SELECT p.id, p.player_id, p.operator_id, p.outcome, p.shares, {_DUE_COLUMNS}
+    FROM casino_positions p
+    WHERE p.market_id = %(market)s AND p.status = %(open)s{{bounds}}
+    ORDER BY p.id
+    LIMIT %(chunk)s
+    FOR UPDATE SKIP LOCKED
+), due AS MATERIALIZED (
+    SELECT c.id, c.player_id, c.operator_id, c.outcome, c.shares, c.cost_basis, c.amount,
+           CASE WHEN c.amount <= 0 THEN %(nothing_due)s WHEN c.operator_id = ANY(%(s2s)s::uuid[]) THEN %(sending)s ELSE %(paid)s END
+               AS status
+    FROM claimed c
+    WHERE c.shares > 0
+), inserted AS (
+    INSERT INTO settlement_payouts (id, transaction_id, settlement_id, position_id, player_id, operator_id, outcome, shares, cost_basis,
+                                    amount, status, attempts, last_error, updated_at)
+    SELECT gen_random_uuid(), gen_random_uuid(), %(settlement)s, d.id, d.player_id, d.operator_id, d.outcome, d.shares, d.cost_basis,
+           d.amount, d.status, CASE WHEN d.status = %(nothing_due)s THEN 0 ELSE 1 END, '', %(at)s
+    FROM due d
+    ON CONFLICT (position_id, settlement_id) DO NOTHING
+    RETURNING id, transaction_id, position_id, player_id, operator_id, outcome, shares, cost_basis, amount, status
+), closed AS (
+    UPDATE casino_positions SET status = %(closed)s, version = version + 1, updated_at = %(at)s
+    WHERE id = ANY(ARRAY(SELECT id FROM claimed))
+)
+SELECT i.id, i.transaction_id, i.position_id, i.player_id, i.operator_id, i.outcome, i.shares, i.cost_basis, i.amount, NULL,
+       pl.external_id, pl.currency, NULL::bigint, NULL::bigint
+FROM inserted i JOIN casino_players pl ON pl.id = i.player_id
+WHERE i.status <> %(nothing_due)s
+UNION ALL
+SELECT NULL, NULL, (SELECT id FROM claimed ORDER BY id DESC LIMIT 1), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       (SELECT count(*) FROM claimed), (SELECT count(*) FROM due) - (SELECT count(*) FROM inserted)
+"""
+
+
+def payouts_create(*, settlement: Settlement, chunk: int, after=None, up_to=None) -> Created:
+    """Inside the chunk's transaction: up to ``chunk`` of the market's open positions locked (none another
+    worker holds; ids above ``after`` and up to ``up_to`` when given), their payouts created in the state
+    paying leaves them in, the positions closed."""
     closed = PositionStatus.VOIDED if settlement.action == SettlementAction.VOID else PositionStatus.RESOLVED
     if connection.vendor != "postgresql":
-        return _insert_orm(settlement, claimed, payouts, closed)
+        return _create_orm(settlement, chunk, after, up_to, closed)
+    s2s = operators_s2s()
     params = {
+        **_params(settlement.market_id, settlement.action, settlement.outcome),
+        "chunk": chunk,
+        "after": after,
+        "up_to": up_to,
         "settlement": settlement.pk,
         "at": timezone.now(),
-        "id": pg_array(p.id for p in payouts),
-        "transaction": pg_array(p.transaction_id for p in payouts),
-        "position": pg_array(p.position.position_id for p in payouts),
-        "player": pg_array(p.position.player_id for p in payouts),
-        "operator": pg_array(p.position.operator_id for p in payouts),
-        "outcome": pg_array(p.position.outcome for p in payouts),
-        "shares": pg_array(p.position.shares for p in payouts),
-        "cost_basis": pg_array(p.position.cost_basis for p in payouts),
-        "amount": pg_array(p.position.amount for p in payouts),
-        "status": pg_array(p.status for p in payouts),
-        "attempts": pg_array(p.attempts for p in payouts),
         "closed": closed,
-        "claimed": pg_array(c.position_id for c in claimed),
-        "open": PositionStatus.OPEN,
+        "nothing_due": PayoutStatus.NOTHING_DUE,
+        "paid": PayoutStatus.PAID,
+        "sending": PayoutStatus.SENDING,
+        "s2s": pg_array(s2s),
     }
+    bounds = (" AND p.id > %(after)s" if after is not None else "") + (" AND p.id <= %(up_to)s" if up_to is not None else "")
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_SQL, params)
-        return {row[0] for row in cursor.fetchall()}
+        cursor.execute(_CREATE_SQL.format(bounds=bounds), params)
+        rows = cursor.fetchall()
+    *paid, (_, _, last, *_, claimed, duplicates) = rows
+    payouts = [
+        (
+            payout_id,
+            transaction_id,
+            DuePosition(
+                pid,
+                player,
+                operator,
+                outcome,
+                shares,
+                money.money(cost),
+                money.money(amount),
+                WalletMode.S2S if operator in s2s else WalletMode.INTERNAL,
+                user,
+                cur,
+            ),
+        )  # fmt: skip
+        for payout_id, transaction_id, pid, player, operator, outcome, shares, cost, amount, _, user, cur, _, _ in paid
+    ]
+    return Created(payouts, claimed, last, duplicates)
+
+
+def operators_s2s() -> set:
+    """The operators paid through their own wallet server (a handful of rows: read per chunk, so a change
+    of wallet mode counts from the next chunk)."""
+    return set(Operator.objects.filter(wallet_mode=WalletMode.S2S).values_list("pk", flat=True))
+
+
+def _create_orm(settlement: Settlement, chunk: int, after, up_to, closed: str) -> Created:
+    claimed = _claim_orm(settlement, chunk, after, up_to)
+    rows = []
+    for position in claimed:
+        if position.shares <= 0:
+            continue  # closed with nothing to pay, as a sell to zero would have
+        if position.amount <= 0:
+            status, attempts = PayoutStatus.NOTHING_DUE, 0
+        else:
+            status, attempts = (PayoutStatus.SENDING if position.wallet_mode == WalletMode.S2S else PayoutStatus.PAID), 1
+        rows.append(NewPayout(uuid.uuid4(), uuid.uuid4(), position, status, attempts))
+    inserted = _insert_orm(settlement, claimed, rows, closed) if claimed else set()
+    payouts = [
+        (row.id, row.transaction_id, row.position)
+        for row in rows
+        if row.status != PayoutStatus.NOTHING_DUE and row.position.position_id in inserted
+    ]
+    return Created(payouts, len(claimed), claimed[-1].position_id if claimed else None, len(rows) - len(inserted))
 
 
 # ----- the same rules in Python (SQLite) ------------------------------------------------------------

@@ -14,7 +14,6 @@ from django.db import connection, transaction
 from django.db.models.expressions import RawSQL
 
 from core.arrays import pg_array
-
 from wallets.models import DebtEntry, DebtEntryKind, PlayerDebt
 
 ZERO = Decimal("0")
