@@ -31,7 +31,7 @@ from wallets.services.breaker import breaker_is_open
 log = logging.getLogger("house.settlement")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built per row of a chunk: slots, not frozen (frozen pays a setattr call per field)
 class ClaimedPayout:
     """A payout taken by this worker, with what paying it needs (read in the claim, not again)."""
 

@@ -40,7 +40,7 @@ class Totals:
     by_operator: dict = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built per row of a chunk: slots, not frozen (frozen pays a setattr call per field)
 class DuePosition:
     """An open position locked by a worker's chunk, with what it is due and what paying it needs."""
 

@@ -89,7 +89,7 @@ def wallet_change(
     return BalanceChange(entry_id=entry.id, balance_before=before, balance_after=after)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built per row of a chunk: slots, not frozen (frozen pays a setattr call per field)
 class BulkChange:
     """One player's balance change within a bulk move (e.g. one payout of a settlement chunk)."""
 

@@ -17,7 +17,7 @@ from core.arrays import pg_array
 from wallets.models import LedgerEntry
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built per row of a chunk: slots, not frozen (frozen pays a setattr call per field)
 class LedgerRow:
     id: uuid.UUID
     player_id: uuid.UUID
