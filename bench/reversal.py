@@ -119,7 +119,9 @@ def _row(label: str, *, kind: str, operator, players, n: int, action: str, worke
     else:
         balances_before = Decimal(server.summary()["total_balance"])
     settlement = market_settle(market_id=market_id, action=action, outcome="yes" if action == "resolve" else None, reason="benchmark")
-    paid = sb._pay(str(settlement.pk), workers=1, chunk=chunk, meter=meter)
+    from settlement.services.payouts import CHUNK as PAYOUT_CHUNK
+
+    paid = sb._pay(str(settlement.pk), workers=1, chunk=PAYOUT_CHUNK, meter=meter)  # as the settle task pays
     expected_n = due["yes_n"] if action == "resolve" else n
     expected_sum = due["yes"] if action == "resolve" else due["void"]
     if server is not None:

@@ -81,11 +81,14 @@ def settlement_reverse(*, market_id: str, reason: str, requested_by=None) -> Rev
     with no settlement to reverse is a 400."""
     if not (reason or "").strip():
         raise missing_fields()
+    if not Market.objects.filter(pk=market_id).exists():
+        raise HouseError("Market not found", code="market_not_found", status=404)
+    # Locks are taken from the least to the most shared, so the busy ones are held only at the end: the
+    # settlement row first (payout chunks of this settlement wait for it) while the items are written and
+    # the positions reopened (seconds at 100,000 positions), then the market row (the feed writes it) and
+    # the exposure rows (the global shards every trade updates), for the last milliseconds.
     with transaction.atomic():
-        market = Market.objects.select_for_update().filter(pk=market_id).first()
-        if market is None:
-            raise HouseError("Market not found", code="market_not_found", status=404)
-        settlement = Settlement.objects.select_for_update().filter(market=market).order_by("-requested_at").first()
+        settlement = Settlement.objects.select_for_update().filter(market_id=market_id).order_by("-requested_at").first()
         if settlement is None:
             raise HouseError("Market has no settlement to reverse", code="no_settlement", status=400)
         if settlement.status in (SettlementStatus.REVERSING, SettlementStatus.REVERSED):
@@ -94,16 +97,17 @@ def settlement_reverse(*, market_id: str, reason: str, requested_by=None) -> Rev
         cancelled = _payouts_cancel_unpaid(settlement)
         items = _items_create(reversal)
         _positions_reopen(settlement)
-        reopened = Position.objects.filter(market=market, status=PositionStatus.OPEN, shares__gt=0).count()
-        settlement.status = SettlementStatus.REVERSING
-        settlement.save(update_fields=["status"])
-        market.status, market.outcome = MarketStatus.CLOSED, None
-        market.save(update_fields=["status", "outcome", "updated_at"])
-        exposure_restore_market(market_id=market.pk, book=market_book_from_records(market_id=market.pk))
+        reopened = Position.objects.filter(market_id=market_id, status=PositionStatus.OPEN, shares__gt=0).count()
         due = ReversalItem.objects.filter(reversal=reversal).aggregate(s=Sum("amount_due"))["s"] or ZERO
         Reversal.objects.filter(pk=reversal.pk).update(
             total_positions=reopened, total_items=items, total_cancelled=cancelled, total_due=due
         )
+        settlement.status = SettlementStatus.REVERSING
+        settlement.save(update_fields=["status"])
+        market = Market.objects.select_for_update().get(pk=market_id)
+        market.status, market.outcome = MarketStatus.CLOSED, None
+        market.save(update_fields=["status", "outcome", "updated_at"])
+        exposure_restore_market(market_id=market_id, book=market_book_from_records(market_id=market_id))
         SETTLEMENTS.labels(action="reverse", stage="decided").inc()
         transaction.on_commit(lambda: _start(reversal.pk))
     reversal.refresh_from_db()
