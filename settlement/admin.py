@@ -361,6 +361,8 @@ class SettlementAdmin(admin.ModelAdmin):
             "due": due,
             "percent": percent,
             "counts": {status: counts.get(status, 0) for status in PayoutStatus.values},
+            # Losing positions are closed with no payout row (so is a winner whose shares round to no cent).
+            "losers": settlement.total_positions - settlement.total_winners if settlement.action == SettlementAction.RESOLVE else 0,
             "by_operator": by_operator,
             "failed": failed[:FAILURE_ROWS],
             "failed_truncated": len(failed) > FAILURE_ROWS,

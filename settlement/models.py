@@ -73,7 +73,7 @@ class PayoutStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     SENDING = "sending", "Sent to the operator, waiting for a definite answer"
     PAID = "paid", "Paid"
-    NOTHING_DUE = "nothing_due", "Nothing due (losing position)"
+    NOTHING_DUE = "nothing_due", "Nothing due (losing position; settlements now close those without a payout row)"
     FAILED = "failed", "Failed (refused by the operator; retry from the admin)"
     CANCELLED = "cancelled", "Cancelled (the settlement was reversed before it was paid)"
     REVERSED = "reversed", "Reversed (taken back: see its reversal item)"

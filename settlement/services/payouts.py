@@ -128,8 +128,8 @@ def settlement_refresh(*, settlement_id, final: bool = False) -> None:
     )
     if final:
         settlement = Settlement.objects.get(pk=settlement_id)
-        made = (agg["payouts"], agg["amount"] or Decimal("0"))
-        if made != (settlement.total_positions, settlement.total_payout):
+        made = agg["amount"] or Decimal("0")
+        if made != settlement.total_payout:
             # A position's shares changed after the decision (an S2S sell whose credit was refused
             # gives them back): the payouts follow the positions, the decision's totals do not.
             log.error("settlement %s: payouts %s differ from the decision's totals %s", settlement_id, made, settlement.total_payout)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from casino.models import Market, MarketStatus, Position, PositionStatus, WalletMode
@@ -171,10 +171,12 @@ def _items_create(reversal: Reversal) -> int:
 
 
 def _positions_reopen(settlement: Settlement) -> int:
-    """The settled positions open again, with the shares and cost basis they kept."""
+    """The settled positions open again, with the shares and cost basis they kept: every position of the
+    market the settlement closed (winners and losers alike; only the market's live settlement closes
+    positions as resolved or voided, a sale to zero closes them as closed)."""
     closed = PositionStatus.VOIDED if settlement.action == SettlementAction.VOID else PositionStatus.RESOLVED
-    settled = Payout.objects.filter(settlement=settlement).values("position_id")
-    return Position.objects.filter(pk__in=settled, status=closed).update(status=PositionStatus.OPEN, updated_at=timezone.now())
+    settled = Position.objects.filter(market_id=settlement.market_id, status=closed)
+    return settled.update(status=PositionStatus.OPEN, version=F("version") + 1, updated_at=timezone.now())
 
 
 def _start(reversal_id) -> None:

@@ -140,10 +140,11 @@ class Created:
     duplicates: int = 0  # open positions that already had a payout of this settlement (left alone)
 
 
-# The whole of it in one statement on PostgreSQL: the claim (as _CLAIM_SQL), the payouts inserted with ids
-# made by the database (their status: nothing due, paid for a house wallet, sending for an operator's),
-# the positions closed, and back only the payouts to pay with what paying them needs, plus one summary
-# row (claimed, last claimed, inserted, due). Nothing travels to Python and back per position. The
+# The whole of it in one statement on PostgreSQL: the market's open positions claimed in id order, a payout
+# inserted for each one due something (ids made by the database; paid for a house wallet, sending for an
+# operator's; a losing position gets no payout row: it is closed with nothing due), every claimed position
+# closed, and back only the payouts to pay with what paying them needs, plus one summary row (claimed,
+# last claimed, due but already paid). Nothing travels to Python and back per position. The
 # CTEs' row counts are unknown to the planner (it guesses one): every join here is by primary key, so
 # its nested loops stay index lookups.
 _CREATE_SQL = f"""
@@ -156,15 +157,14 @@ WITH claimed AS MATERIALIZED (
     FOR UPDATE SKIP LOCKED
 ), due AS MATERIALIZED (
     SELECT c.id, c.player_id, c.operator_id, c.outcome, c.shares, c.cost_basis, c.amount,
-           CASE WHEN c.amount <= 0 THEN %(nothing_due)s WHEN c.operator_id = ANY(%(s2s)s::uuid[]) THEN %(sending)s ELSE %(paid)s END
-               AS status
+           CASE WHEN c.operator_id = ANY(%(s2s)s::uuid[]) THEN %(sending)s ELSE %(paid)s END AS status
     FROM claimed c
-    WHERE c.shares > 0
+    WHERE c.amount > 0
 ), inserted AS (
     INSERT INTO settlement_payouts (id, transaction_id, settlement_id, position_id, player_id, operator_id, outcome, shares, cost_basis,
                                     amount, status, attempts, last_error, updated_at)
     SELECT gen_random_uuid(), gen_random_uuid(), %(settlement)s, d.id, d.player_id, d.operator_id, d.outcome, d.shares, d.cost_basis,
-           d.amount, d.status, CASE WHEN d.status = %(nothing_due)s THEN 0 ELSE 1 END, '', %(at)s
+           d.amount, d.status, 1, '', %(at)s
     FROM due d
     ON CONFLICT (position_id, settlement_id) DO NOTHING
     RETURNING id, transaction_id, position_id, player_id, operator_id, outcome, shares, cost_basis, amount, status
@@ -175,7 +175,6 @@ WITH claimed AS MATERIALIZED (
 SELECT i.id, i.transaction_id, i.position_id, i.player_id, i.operator_id, i.outcome, i.shares, i.cost_basis, i.amount, NULL,
        pl.external_id, pl.currency, NULL::bigint, NULL::bigint
 FROM inserted i JOIN casino_players pl ON pl.id = i.player_id
-WHERE i.status <> %(nothing_due)s
 UNION ALL
 SELECT NULL, NULL, (SELECT id FROM claimed ORDER BY id DESC LIMIT 1), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        (SELECT count(*) FROM claimed), (SELECT count(*) FROM due) - (SELECT count(*) FROM inserted)
@@ -198,7 +197,6 @@ def payouts_create(*, settlement: Settlement, chunk: int, after=None, up_to=None
         "settlement": settlement.pk,
         "at": timezone.now(),
         "closed": closed,
-        "nothing_due": PayoutStatus.NOTHING_DUE,
         "paid": PayoutStatus.PAID,
         "sending": PayoutStatus.SENDING,
         "s2s": pg_array(s2s),
@@ -240,19 +238,12 @@ def _create_orm(settlement: Settlement, chunk: int, after, up_to, closed: str) -
     claimed = _claim_orm(settlement, chunk, after, up_to)
     rows = []
     for position in claimed:
-        if position.shares <= 0:
-            continue  # closed with nothing to pay, as a sell to zero would have
         if position.amount <= 0:
-            status, attempts = PayoutStatus.NOTHING_DUE, 0
-        else:
-            status, attempts = (PayoutStatus.SENDING if position.wallet_mode == WalletMode.S2S else PayoutStatus.PAID), 1
+            continue  # a losing position (or one with no shares left) is closed with nothing to pay, and no payout row
+        status, attempts = (PayoutStatus.SENDING if position.wallet_mode == WalletMode.S2S else PayoutStatus.PAID), 1
         rows.append(NewPayout(uuid.uuid4(), uuid.uuid4(), position, status, attempts))
     inserted = _insert_orm(settlement, claimed, rows, closed) if claimed else set()
-    payouts = [
-        (row.id, row.transaction_id, row.position)
-        for row in rows
-        if row.status != PayoutStatus.NOTHING_DUE and row.position.position_id in inserted
-    ]
+    payouts = [(row.id, row.transaction_id, row.position) for row in rows if row.position.position_id in inserted]
     return Created(payouts, len(claimed), claimed[-1].position_id if claimed else None, len(rows) - len(inserted))
 
 
