@@ -28,7 +28,6 @@ flight than the bound. A failed check exits non-zero and writes nothing.
 
 import argparse
 import importlib.util
-import multiprocessing as mp
 import os
 import platform
 import sys
@@ -46,60 +45,6 @@ _spec.loader.exec_module(sb)  # also puts the project (not bench/) on the import
 
 BEGIN = "<!-- BEGIN bench/reversal.py output: rewritten by every run with --write -->"
 END = "<!-- END bench/reversal.py output -->"
-
-
-def _worker(reversal_id: str, chunk: int, ready, go, results) -> None:
-    """One reversal worker: what a Celery worker running reverse_settlement does, without the broker."""
-    sb._setup_django()
-    from django.db import connection
-
-    from settlement.services.reversal import reversal_advance
-
-    queries = 0
-
-    def count(execute, sql, params, many, context):
-        nonlocal queries
-        queries += 1
-        return execute(sql, params, many, context)
-
-    connection.ensure_connection()
-    ready.wait()
-    go.wait()
-    cpu_started = sb._own_cpu()
-    started = time.monotonic()
-    passes, done = 0, False
-    with connection.execute_wrapper(count):
-        while time.monotonic() - started < sb.WORKER_TIME_LIMIT:
-            passes += 1
-            if reversal_advance(reversal_id=reversal_id, chunk=chunk):
-                done = True
-                break
-    results.put({"ended": time.monotonic(), "cpu": sb._own_cpu() - cpu_started, "passes": passes, "queries": queries, "done": done})
-
-
-def _take_back(reversal_id: str, *, workers: int, chunk: int, meter) -> dict:
-    ctx = mp.get_context("spawn")
-    ready, go, results = ctx.Barrier(workers + 1), ctx.Barrier(workers + 1), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(reversal_id, chunk, ready, go, results)) for _ in range(workers)]
-    for p in procs:
-        p.start()
-    ready.wait(timeout=120)
-    meter.start()
-    go.wait(timeout=10)
-    started = time.monotonic()
-    reports = [results.get(timeout=sb.WORKER_TIME_LIMIT + 60) for _ in procs]
-    ended = max(r["ended"] for r in reports)
-    for p in procs:
-        p.join(timeout=30)
-    time.sleep(0.2)
-    ours, other = meter.stop(sum(r["cpu"] for r in reports))
-    return {
-        "seconds": ended - started,
-        "queries": sum(r["queries"] for r in reports),
-        "done": all(r["done"] for r in reports),
-        "cpus_ours": ours,
-        "cpus_other": other,
-    }
 
 
 def _row(label: str, *, kind: str, operator, players, n: int, action: str, workers: int, chunk: int, server, meter) -> dict:
@@ -130,7 +75,7 @@ def _row(label: str, *, kind: str, operator, players, n: int, action: str, worke
     started = time.monotonic()
     reversal = settlement_reverse(market_id=market_id, reason="benchmark")
     decision_ms = (time.monotonic() - started) * 1000
-    taken = _take_back(str(reversal.pk), workers=workers, chunk=chunk, meter=meter)
+    taken = sb._pay(str(reversal.pk), workers=workers, chunk=chunk, meter=meter, kind="reversal")
 
     checks: list[tuple[str, bool, str]] = []
 

@@ -71,13 +71,23 @@ def _setup_django() -> None:
             handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
 
 
-def _worker(settlement_id: str, chunk: int, ready, go, results) -> None:
-    """One payout worker: what a Celery worker running settle_market does, without the broker round trips."""
+def _advance(kind: str):
+    """The one pass a worker repeats: a settlement's payouts, or (bench/reversal.py) a reversal's items."""
+    if kind == "reversal":
+        from settlement.services.reversal import reversal_advance
+
+        return lambda target_id, chunk: reversal_advance(reversal_id=target_id, chunk=chunk)
+    from settlement.services.payouts import settlement_advance
+
+    return lambda target_id, chunk: settlement_advance(settlement_id=target_id, chunk=chunk)
+
+
+def _worker(kind: str, target_id: str, chunk: int, ready, go, results) -> None:
+    """One worker: what a Celery worker running settle_market (or reverse_settlement) does, without the broker round trips."""
     _setup_django()
     from django.db import connection
 
-    from settlement.services.payouts import settlement_advance
-
+    advance = _advance(kind)
     queries = 0
 
     def count(execute, sql, params, many, context):
@@ -94,7 +104,7 @@ def _worker(settlement_id: str, chunk: int, ready, go, results) -> None:
     with connection.execute_wrapper(count):
         while time.monotonic() - started < WORKER_TIME_LIMIT:
             passes += 1
-            if settlement_advance(settlement_id=settlement_id, chunk=chunk):
+            if advance(target_id, chunk):
                 done = True
                 break
     ended = time.monotonic()
@@ -163,10 +173,11 @@ class CpuMeter:
         return mine / seconds, max(0.0, machine - mine) / seconds
 
 
-def _pay(settlement_id: str, *, workers: int, chunk: int, meter: CpuMeter) -> dict:
+def _pay(target_id: str, *, workers: int, chunk: int, meter: CpuMeter, kind: str = "settlement") -> dict:
+    """N worker processes started and connected before the clock starts, then timed until all are done."""
     ctx = mp.get_context("spawn")
     ready, go, results = ctx.Barrier(workers + 1), ctx.Barrier(workers + 1), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(settlement_id, chunk, ready, go, results)) for _ in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(kind, target_id, chunk, ready, go, results)) for _ in range(workers)]
     for p in procs:
         p.start()
     ready.wait(timeout=120)  # every worker has imported Django and connected
