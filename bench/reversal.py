@@ -251,13 +251,7 @@ def main() -> None:
         + "; ".join(checks)
         + f".\n{END}\n"
     )
-    current = args.results.read_text() if args.results.exists() else ""
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        current = head + text.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    args.results.write_text(current)
+    sb._write_block(args.results, text, BEGIN, END)
     print(f"wrote the reversal block of {args.results}")
 
 

@@ -609,12 +609,12 @@ BEGIN = "<!-- BEGIN bench/settlement.py output: rewritten by every run with --wr
 END = "<!-- END bench/settlement.py output -->"
 
 
-def _write_block(path: Path, text: str) -> None:
+def _write_block(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
     """Replace the block between the markers (or append it)."""
     current = path.read_text() if path.exists() else ""
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        current = head + text.rstrip("\n") + rest.split(END, 1)[1]
+    if begin in current and end in current:
+        head, rest = current.split(begin, 1)
+        current = head + text.rstrip("\n") + rest.split(end, 1)[1]
     else:
         current = current.rstrip("\n") + "\n\n" + text
     path.write_text(current)

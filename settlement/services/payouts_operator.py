@@ -96,15 +96,15 @@ def _start(settlement: Settlement, batch: OperatorBatch, payouts: list[ClaimedPa
         for p in payouts
     ]
     # A debt that takes the whole payout leaves nothing to send: booked as paid, no call.
+    to_send = [i for i in intents if i.amount > 0]
     settled = [i for i in intents if i.amount <= 0]
-    operations_create_bulk(intents=[i for i in intents if i.amount > 0], held_until=held_until)
+    operations_create_bulk(intents=to_send, held_until=held_until)
     operations_settled_without_call(intents=settled)
     payouts_mark(ids=[p.id for p in payouts if not p.fresh], status=PayoutStatus.SENDING, attempts=True)
     if settled:
         paid = {i.id for i in settled}
         payouts_mark(ids=[p.id for p in payouts if p.transaction_id in paid], status=PayoutStatus.PAID)
-    intents = [i for i in intents if i.amount > 0]
-    batch.intents += intents
+    batch.intents += to_send
     batch.payout_of.update({p.transaction_id: p.id for p in payouts})
 
 

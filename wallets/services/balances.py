@@ -124,21 +124,7 @@ def wallet_changes_bulk(*, changes: list[BulkChange]) -> list[BalanceChange]:
         if after < 0:
             raise insufficient_balance()
         balances[change.player_id] = after
-        rows.append(
-            LedgerRow(
-                id=change.entry_id,
-                player_id=change.player_id,
-                operator_id=change.operator_id,
-                type=change.type,
-                amount=change.amount,
-                balance_after=after,
-                currency=change.currency,
-                description=change.description,
-                round_id=change.round_id,
-                reference_id=change.reference_id,
-                actor=change.actor,
-            )
-        )
+        rows.append(_ledger_row(change, change.amount, after))
         results.append(BalanceChange(entry_id=change.entry_id, balance_before=before, balance_after=after))
     ledger_append_bulk(rows=rows)
     _balances_write(balances)
@@ -161,24 +147,26 @@ def wallet_takes_bulk(*, changes: list[BulkChange]) -> list[Decimal]:
         if take <= 0:
             continue
         balances[change.player_id] = touched[change.player_id] = balances[change.player_id] - take
-        rows.append(
-            LedgerRow(
-                id=change.entry_id,
-                player_id=change.player_id,
-                operator_id=change.operator_id,
-                type=change.type,
-                amount=-take,
-                balance_after=balances[change.player_id],
-                currency=change.currency,
-                description=change.description,
-                round_id=change.round_id,
-                reference_id=change.reference_id,
-                actor=change.actor,
-            )
-        )
+        rows.append(_ledger_row(change, -take, balances[change.player_id]))
     ledger_append_bulk(rows=rows)
     _balances_write(touched)
     return taken
+
+
+def _ledger_row(change: BulkChange, amount: Decimal, balance_after: Decimal) -> LedgerRow:
+    return LedgerRow(
+        id=change.entry_id,
+        player_id=change.player_id,
+        operator_id=change.operator_id,
+        type=change.type,
+        amount=amount,
+        balance_after=balance_after,
+        currency=change.currency,
+        description=change.description,
+        round_id=change.round_id,
+        reference_id=change.reference_id,
+        actor=change.actor,
+    )
 
 
 def wallets_lock(*, player_ids: list) -> dict:

@@ -14,7 +14,8 @@ from django.db import connection
 from django.utils import timezone
 
 from core.arrays import pg_array
-from wallets.models import LedgerEntry
+from wallets.models import LedgerEntry, LedgerType, OperationKind
+from wallets.services.debts import recovered_from, recovery_entry_id
 
 
 @dataclass(slots=True)  # built per row of a chunk: slots, not frozen (frozen pays a setattr call per field)
@@ -85,3 +86,46 @@ def _entry(row: LedgerRow) -> LedgerEntry:
         reference_id=row.reference_id,
         actor=row.actor,
     )
+
+
+def operation_ledger_rows(op, *, balance_after: Decimal | None, actor: str) -> list[LedgerRow]:
+    """The ledger rows of an S2S movement the operator applied (a WalletOperation): its own row, signed
+    (debits negative), and, for a credit that gave back a debt, the full credit then the debt_recovery
+    row (the operator moved the difference, and ``balance_after`` is its balance after that)."""
+    balance = balance_after if balance_after is not None else Decimal("0")
+    recovered = recovered_from(op.payload) if op.kind == OperationKind.CREDIT else Decimal("0")
+    is_trade = op.type in (LedgerType.TRADE_DEBIT, LedgerType.TRADE_CREDIT)
+    common = {"player_id": op.player_id, "operator_id": op.operator_id, "currency": op.currency, "round_id": op.round_id}
+    rows = [
+        LedgerRow(
+            id=op.pk,
+            type=op.type,
+            amount=-op.amount if op.kind == OperationKind.DEBIT else op.amount + recovered,
+            balance_after=balance + recovered,
+            description=op.description,
+            trade_id=uuid_or_none(op.round_id) if is_trade else None,
+            reference_id=op.reference_id,
+            actor=actor,
+            **common,
+        )
+    ]
+    if recovered > 0:
+        rows.append(
+            LedgerRow(
+                id=recovery_entry_id(op.pk),
+                type=LedgerType.DEBT_RECOVERY,
+                amount=-recovered,
+                balance_after=balance,
+                description=f"Debt recovered from {op.type} {op.pk}",
+                reference_id=op.pk,
+                **common,
+            )
+        )
+    return rows
+
+
+def uuid_or_none(value: str):
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError):
+        return None

@@ -28,12 +28,12 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from wallets.adapters.s2s import MAX_CONCURRENT_CALLS, WalletCallInsideTransaction, WalletReply
-from wallets.models import FINAL_STATUSES, LedgerEntry, LedgerType, OperationKind, OperationStatus, WalletOperation
+from wallets.models import FINAL_STATUSES, LedgerEntry, OperationKind, OperationStatus, WalletOperation
 from wallets.selectors import operations_due_or_done
 from wallets.services.breaker import breaker_record
-from wallets.services.debts import recovered_from, recovery_entry_id, recovery_undo
-from wallets.services.ledger import LedgerRow, ledger_append_bulk
-from wallets.services.operations import WalletTarget, _backoff, _flag_if_past_cutoff, _uuid_or_none
+from wallets.services.debts import recovery_undo
+from wallets.services.ledger import LedgerRow, ledger_append_bulk, operation_ledger_rows
+from wallets.services.operations import WalletTarget, _backoff, _flag_if_past_cutoff
 
 DONE_STATUSES = (*FINAL_STATUSES, OperationStatus.MANUAL)
 
@@ -299,39 +299,8 @@ def _answer(op: WalletOperation, reply: WalletReply) -> None:
     _flag_if_past_cutoff(op)
 
 
-def _ledger_rows(op: WalletOperation, balance_after: Decimal | None = None) -> list[LedgerRow]:
-    """The movement's ledger row; a credit that gave back a debt books the full credit, then the
-    debt_recovery row (the operator moved the difference)."""
-    is_trade = op.type in (LedgerType.TRADE_DEBIT, LedgerType.TRADE_CREDIT)
-    balance = balance_after if balance_after is not None else op.balance_after if op.balance_after is not None else Decimal("0")
-    recovered = recovered_from(op.payload) if op.kind == OperationKind.CREDIT else Decimal("0")
-    common = {"player_id": op.player_id, "operator_id": op.operator_id, "currency": op.currency, "round_id": op.round_id}
-    rows = [
-        LedgerRow(
-            id=op.pk,
-            type=op.type,
-            amount=-op.amount if op.kind == OperationKind.DEBIT else op.amount + recovered,
-            balance_after=balance + recovered,
-            description=op.description,
-            trade_id=_uuid_or_none(op.round_id) if is_trade else None,
-            reference_id=op.reference_id,
-            actor="player",
-            **common,
-        )
-    ]
-    if recovered > 0:
-        rows.append(
-            LedgerRow(
-                id=recovery_entry_id(op.pk),
-                type=LedgerType.DEBT_RECOVERY,
-                amount=-recovered,
-                balance_after=balance,
-                description=f"Debt recovered from {op.type} {op.pk}",
-                reference_id=op.pk,
-                **common,
-            )
-        )
-    return rows
+def _ledger_rows(op: WalletOperation) -> list[LedgerRow]:
+    return operation_ledger_rows(op, balance_after=op.balance_after, actor="player")
 
 
 def operations_settled_without_call(*, intents: list[OperationIntent]) -> None:

@@ -26,9 +26,10 @@ from django.utils import timezone
 
 from core.metrics import WALLET_MANUAL
 from wallets.adapters.s2s import UNKNOWN, S2SWalletClient, WalletReply
-from wallets.models import FINAL_STATUSES, LedgerEntry, LedgerType, OperationKind, OperationStatus, OperatorWallet, WalletOperation
+from wallets.models import FINAL_STATUSES, LedgerType, OperationKind, OperationStatus, OperatorWallet, WalletOperation
 from wallets.services.breaker import breaker_record
-from wallets.services.debts import recovered_from, recovery_entry_id, recovery_undo
+from wallets.services.debts import recovery_undo
+from wallets.services.ledger import ledger_append_bulk, operation_ledger_rows
 
 log = logging.getLogger("house.wallet.operations")
 
@@ -211,37 +212,9 @@ def _record_rollback(op: WalletOperation, reply: WalletReply) -> None:
 
 
 def _ledger_row(op: WalletOperation, *, balance_after: Decimal | None) -> None:
-    if LedgerEntry.objects.filter(pk=op.pk).exists():
-        return
-    recovered = recovered_from(op.payload) if op.kind == OperationKind.CREDIT else Decimal("0")
-    signed = -op.amount if op.kind == OperationKind.DEBIT else op.amount + recovered
-    balance = balance_after if balance_after is not None else Decimal("0")
     is_trade = op.type in (LedgerType.TRADE_DEBIT, LedgerType.TRADE_CREDIT)
-    common = {"player_id": op.player_id, "operator_id": op.operator_id, "currency": op.currency, "round_id": op.round_id}
-    actor = "player" if is_trade else "system"
-    LedgerEntry.objects.create(
-        id=op.pk,
-        type=op.type,
-        amount=signed,
-        balance_after=balance + recovered,
-        description=op.description,
-        trade_id=_uuid_or_none(op.round_id) if is_trade else None,
-        reference_id=op.reference_id,
-        actor=actor,
-        **common,
-    )
-    if recovered > 0:  # the credit gave back a debt: the operator was sent the difference
-        LedgerEntry.objects.create(
-            id=recovery_entry_id(op.pk), type=LedgerType.DEBT_RECOVERY, amount=-recovered, balance_after=balance,
-            description=f"Debt recovered from {op.type} {op.pk}", reference_id=op.pk, actor="system", **common,
-        )  # fmt: skip
-
-
-def _uuid_or_none(value: str):
-    try:
-        return uuid.UUID(value)
-    except (ValueError, TypeError):
-        return None
+    rows = operation_ledger_rows(op, balance_after=balance_after, actor="player" if is_trade else "system")
+    ledger_append_bulk(rows=rows, skip_existing=True)  # recorded again after a crash: the rows are there
 
 
 def _flag_if_past_cutoff(op: WalletOperation) -> None:
