@@ -21,3 +21,9 @@ class RequestIdMiddleware:
         response = self.get_response(request)
         response["X-Request-Id"] = request_id
         return response
+
+
+def request_id_current() -> str | None:
+    """The id of the request (or task) being served, for the calls the house makes on its behalf
+    (wallet calls, webhook deliveries carry it as X-Request-Id); None outside one."""
+    return structlog.contextvars.get_contextvars().get("request_id")
