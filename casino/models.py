@@ -4,12 +4,14 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 SHARES = {"max_digits": 20, "decimal_places": 6}
 PRICE = {"max_digits": 8, "decimal_places": 4}
+NONNEGATIVE = MinValueValidator(Decimal("0"))
 
 
 class WalletMode(models.TextChoices):
@@ -61,14 +63,17 @@ class Player(models.Model):
     # Player controls set by the operator (SPEC §13), applied on the next trade on top of the
     # house's walls (risk/services/assessment.py). An empty limit is no limit.
     status = models.CharField(max_length=8, choices=PlayerStatus.choices, default=PlayerStatus.ACTIVE)
-    max_stake_per_trade = models.DecimalField(**MONEY, null=True, blank=True, help_text="Largest stake of one buy; empty = no limit.")
+    max_stake_per_trade = models.DecimalField(
+        **MONEY, null=True, blank=True, validators=[NONNEGATIVE], help_text="Largest stake of one buy; empty = no limit."
+    )
     max_daily_stake = models.DecimalField(
-        **MONEY, null=True, blank=True, help_text="Largest sum of buy stakes in a UTC day; empty = no limit."
+        **MONEY, null=True, blank=True, validators=[NONNEGATIVE], help_text="Largest sum of buy stakes in a UTC day; empty = no limit."
     )
     max_daily_loss = models.DecimalField(
         **MONEY,
         null=True,
         blank=True,
+        validators=[NONNEGATIVE],
         help_text="Largest net amount put at risk in a UTC day (stakes minus sale proceeds, as the tier's limit); empty = no limit.",
     )
     created_at = models.DateTimeField(auto_now_add=True)

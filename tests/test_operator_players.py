@@ -429,3 +429,43 @@ def test_an_exceeded_counter_is_named_by_its_place_in_the_callers_list():
     skipped = counters.Counter.daily(f"skip:{key}", add=0, limit=None)
     full = counters.Counter.daily(f"full:{key}", add=5, limit=4)
     assert counters.reserve([skipped, full]) == counters.Exceeded(index=1, current=0)
+
+
+# -- the admin and the OpenAPI document ----------------------------------------------------------
+
+
+def test_staff_see_and_edit_the_controls_in_the_player_admin(client, make_player):
+    from django.contrib.auth import get_user_model
+    from django.urls import reverse
+
+    client.force_login(get_user_model().objects.create_superuser(username="desk", email="desk@example.com", password="pw-not-used"))
+    player, _ = make_player(external_id="alice")
+    url = reverse("admin:casino_player_change", args=[player.pk])
+    page = client.get(url).content.decode()
+    for field in ("status", "max_stake_per_trade", "max_daily_stake", "max_daily_loss"):
+        assert f'name="{field}"' in page
+    form = {"tier": "standard", "status": "blocked", "max_stake_per_trade": "25", "max_daily_stake": "", "max_daily_loss": "100.50"}
+    assert client.post(url, form).status_code == 302
+    row = Player.objects.get(pk=player.pk)
+    assert (row.status, row.max_stake_per_trade, row.max_daily_stake, row.max_daily_loss) == (
+        "blocked",
+        Decimal("25"),
+        None,
+        Decimal("100.50"),
+    )
+    refused_form = client.post(url, {**form, "max_daily_stake": "-1"})
+    assert refused_form.status_code == 200 and "max_daily_stake" in refused_form.context["adminform"].form.errors
+    assert "blocked" in client.get(reverse("admin:casino_player_changelist"), {"status__exact": "blocked"}).content.decode()
+
+
+def test_the_player_endpoints_are_in_the_openapi_document():
+    import json
+
+    from django.test import Client
+
+    schema = json.loads(Client().get("/api/schema/", HTTP_ACCEPT="application/json").content)
+    players, player = schema["paths"]["/api/casino/operator/players"], schema["paths"]["/api/casino/operator/players/{player_id}"]
+    assert set(player) >= {"get", "patch"}
+    for operation in (players["get"], player["get"], player["patch"]):
+        assert operation["security"] == [{"operatorKey": []}]
+    assert {p["name"] for p in players["get"]["parameters"]} >= {"limit", "cursor", "status", "tier"}
