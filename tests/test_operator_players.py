@@ -464,7 +464,7 @@ def test_the_player_endpoints_are_in_the_openapi_document():
     from django.test import Client
 
     schema = json.loads(Client().get("/api/schema/", HTTP_ACCEPT="application/json").content)
-    players, player = schema["paths"]["/api/casino/operator/players"], schema["paths"]["/api/casino/operator/players/{player_id}"]
+    players, player = schema["paths"]["/api/casino/operator/players"], schema["paths"]["/api/casino/operator/players/{playerId}"]
     assert set(player) >= {"get", "patch"}
     for operation in (players["get"], player["get"], player["patch"]):
         assert operation["security"] == [{"operatorKey": []}]

@@ -1,6 +1,7 @@
 """The operator's players (SPEC §13): reads scoped to one operator, and the controls it sets on
 them (status, tier, responsible-gambling limits), which the walls apply on the next trade."""
 
+import logging
 from decimal import Decimal
 
 from django.db.models import DecimalField, ExpressionWrapper, F, OuterRef, QuerySet, Subquery, Sum
@@ -10,6 +11,8 @@ from casino.models import Player, PlayerStatus, Position, PositionStatus
 from core.api.pagination import Page, PageParams, keyset_page
 from core.errors import HouseError
 from risk.models import Tier
+
+log = logging.getLogger("house.players")
 
 HUNDRED = Decimal("100")
 ZERO = Decimal("0")
@@ -81,4 +84,5 @@ def player_controls_set(*, operator, external_id: str, changes: dict) -> Player:
         raise HouseError("Unknown tier", code="unknown_tier")
     if changes:
         players.update(**changes)
+        log.info("operator %s set controls of player %s: %s", operator.pk, external_id, {k: str(v) for k, v in changes.items()})
     return operator_player(operator=operator, external_id=external_id)

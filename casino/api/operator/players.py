@@ -124,6 +124,7 @@ class PlayerControlsRequestSerializer(serializers.Serializer):
     limits = PlayerLimitsSerializer(required=False)
 
 
+PLAYER_ID = OpenApiParameter("playerId", str, location=OpenApiParameter.PATH, description="The operator's own player id")
 PAGE_PARAMETERS = [
     OpenApiParameter("limit", int, required=False, description="Rows per page, default 100, at most 1000"),
     OpenApiParameter("cursor", str, required=False, description="nextCursor of the previous page"),
@@ -160,20 +161,22 @@ class OperatorPlayerView(HouseAPIView):
     rate_group, rate = "operator_players", "600/m"
 
     @extend_schema(
+        parameters=[PLAYER_ID],
         responses={200: OperatorPlayerSerializer, 404: ErrorSerializer},
         summary="One of the operator's players, by the operator's own player id",
     )
-    def get(self, request, player_id: str):
+    def get(self, request, playerId: str):
         operator = request.user.operator
-        return Response(player_body(operator_player(operator=operator, external_id=player_id), operator=operator))
+        return Response(player_body(operator_player(operator=operator, external_id=playerId), operator=operator))
 
     @extend_schema(
         request=PlayerControlsRequestSerializer,
+        parameters=[PLAYER_ID],
         responses={200: OperatorPlayerSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
         summary="Block or unblock a player, set its tier and responsible-gambling limits (null removes one)",
     )
-    def patch(self, request, player_id: str):
+    def patch(self, request, playerId: str):
         changes = _controls(request.data)
         operator = request.user.operator
-        player = player_controls_set(operator=operator, external_id=player_id, changes=changes)
+        player = player_controls_set(operator=operator, external_id=playerId, changes=changes)
         return Response(player_body(player, operator=operator))
