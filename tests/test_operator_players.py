@@ -1,16 +1,23 @@
 """The operator's players (SPEC §13): the bodies of GET and PATCH operator/players, their pages,
 tenant isolation, and the controls at work in the trade (blocking, the operator's limits)."""
 
+import json
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.contrib.auth import get_user_model
+from django.db import connection, connections
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
-from casino.models import Player
-from casino.services.credentials import operator_create, session_open
+from casino.models import Player, Trade
+from casino.services.credentials import operator_create, session_open, session_player
 from core.api.rendering import iso
+from risk import counters
 from risk.models import RiskDecision
 from tests.conftest import MARKET, Api, buy_body, decimal_json
 from wallets.models import DebtEntry, OperatorWallet, PlayerDebt
@@ -408,7 +415,6 @@ def test_controls_apply_to_players_of_an_s2s_operator(market, settings):
 
 def test_the_session_lookup_carries_the_controls(make_player, operator_api, django_assert_num_queries):
     """The trade reads the controls from the player its session lookup built: no query of its own."""
-    from casino.services.credentials import session_player
 
     make_player(external_id="alice")
     patch(operator_api, "alice", {"limits": {"maxStakePerTrade": 5, "maxDailyLoss": "7.5"}})
@@ -423,7 +429,6 @@ def test_the_session_lookup_carries_the_controls(make_player, operator_api, djan
 def test_an_exceeded_counter_is_named_by_its_place_in_the_callers_list():
     """Counters with nothing to add or check are skipped by the script; the refusal still names the
     caller's counter (a sell adds nothing to the day's stakes, and wall 5's counters come after)."""
-    from risk import counters
 
     key = uuid.uuid4().hex
     skipped = counters.Counter.daily(f"skip:{key}", add=0, limit=None)
@@ -435,8 +440,6 @@ def test_an_exceeded_counter_is_named_by_its_place_in_the_callers_list():
 
 
 def test_staff_see_and_edit_the_controls_in_the_player_admin(client, make_player):
-    from django.contrib.auth import get_user_model
-    from django.urls import reverse
 
     client.force_login(get_user_model().objects.create_superuser(username="desk", email="desk@example.com", password="pw-not-used"))
     player, _ = make_player(external_id="alice")
@@ -459,9 +462,6 @@ def test_staff_see_and_edit_the_controls_in_the_player_admin(client, make_player
 
 
 def test_the_player_endpoints_are_in_the_openapi_document():
-    import json
-
-    from django.test import Client
 
     schema = json.loads(Client().get("/api/schema/", HTTP_ACCEPT="application/json").content)
     players, player = schema["paths"]["/api/casino/operator/players"], schema["paths"]["/api/casino/operator/players/{playerId}"]
@@ -469,3 +469,25 @@ def test_the_player_endpoints_are_in_the_openapi_document():
     for operation in (players["get"], player["get"], player["patch"]):
         assert operation["security"] == [{"operatorKey": []}]
     assert {p["name"] for p in players["get"]["parameters"]} >= {"limit", "cursor", "status", "tier"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_buys_never_pass_the_daily_stake_limit(make_player, market, operator_api, no_velocity_limits):
+
+    player, api = make_player(Decimal("500"), external_id="alice")
+    patch(operator_api, "alice", {"limits": {"maxDailyStake": 30}})
+    barrier = threading.Barrier(10)
+
+    def buy(_):
+        try:
+            barrier.wait(timeout=30)
+            return api.post("trade", buy_body(amount="10"))
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        responses = list(pool.map(buy, range(10)))
+    assert sorted(r.status_code for r in responses) == [200] * 3 + [400] * 7
+    assert {decimal_json(r)["code"] for r in responses if r.status_code == 400} == {"risk.tier.player_limit_daily_stake"}
+    assert Trade.objects.filter(player=player).count() == 3
+    assert RiskDecision.objects.filter(code="risk.tier.player_limit_daily_stake").count() == 7
