@@ -4,12 +4,14 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 SHARES = {"max_digits": 20, "decimal_places": 6}
 PRICE = {"max_digits": 8, "decimal_places": 4}
+NONNEGATIVE = MinValueValidator(Decimal("0"))
 
 
 class WalletMode(models.TextChoices):
@@ -46,6 +48,11 @@ class Operator(models.Model):
         return self.name
 
 
+class PlayerStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    BLOCKED = "blocked", "Blocked (no buys, no new sessions; sells, payouts and refunds go on)"
+
+
 class Player(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="players")
@@ -53,11 +60,38 @@ class Player(models.Model):
     tier = models.CharField(max_length=32, default="standard")
     currency = models.CharField(max_length=3, default="USD")
     total_wagered = models.DecimalField(**MONEY, default=Decimal("0"))
+    # Player controls set by the operator (SPEC §13), applied on the next trade on top of the
+    # house's walls (risk/services/assessment.py). An empty limit is no limit.
+    status = models.CharField(max_length=8, choices=PlayerStatus.choices, default=PlayerStatus.ACTIVE)
+    max_stake_per_trade = models.DecimalField(
+        **MONEY, null=True, blank=True, validators=[NONNEGATIVE], help_text="Largest stake of one buy; empty = no limit."
+    )
+    max_daily_stake = models.DecimalField(
+        **MONEY, null=True, blank=True, validators=[NONNEGATIVE], help_text="Largest sum of buy stakes in a UTC day; empty = no limit."
+    )
+    max_daily_loss = models.DecimalField(
+        **MONEY,
+        null=True,
+        blank=True,
+        validators=[NONNEGATIVE],
+        help_text="Largest net amount put at risk in a UTC day (stakes minus sale proceeds, as the tier's limit); empty = no limit.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         db_table = "casino_players"
-        constraints = [models.UniqueConstraint(fields=["operator", "external_id"], name="player_unique_per_operator")]
+        constraints = [
+            models.UniqueConstraint(fields=["operator", "external_id"], name="player_unique_per_operator"),
+            models.CheckConstraint(condition=Q(status__in=["active", "blocked"]), name="player_status_valid"),
+            models.CheckConstraint(
+                condition=(Q(max_stake_per_trade__isnull=True) | Q(max_stake_per_trade__gte=0))
+                & (Q(max_daily_stake__isnull=True) | Q(max_daily_stake__gte=0))
+                & (Q(max_daily_loss__isnull=True) | Q(max_daily_loss__gte=0)),
+                name="player_limits_nonnegative",
+            ),
+        ]
+        # The operator's player list: newest first, keyset pages (casino/services/player_controls.py).
+        indexes = [models.Index(fields=["operator", "-created_at", "-id"], name="player_operator_recent")]
 
     def __str__(self) -> str:
         return f"{self.external_id} @ {self.operator_id}"

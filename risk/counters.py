@@ -104,10 +104,13 @@ VERSION_KEY = "config-version"
 def reserve(counters: list[Counter], *, expected_version: str = "") -> Reservation | Exceeded | VersionChanged:
     """Check and add all counters atomically; with expected_version, only if the risk
     configuration version is still that one (so a change applies to the very next trade)."""
-    counters = [c for c in counters if c.add != 0 or c.limit >= 0]
+    kept = [i for i, c in enumerate(counters) if c.add != 0 or c.limit >= 0]  # nothing to add or check: skipped
+    counters = [counters[i] for i in kept]
     now = int(time.time())
     result = _backend().reserve(now, counters, expected_version)
-    if isinstance(result, Exceeded | VersionChanged):
+    if isinstance(result, Exceeded):
+        return Exceeded(kept[result.index], result.current)  # the index in the caller's list
+    if isinstance(result, VersionChanged):
         return result
     return Reservation([(f"{c.key}:{now // c.bucket_seconds}", c.add, c.bucket_seconds * (c.buckets + 1)) for c in counters])
 

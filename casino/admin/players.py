@@ -1,4 +1,5 @@
-"""Players: tier, balance, and the staff balance adjustment (the service behind POST admin/balance)."""
+"""Players: tier, status and the operator's limits (SPEC §13), balance, and the staff balance adjustment
+(the service behind POST admin/balance)."""
 
 import json
 import uuid
@@ -37,8 +38,8 @@ class PlayerAddForm(forms.ModelForm):
 
 @admin.register(Player)
 class PlayerAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "operator", "tier", "currency", "balance_column", "total_wagered", "created_at"]
-    list_filter = ["operator__wallet_mode", "tier", "currency", "operator"]
+    list_display = ["external_id", "operator", "tier", "status", "currency", "balance_column", "total_wagered", "created_at"]
+    list_filter = ["status", "operator__wallet_mode", "tier", "currency", "operator"]
     search_fields = ["external_id", "id", "operator__name"]
     list_select_related = ["operator", "wallet"]
     ordering = ["-created_at"]
@@ -53,7 +54,20 @@ class PlayerAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["operator", "external_id", "tier"]
-        return ["id", "operator", "external_id", "tier", "currency", "balance", "total_wagered", "created_at"]
+        return [
+            "id",
+            "operator",
+            "external_id",
+            "tier",
+            "status",
+            "max_stake_per_trade",
+            "max_daily_stake",
+            "max_daily_loss",
+            "currency",
+            "balance",
+            "total_wagered",
+            "created_at",
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:

@@ -14,7 +14,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from casino.models import Operator, Player, PlayerSession, StaffToken, WalletMode
+from casino.models import Operator, Player, PlayerSession, PlayerStatus, StaffToken, WalletMode
+from casino.services.player_controls import player_blocked
 from core.api.auth import OperatorPrincipal, PlayerPrincipal, StaffPrincipal
 from core.prepared import PreparedStatement
 
@@ -71,7 +72,10 @@ class IssuedSession:
 
 
 def session_open(*, operator: Operator, external_player_id: str, currency: str | None = None, tier: str | None = None) -> IssuedSession:
-    """Open a session for the operator's player, creating the player (and wallet) on first use."""
+    """Open a session for the operator's player, creating the player (and wallet) on first use.
+
+    A player the operator blocked gets no new session (400 Player blocked); sessions opened
+    before the block keep working for what a blocked player may still do (sell, read)."""
     from wallets.services.balances import wallet_ensure
 
     with transaction.atomic():
@@ -80,6 +84,8 @@ def session_open(*, operator: Operator, external_player_id: str, currency: str |
             external_id=external_player_id,
             defaults={"currency": (currency or operator.currency).upper(), "tier": tier or "standard"},
         )
+        if player.status == PlayerStatus.BLOCKED:
+            raise player_blocked()
         if not created and tier and player.tier != tier:
             Player.objects.filter(pk=player.pk).update(tier=tier)
             player.tier = tier
@@ -92,7 +98,8 @@ def session_open(*, operator: Operator, external_player_id: str, currency: str |
 
 
 _SESSION_SQL = """
-SELECT p.id, p.operator_id, p.external_id, p.tier, p.currency, p.total_wagered, p.created_at,
+SELECT p.id, p.operator_id, p.external_id, p.tier, p.currency, p.total_wagered,
+       p.status, p.max_stake_per_trade, p.max_daily_stake, p.max_daily_loss, p.created_at,
        o.name, o.api_key_hash, o.api_key_prefix, o.wallet_mode, o.currency, o.created_at,
        rp.sharp_score, rp.markout_edge, rp.results_edge, rp.trades_scored, rp.computed_at,
        ol.trading_enabled, ol.max_open_exposure, ol.max_daily_turnover, ol.max_daily_net_loss, ol.operator_id
@@ -103,6 +110,13 @@ SELECT p.id, p.operator_id, p.external_id, p.tier, p.currency, p.total_wagered, 
   LEFT JOIN risk_operator_limits ol ON ol.operator_id = o.id
  WHERE s.token_hash = %(token)s AND s.expires_at > %(now)s
 """
+# The player's own controls (status, the operator's limits) come with it: the walls read them on
+# every trade without a query of their own. Model.from_db takes the values in the model's field
+# order (casino.models.Player), whatever the order of the names.
+_SESSION_PLAYER_FIELDS = [
+    "id", "operator_id", "external_id", "tier", "currency", "total_wagered",
+    "status", "max_stake_per_trade", "max_daily_stake", "max_daily_loss", "created_at",
+]  # fmt: skip
 _SESSION = PreparedStatement("session_player", _SESSION_SQL, token="varchar", now="timestamptz")
 
 
@@ -129,24 +143,22 @@ def session_player(token: str) -> Player | None:
     operator = Operator.from_db(
         "default",
         ["id", "name", "api_key_hash", "api_key_prefix", "wallet_mode", "currency", "is_active", "created_at"],
-        [row[1], row[7], row[8], row[9], row[10], row[11], True, row[12]],
+        [row[1], row[11], row[12], row[13], row[14], row[15], True, row[16]],
     )
-    player = Player.from_db(
-        "default", ["id", "operator_id", "external_id", "tier", "currency", "total_wagered", "created_at"], list(row[0:7])
-    )
+    player = Player.from_db("default", _SESSION_PLAYER_FIELDS, list(row[0:11]))
     player.operator = operator
     profile = None
-    if row[13] is not None:
+    if row[17] is not None:
         profile = PlayerRiskProfile.from_db(
-            "default", ["player_id", "sharp_score", "markout_edge", "results_edge", "trades_scored", "computed_at"], [row[0], *row[13:18]]
+            "default", ["player_id", "sharp_score", "markout_edge", "results_edge", "trades_scored", "computed_at"], [row[0], *row[17:22]]
         )
     Player._meta.get_field("risk_profile").set_cached_value(player, profile)
     limit = None
-    if row[22] is not None:
+    if row[26] is not None:
         limit = OperatorRiskLimit.from_db(
             "default",
             ["operator_id", "trading_enabled", "max_open_exposure", "max_daily_turnover", "max_daily_net_loss"],
-            [row[22], *row[18:22]],
+            [row[26], *row[22:26]],
         )
     Operator._meta.get_field("risk_limit").set_cached_value(operator, limit)
     return player

@@ -2,10 +2,13 @@
 
 Order: the kill switches (global, operator: 503), then
   1 velocity    trades and stake per player in a rolling minute; trades per market in a burst window
-  2 tier        max stake per trade, max position per market, max daily loss (scaled down for sharp players)
+  2 tier        max stake per trade, max position per market, max daily loss (scaled down for sharp players);
+                and the limits the operator set on the player (SPEC §13: max stake per trade, max daily
+                stake, max daily loss), on top of the tier's, with the same definitions
   3 exposure    the market's cap and the global cap on the house's worst-case loss
   4 sharp       refusal above the refuse threshold (the spread widening and lower limits come from the same score)
   5 operator    the operator's caps on open exposure, daily turnover and daily net loss
+A player the operator blocked buys nothing (400 Player blocked, before the walls).
 The first wall that refuses decides. A refusal is 400 (the reference message, or "Trade
 rejected by risk engine") with a code naming wall and limit, and is recorded as a
 RiskDecision. Counters live in Redis and are reserved atomically; a ticket releases its
@@ -32,8 +35,10 @@ REJECTED = "Trade rejected by risk engine"
 
 
 class RiskRefusal(HouseError):
-    def __init__(self, message: str, *, wall: str, limit: str, values: dict, status: int = 400):
-        super().__init__(message, code=f"risk.{wall}.{limit}", status=status, extra={"wall": wall, "limit": limit})
+    def __init__(self, message: str, *, wall: str, limit: str, values: dict, status: int = 400, code: str | None = None):
+        """``code``: a refusal with a code of its own (not "risk.<wall>.<limit>") says only that."""
+        extra = {} if code else {"wall": wall, "limit": limit}
+        super().__init__(message, code=code or f"risk.{wall}.{limit}", status=status, extra=extra)
         self.wall, self.limit, self.values = wall, limit, values
         self.recorded = False
 
@@ -139,10 +144,12 @@ def _run_walls(config, player, market_id, side, outcome, amount, mid_price, *, v
     if score >= s.sharp_limit_at:
         ticket.limit_factor = s.sharp_limit_factor
     _kill_switches(player, s)
-    early = _first_refusal([_wall_tier_stake(ticket, stake), _wall_sharp(s, score)])
+    _player_blocked(player, side)
+    early = _first_refusal([_wall_tier_stake(ticket, stake), _wall_player_stake(ticket, stake), _wall_sharp(s, score)])
     wanted = (
         _velocity_counters(ticket, s, stake, market_id)
         + _daily_loss_counter(ticket, stake)
+        + _daily_stake_counter(ticket, stake)
         + _operator_counters(player, side, stake, amount, mid_price)
     )
     result = counters.reserve([c for _, _, c in wanted], expected_version=(config.version or "") if verify else "")
@@ -150,9 +157,10 @@ def _run_walls(config, player, market_id, side, outcome, amount, mid_price, *, v
         raise _ConfigChanged()
     if isinstance(result, counters.Exceeded):
         wall, limit, counter = wanted[result.index]
-        late = RiskRefusal(
-            REJECTED, wall=wall, limit=limit, values={"current": result.current, "adding": counter.add, "limit": counter.limit}
-        )
+        bound = counter.limit
+        if limit == DAILY_LOSS:
+            limit, bound = _daily_loss_refusing(ticket, result.current + counter.add)
+        late = RiskRefusal(REJECTED, wall=wall, limit=limit, values={"current": result.current, "adding": counter.add, "limit": bound})
         raise _first_refusal([early, late])
     if early is not None:
         result.release()
@@ -181,6 +189,12 @@ def _kill_switches(player, settings_row) -> None:
         raise RiskRefusal(
             "Trading is disabled", wall=Wall.KILL_SWITCH, limit="operator", values={"operator": str(player.operator_id)}, status=503
         )
+
+
+def _player_blocked(player, side: str) -> None:
+    """The operator blocked the player (SPEC §13): no buys; sells go on."""
+    if side == "buy" and getattr(player, "status", "active") == "blocked":
+        raise RiskRefusal("Player blocked", wall=Wall.KILL_SWITCH, limit="player_blocked", values={}, code="player_blocked")
 
 
 def _operator_limit(player):
@@ -218,12 +232,52 @@ def _velocity_counters(ticket: RiskTicket, s, stake: Decimal, market_id: str) ->
     ]
 
 
+DAILY_LOSS = "max_daily_loss"
+
+
 def _daily_loss_counter(ticket: RiskTicket, stake: Decimal) -> list:
-    """Wall 2: what the player put at risk today, net of what came back (stakes - proceeds)."""
-    tier_loss = ticket.tier.max_daily_loss * ticket.limit_factor if ticket.tier is not None else None
+    """Wall 2: what the player put at risk today, net of what came back (stakes - proceeds).
+
+    One counter holds both the tier's limit and the one the operator set on the player: the
+    tighter of the two is checked (_daily_loss_refusing names the one that refused)."""
     net_spend = cents(stake) if ticket.side == "buy" else -cents(stake)
-    limit = cents(tier_loss) if tier_loss is not None and net_spend > 0 else None
-    return [(Wall.TIER, "max_daily_loss", counters.Counter.daily(f"d:loss:{ticket.player.pk}:{_today()}", add=net_spend, limit=limit))]
+    bounds = [b for b in _daily_loss_bounds(ticket) if b is not None]
+    limit = min(bounds) if bounds and net_spend > 0 else None
+    return [(Wall.TIER, DAILY_LOSS, counters.Counter.daily(f"d:loss:{ticket.player.pk}:{_today()}", add=net_spend, limit=limit))]
+
+
+def _daily_loss_bounds(ticket: RiskTicket) -> tuple[int | None, int | None]:
+    """The daily loss limits in cents: the tier's (scaled for sharp players), the player's own."""
+    tier = cents(ticket.tier.max_daily_loss * ticket.limit_factor) if ticket.tier is not None else None
+    own = getattr(ticket.player, "max_daily_loss", None)
+    return tier, (cents(own) if own is not None else None)
+
+
+def _daily_loss_refusing(ticket: RiskTicket, total: int) -> tuple[str, int]:
+    """Which daily loss limit ``total`` (cents) went past: the house's tier first, then the player's."""
+    tier, own = _daily_loss_bounds(ticket)
+    if tier is not None and total > tier:
+        return DAILY_LOSS, tier
+    return "player_limit_daily_loss", own
+
+
+def _daily_stake_counter(ticket: RiskTicket, stake: Decimal) -> list:
+    """Wall 2, the operator's limit on the player: the sum of buy stakes in the UTC day. Every buy is
+    counted, limit or not, so a limit set during the day sees the day's stakes."""
+    own = getattr(ticket.player, "max_daily_stake", None)
+    buy = ticket.side == "buy"
+    counter = counters.Counter.daily(
+        f"d:stake:{ticket.player.pk}:{_today()}", add=cents(stake) if buy else 0, limit=cents(own) if buy and own is not None else None
+    )
+    return [(Wall.TIER, "player_limit_daily_stake", counter)]
+
+
+def _wall_player_stake(ticket: RiskTicket, stake: Decimal) -> RiskRefusal | None:
+    """Wall 2, the operator's limit on the player's stake of one buy (not scaled: the operator's figure)."""
+    own = getattr(ticket.player, "max_stake_per_trade", None)
+    if own is None or ticket.side != "buy" or stake <= own:
+        return None
+    return RiskRefusal(REJECTED, wall=Wall.TIER, limit="player_limit_stake_per_trade", values={"stake": stake, "limit": own})
 
 
 def _wall_tier_stake(ticket: RiskTicket, stake: Decimal) -> RiskRefusal | None:
@@ -290,6 +344,7 @@ def risk_record_refusal(*, player, market_id: str, side: str, outcome: str, amou
     if getattr(refusal, "recorded", False):
         return
     _, wall, limit = (refusal.code.split(".", 2) + ["", ""])[:3]
+    wall, limit = getattr(refusal, "wall", wall), getattr(refusal, "limit", limit)
     try:
         RiskDecision.objects.create(
             player_id=getattr(player, "pk", None),
