@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI and ReDoc served by the product (collectstatic), so /api/docs/ works offline.
+    "drf_spectacular_sidecar",
     "core",
     "casino",
     "wallets",
@@ -177,6 +179,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Two choice sets share the field name "action": name them instead of a hash suffix.
     "ENUM_NAME_OVERRIDES": {"SettlementActionEnum": ["resolve", "void"], "BalanceActionEnum": ["deposit", "withdraw"]},
+    # The docs pages load their JavaScript, CSS and favicon from the product's static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "core.api.openapi.document_credential_errors"],
 }
 
 # --- House defaults (the database configuration rows start from these) ---------------------
