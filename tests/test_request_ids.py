@@ -3,6 +3,7 @@ sent to the operator's wallet server on every call made for it, carried by the C
 enqueues (their log lines and wallet calls), and found in every log line, structlog's and the
 standard library's alike (house.*, Django)."""
 
+import contextlib
 import io
 import json
 import logging
@@ -17,7 +18,8 @@ from config.celery import app as celery_app
 from core.logging_setup import JSONFormatter
 from core.middleware import request_id_current
 from core.task_request_ids import HEADER
-from tests.conftest import buy_body
+from settlement.models import Settlement
+from tests.conftest import MARKET, buy_body
 from tests.test_s2s_wallet import S2SWorld
 from wallets.models import OperationStatus, WalletOperation
 
@@ -46,6 +48,31 @@ def log_lines():
         yield lines
     finally:
         handler.setStream(previous)
+
+
+@contextlib.contextmanager
+def published_tasks():
+    """Tasks go to the broker (not run eagerly, even without Redis); yields the (name, headers, body)
+    of every message published meanwhile."""
+    published = []
+
+    def capture(sender=None, headers=None, body=None, **kwargs):
+        published.append((sender, dict(headers), body))
+
+    eager, celery_app.conf.task_always_eager = celery_app.conf.task_always_eager, False
+    signals.before_task_publish.connect(capture, weak=False)
+    try:
+        yield published
+    finally:
+        signals.before_task_publish.disconnect(capture)
+        celery_app.conf.task_always_eager = eager
+
+
+def run_as_worker(name: str, headers: dict, body) -> None:
+    """Run a published message the way a worker does: its headers become the task request's attributes."""
+    args, kwargs, _ = body
+    tracer = build_tracer(name, celery_app.tasks[name], eager=False, propagate=True, app=celery_app)
+    tracer(headers["id"], args, kwargs, {**headers, "ignore_result": True, "delivery_info": {}})
 
 
 @shared_task
@@ -133,31 +160,18 @@ def test_a_task_enqueued_in_a_request_carries_its_id_to_the_worker(world, log_li
     """Published to the broker (not eager) with the request id in its headers; then run the way a
     worker runs a message (headers become the task request's attributes) in a clean context: its
     wallet call and its log lines carry the id of the request that enqueued it."""
-    published = []
-
-    def capture(sender=None, headers=None, body=None, **kwargs):
-        published.append((sender, dict(headers), body))
-
-    eager, celery_app.conf.task_always_eager = celery_app.conf.task_always_eager, False  # to the broker, even without Redis
-    signals.before_task_publish.connect(capture, weak=False)
-    try:
+    with published_tasks() as published:
         player, api = world.player()
         world.server.add_fault("http_error", endpoint="debit", http_status=500, apply="before", times=1)
         world.server.add_fault("timeout", endpoint="rollback", seconds=0.6, apply="never", times=1)
         assert api.post("trade", buy_body(), headers={"X-Request-Id": "abc-123"}).status_code == 502
-    finally:
-        signals.before_task_publish.disconnect(capture)
-        celery_app.conf.task_always_eager = eager
     rollback = WalletOperation.objects.get(kind="rollback")
     assert rollback.status == OperationStatus.UNKNOWN
 
     [(name, headers, body)] = published
     assert name == "wallets.tasks.wallet_operation_retry" and headers[HEADER] == "abc-123"
     assert request_id_current() is None  # the request is over: the "worker" starts clean
-    args, kwargs, _ = body
-    task = celery_app.tasks[name]
-    tracer = build_tracer(name, task, eager=False, propagate=True, app=celery_app)
-    tracer(headers["id"], args, kwargs, {**headers, "ignore_result": True, "delivery_info": {}})
+    run_as_worker(name, headers, body)
 
     assert WalletOperation.objects.get(pk=rollback.pk).status == OperationStatus.OK
     assert [(entry.endpoint, entry.request_id) for entry in world.server.request_ids] == [
@@ -188,3 +202,29 @@ def test_an_eager_task_keeps_its_callers_id_and_gives_the_caller_its_context_bac
         assert structlog.contextvars.get_contextvars() == {"request_id": "caller-1"}
     finally:
         structlog.contextvars.clear_contextvars()
+
+
+def test_the_payout_task_of_a_staff_resolve_carries_the_resolve_requests_id(world, staff_api, log_lines):
+    for _ in range(2):
+        _, api = world.player()
+        assert api.post("trade", buy_body(), headers={"X-Request-Id": "buy-1"}).status_code == 200
+    with published_tasks() as published:
+        resolve = staff_api.post("resolve", {"marketId": MARKET, "outcome": "yes"}, headers={"X-Request-Id": "resolve-77"})
+        assert resolve.status_code == 200, resolve.content
+        for _ in range(20):  # the worker: each settle_market message, retries included, until paid
+            pending = [message for message in published if message[0] == "settlement.tasks.settle_market"]
+            if Settlement.objects.get().status == "completed" or not pending:
+                break
+            published.remove(pending[0])
+            assert request_id_current() is None
+            run_as_worker(*pending[0])
+            assert request_id_current() is None
+    assert Settlement.objects.get().status == "completed"
+
+    credits = [entry.request_id for entry in world.server.request_ids if entry.endpoint == "credit"]
+    assert credits == ["resolve-77", "resolve-77"]
+    # Published from inside the task's run (the exposure rebuild after the last payout): the same id.
+    assert {headers[HEADER] for _, headers, _ in published} == {"resolve-77"}
+    completed = [line for line in log_lines() if line["logger"] == "house.settlement" and line["event"].endswith("completed")]
+    assert [(line["request_id"], line["task"]) for line in completed] == [("resolve-77", "settlement.tasks.settle_market")]
+    world.assert_books_balance()
