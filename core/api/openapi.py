@@ -20,10 +20,9 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 OPERATOR_KEY = "operatorKey"
 PLAYER_TOKEN = "playerToken"
 STAFF_TOKEN = "staffToken"
-CREDENTIAL_ERRORS = {
-    "401": "Missing or invalid credential",
-    "403": "A credential of another kind (e.g. a player's token on a staff endpoint)",
-}
+UNAUTHORIZED = "Missing or invalid credential"
+# A bearer token of the other kind (a player's on a staff endpoint) authenticates, then is refused.
+FORBIDDEN = "A credential of another kind (e.g. a player's token on a staff endpoint)"
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -68,17 +67,19 @@ class OperatorKeyScheme(OpenApiAuthenticationExtension):
 
 
 def document_credential_errors(result, generator, request, public):
-    """Postprocessing hook: an operation that needs a credential answers 401 without a valid one
-    and 403 with the wrong kind (core.api.auth), in the error shape; documented where not already."""
+    """Postprocessing hook: an operation that needs a credential answers 401 without a valid one,
+    and one taking a bearer token 403 with a token of the other kind (core.api.auth), in the error
+    shape; documented where the view did not."""
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             security = operation.get("security") or []
             if not security or {} in security:
                 continue
+            errors = {"401": UNAUTHORIZED}
+            if any(PLAYER_TOKEN in requirement or STAFF_TOKEN in requirement for requirement in security):
+                errors["403"] = FORBIDDEN
             responses = operation.setdefault("responses", {})
-            for status, description in CREDENTIAL_ERRORS.items():
-                responses.setdefault(
-                    status,
-                    {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}, "description": description},
-                )
+            for status, description in errors.items():
+                error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}, "description": description}
+                responses.setdefault(status, error)
     return result
