@@ -18,3 +18,7 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 30))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 60))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", 30))
 backlog = int(os.environ.get("GUNICORN_BACKLOG", 2048))
+# The access log line ends with the request id the response carries (RequestIdMiddleware).
+access_log_format = os.environ.get(
+    "GUNICORN_ACCESS_LOG_FORMAT", '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" request_id=%({x-request-id}o)s'
+)

@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI and ReDoc served by the product (collectstatic), so /api/docs/ works offline.
+    "drf_spectacular_sidecar",
     "core",
     "casino",
     "wallets",
@@ -133,6 +135,8 @@ CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The worker logs through LOGGING below (JSON lines with the request id of the task's origin).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 # One queue per app, so each can have its own workers (docs/architecture.md, scaling out); a
@@ -177,6 +181,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Two choice sets share the field name "action": name them instead of a hash suffix.
     "ENUM_NAME_OVERRIDES": {"SettlementActionEnum": ["resolve", "void"], "BalanceActionEnum": ["deposit", "withdraw"]},
+    # The docs pages load their JavaScript, CSS and favicon from the product's static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "core.api.openapi.document_credential_errors"],
 }
 
 # --- House defaults (the database configuration rows start from these) ---------------------
@@ -218,13 +227,13 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
-# --- Logging (structlog renders JSON lines with the request id) -----------------------------
+# --- Logging: one JSON line per event with the request id, structlog's and everybody else's ---------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"json": {"()": "core.logging_setup.JSONFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"level": "WARNING"},

@@ -118,7 +118,7 @@ Control over HTTP (only when built with ``control=True``; unsigned, for subproce
 fields), ``clear_faults``, ``summary`` (``transaction_ids`` optional: counts, see ``summary()``),
 ``reset_peak_in_flight``, ``configure`` (``latency_seconds``, ``endpoint_latency``,
 ``auto_create_players``, ``starting_balance``, ``secrets``, ``seed``), ``reset``;
-``GET /_state`` returns players, transactions, tombstones, faults, request log, total and
+``GET /_state`` returns players, transactions, tombstones, faults, request log, request ids, total and
 ``peak_in_flight`` (the most wallet requests handled at the same time: the server is threaded,
 one thread per connection, so a client's concurrency shows there).
 
@@ -130,7 +130,8 @@ disabled=, tokens=, expired_tokens=, debit_limit=)``, ``expire_token``, ``balanc
 ``clear_faults()``, ``faults``, ``seed(n)``, ``transactions`` / ``tombstones`` (read-only
 snapshots), ``peak_in_flight`` / ``reset_peak_in_flight()``, ``request_log``
 (``LogEntry(endpoint, transaction_id, status, http_status)``; ``status`` None when the request
-was not handled), ``state()``, ``reset()``.
+was not handled), ``request_ids`` (``ReceivedRequestId(endpoint, transaction_id, request_id)``:
+the ``X-Request-Id`` each wallet request arrived with), ``state()``, ``reset()``.
 ``serve_in_thread(app)`` -> ``(base_url, stop)``; ``make_server(app, host, port)``.
 """
 
@@ -208,6 +209,12 @@ class LogEntry(NamedTuple):
     transaction_id: str | None
     status: str | None
     http_status: int
+
+
+class ReceivedRequestId(NamedTuple):
+    endpoint: str
+    transaction_id: str | None
+    request_id: str | None  # the X-Request-Id header as received (None when absent)
 
 
 @dataclass
@@ -451,6 +458,7 @@ class ReferenceWalletServer:
         self._tombstones: dict[str, Tombstone] = {}
         self._faults: list[FaultRule] = []
         self._log: list[LogEntry] = []
+        self._request_ids: list[ReceivedRequestId] = []
         self._ids = itertools.count(1)
         self._handling = 0
         self._peak_in_flight = 0
@@ -545,14 +553,21 @@ class ReferenceWalletServer:
         with self._lock:
             return list(self._log)
 
+    @property
+    def request_ids(self) -> list[ReceivedRequestId]:
+        """The X-Request-Id of every wallet request, in arrival order (faulted ones included)."""
+        with self._lock:
+            return list(self._request_ids)
+
     def reset(self) -> None:
-        """Forget players, transactions, tombstones, faults and the request log."""
+        """Forget players, transactions, tombstones, faults, the request log and the request ids."""
         with self._lock:
             self._players.clear()
             self._transactions.clear()
             self._tombstones.clear()
             self._faults.clear()
             self._log.clear()
+            self._request_ids.clear()
             self._peak_in_flight = self._handling
 
     # ----- WSGI -------------------------------------------------------------------------------
@@ -595,6 +610,8 @@ class ReferenceWalletServer:
 
     def _wallet_request(self, endpoint: str, environ: dict, start_response: Callable, request_id: str | None) -> list[bytes]:
         raw = _read_body(environ)
+        with self._lock:
+            self._request_ids.append(ReceivedRequestId(endpoint, _loose_id_of(raw), request_id))
         delay, fault = self._pick_faults(endpoint, raw)
         delay += float(self.latency_seconds) + float(self.endpoint_latency.get(endpoint, 0.0))
         if delay > 0:
@@ -984,6 +1001,7 @@ class ReferenceWalletServer:
                 "tombstones": {tid: asdict(stone) for tid, stone in self._tombstones.items()},
                 "faults": [asdict(rule) for rule in self._faults],
                 "request_log": [entry._asdict() for entry in self._log],
+                "request_ids": [entry._asdict() for entry in self._request_ids],
                 "peak_in_flight": self._peak_in_flight,
                 "total_balance": sum((player.balance for player in self._players.values()), ZERO),
             }

@@ -103,7 +103,7 @@ class CatalogMarketView(HouseAPIView):
 
     @extend_schema(
         operation_id="catalog_market",
-        responses={200: CatalogMarketDetailSerializer, 404: ErrorSerializer},
+        responses={200: CatalogMarketDetailSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
         summary="One market of the catalogue, with 24 h of YES mids at 5-minute points",
     )
     def get(self, request, market_id: str):

@@ -16,7 +16,7 @@ from core import errors
 from core.api import inputs
 from core.api.auth import IsPlayer, PlayerPrincipal
 from core.api.base import HouseAPIView
-from core.api.openapi import IDEMPOTENCY_HEADER, ErrorSerializer
+from core.api.openapi import BAD_REQUEST, IDEMPOTENCY_HEADER, ErrorSerializer
 from core.errors import HouseError
 from core.money import money, plain
 from risk.services.assessment import player_spread_extra
@@ -92,7 +92,7 @@ class BalanceView(HouseAPIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("ledger", str, description='"true" to include the 50 most recent ledger entries')],
-        responses={200: s.BalanceResponseSerializer},
+        responses={200: s.BalanceResponseSerializer, 400: BAD_REQUEST},
         summary="Current balance (and ledger)",
     )
     def get(self, request):
@@ -171,7 +171,7 @@ class PositionsView(HouseAPIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("status", str, enum=list(PositionStatus.values), description="Default: open")],
-        responses={200: s.PositionsResponseSerializer},
+        responses={200: s.PositionsResponseSerializer, 400: ErrorSerializer},
         summary="The player's positions",
     )
     def get(self, request):
@@ -188,7 +188,7 @@ class TradesView(HouseAPIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("limit", int, description="Default 50, max 200"), OpenApiParameter("marketId", str)],
-        responses={200: s.TradesResponseSerializer},
+        responses={200: s.TradesResponseSerializer, 400: ErrorSerializer},
         summary="The player's trade history",
     )
     def get(self, request):
@@ -207,7 +207,9 @@ class MarketsView(HouseAPIView):
     permission_classes = [AllowAny]
     rate_group, rate = "markets", "30/m"
 
-    @extend_schema(responses={200: s.MarketsResponseSerializer}, summary="Market configuration (no authentication required)")
+    @extend_schema(
+        responses={200: s.MarketsResponseSerializer, 400: BAD_REQUEST}, summary="Market configuration (no authentication required)"
+    )
     def get(self, request):
         config = selectors.market_configuration()
         return Response(

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from core.api import inputs
 from core.api.auth import IsStaff
 from core.api.base import HouseAPIView
-from core.api.openapi import ErrorSerializer
+from core.api.openapi import BAD_REQUEST, ErrorSerializer
 from risk.api.serializers import RiskConfigSerializer
 from risk.services.configure import risk_configuration, risk_configure
 
@@ -16,7 +16,7 @@ class RiskConfigView(HouseAPIView):
     rate_group, rate = "admin_risk", "60/m"
 
     @extend_schema(
-        responses={200: RiskConfigSerializer, 401: ErrorSerializer, 403: ErrorSerializer},
+        responses={200: RiskConfigSerializer, 400: BAD_REQUEST, 401: ErrorSerializer, 403: ErrorSerializer},
         summary="The effective risk configuration (every threshold of the five walls)",
     )
     def get(self, request):

@@ -12,7 +12,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -21,6 +20,7 @@ import structlog
 from django.db import connection
 
 from core.metrics import WALLET_CALLS
+from core.middleware import request_id_current, request_id_new
 from wallets.signing import signed_headers, verify
 
 log = logging.getLogger("house.wallet.s2s")
@@ -99,7 +99,9 @@ class S2SWalletClient:
         if connection.in_atomic_block:
             raise WalletCallInsideTransaction(f"/wallet/{endpoint} called inside a database transaction")
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-        request_id = str(uuid.uuid4())
+        # The id of the request (or task) this call is made for, so the operator's logs and ours
+        # meet on it; a call made for nobody's request gets its own.
+        request_id = request_id_current() or request_id_new()
         headers = {"Content-Type": "application/json", "X-Request-Id": request_id, **signed_headers(self.secret, body)}
         started = time.perf_counter()
         reply = self._send(endpoint, body, headers)

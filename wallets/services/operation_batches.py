@@ -14,6 +14,7 @@ at once: a worker sends only operations it holds, and holding is a compare-and-s
 worker sends the same ids again). The rules of each answer are those of ``operations``.
 """
 
+import contextvars
 import json
 import math
 import threading
@@ -208,7 +209,11 @@ def operations_call(*, target: WalletTarget, intents: list[OperationIntent]) -> 
                     state["stopped"], state["failure"] = True, exc
                 return
 
-    threads = [threading.Thread(target=caller, name="wallet-call", daemon=True) for _ in range(min(_limit(target), len(intents) - 1))]
+    # Each thread runs in a copy of the caller's context: its calls carry the caller's request id.
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(caller,), name="wallet-call", daemon=True)
+        for _ in range(min(_limit(target), len(intents) - 1))
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
