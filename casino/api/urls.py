@@ -1,6 +1,7 @@
 from django.urls import path
 
 from casino.api import catalog, operator_views, views
+from casino.api.operator import reports as operator_reports
 from risk.api.views import RiskConfigView
 from settlement.api.views import ResolutionConfirmView, ResolutionRejectView, ResolutionsView, ResolveView
 
@@ -16,6 +17,7 @@ urlpatterns = [
     path("catalog", catalog.CatalogView.as_view(), name="catalog"),
     path("catalog/<str:market_id>", catalog.CatalogMarketView.as_view(), name="catalog-market"),
     path("operator/sessions", operator_views.OperatorSessionView.as_view(), name="operator-sessions"),
+    path("operator/reports/daily", operator_reports.DailyReportView.as_view(), name="operator-reports-daily"),
     path("admin/balance", operator_views.AdminBalanceView.as_view(), name="admin-balance"),
     path("admin/prices", operator_views.AdminPricesView.as_view(), name="admin-prices"),
     path("admin/risk", RiskConfigView.as_view(), name="admin-risk"),
