@@ -45,7 +45,7 @@ BEGIN = "<!-- BEGIN bench/reports.py output: rewritten by every run with --write
 END = "<!-- END bench/reports.py output -->"
 BATCH = 100_000
 DAYS = 366
-TRIGGERS = (("casino_trades", "reports_rollup_trades"), ("s2s_transactions", "reports_rollup_ledger"))
+TRIGGERS = (("casino_trades", "reports_rollup_trades"), ("s2s_transactions", "reports_rollup_ledger"))  # the staging table's follows
 
 SEED_TRADES = """
 INSERT INTO casino_trades (id, player_id, operator_id, market_id, market_title, side, outcome, shares, price_mid, price_executed,
@@ -318,7 +318,7 @@ def _backend_cpu() -> float:
 
 
 def _chunk_ab(seeded) -> dict:
-    """A payout chunk's ledger rows (2,000, one INSERT) with the ledger trigger on and off, rolled back each time."""
+    """A payout chunk's ledger rows (2,000, one INSERT, committed) with the ledger trigger on and off."""
     from django.db import transaction
 
     from wallets.services.ledger import LedgerRow, ledger_append_bulk
@@ -340,12 +340,8 @@ def _chunk_ab(seeded) -> dict:
             for p in players
         ]
         started = time.perf_counter()
-        try:
-            with transaction.atomic():
-                ledger_append_bulk(rows=rows)
-                raise _Rollback
-        except _Rollback:
-            pass
+        with transaction.atomic():
+            ledger_append_bulk(rows=rows)
         return (time.perf_counter() - started) * 1000
 
     results: dict[str, list[float]] = {"on": [], "off": []}
@@ -357,10 +353,6 @@ def _chunk_ab(seeded) -> dict:
     finally:
         _triggers(True)
     return {k: _percentiles(v[2:]) for k, v in results.items()} | {"rows": len(players)}
-
-
-class _Rollback(Exception):
-    pass
 
 
 def _render(args, seeded, report, ab, chunk) -> str:
@@ -407,9 +399,9 @@ def _render(args, seeded, report, ab, chunk) -> str:
         f"({p50_added / ab['off']['p50'] * 100:+.1f}%); the mean moved by {added:.3f} ms, but means and tails on this shared "
         "machine (other processes running) are dominated by stalls of either arm, so the CPU and the median are the measure.",
         "",
-        f"A payout chunk's ledger insert ({chunk['rows']:,} rows in one statement, rolled back; 8 runs per arm, ms): "
+        f"A payout chunk's ledger insert ({chunk['rows']:,} rows in one statement and its commit; 8 runs per arm, ms): "
         f"trigger on p50 {chunk['on']['p50']:.2f}, off p50 {chunk['off']['p50']:.2f} (one upsert per (operator, day, currency) "
-        "per statement).",
+        "per transaction, at commit).",
         END,
     ]
     return "\n".join(lines) + "\n"

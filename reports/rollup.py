@@ -7,10 +7,15 @@ casino_trades; payouts, refunds and what reversals and debt recoveries took back
 ledger (s2s_transactions), which holds the confirmed movements of both wallet kinds. The ledger's own
 trade rows are not counted (the trade is). Day: the UTC date of the row's created_at.
 
-PostgreSQL: on the ledger a statement-level trigger over the transition table, one upsert per (operator,
-day, currency) per statement (a 2,000-row payout chunk is one); on trades (one row per statement) a
-row-level trigger. Both write shard pg_backend_pid() % 16, so concurrent trades of one operator do not
-queue on one row lock. SQLite (make run): row-level triggers doing the same on shard 0.
+PostgreSQL: on the ledger a statement-level trigger over the transition table, one row per (operator, day,
+currency) per statement (a 2,000-row payout chunk is one); on trades (one row per statement) a row-level
+trigger. The rollup rows are written on shard pg_backend_pid() % 16, so concurrent trades of one operator
+rarely queue on one row lock, and only AT COMMIT (deferred constraint triggers; the ledger's sums wait in
+an unlogged staging table, always empty outside a transaction): the rollup's row locks are then the last
+locks a transaction takes, so they cannot close a deadlock cycle with the trade's own locks (market,
+wallet, exposure shards; measured: taken mid-transaction, the hot-market tests deadlocked), and a
+transaction takes several rollup rows in key order. SQLite (make run): row-level triggers doing the same
+on shard 0.
 """
 
 from reports.models import SHARDS
@@ -54,31 +59,61 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
+CREATE UNLOGGED TABLE reports_daily_pending (
+    txid bigint NOT NULL DEFAULT txid_current(),
+    operator_id uuid NOT NULL,
+    day date NOT NULL,
+    currency varchar(3) NOT NULL,
+    payouts numeric(20, 2) NOT NULL,
+    refunds numeric(20, 2) NOT NULL,
+    reversals numeric(20, 2) NOT NULL
+);
+CREATE INDEX reports_daily_pending_txid ON reports_daily_pending (txid);
+
 CREATE OR REPLACE FUNCTION reports_rollup_ledger() RETURNS trigger AS $$
 BEGIN
-    INSERT INTO reports_daily (operator_id, day, currency, shard, trades, players, stakes, sale_proceeds, payouts, refunds, reversals)
-    SELECT operator_id, (created_at AT TIME ZONE 'UTC')::date, currency, pg_backend_pid() % {SHARDS}, 0, 0, 0, 0,
+    INSERT INTO reports_daily_pending (operator_id, day, currency, payouts, refunds, reversals)
+    SELECT operator_id, (created_at AT TIME ZONE 'UTC')::date, currency,
            coalesce(sum(amount) FILTER (WHERE type = 'payout'), 0),
            coalesce(sum(amount) FILTER (WHERE type = 'refund'), 0),
            coalesce(-sum(amount) FILTER (WHERE type IN ({_TAKEN_BACK_SQL})), 0)
     FROM reports_new_ledger
     WHERE type IN ('payout', 'refund', {_TAKEN_BACK_SQL})
-    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    GROUP BY 1, 2, 3;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+
+-- At commit, the first pending row of the transaction moves them all, in key order; the others find none.
+CREATE OR REPLACE FUNCTION reports_rollup_pending() RETURNS trigger AS $$
+BEGIN
+    WITH moved AS (
+        DELETE FROM reports_daily_pending WHERE txid = txid_current()
+        RETURNING operator_id, day, currency, payouts, refunds, reversals
+    )
+    INSERT INTO reports_daily (operator_id, day, currency, shard, trades, players, stakes, sale_proceeds, payouts, refunds, reversals)
+    SELECT operator_id, day, currency, pg_backend_pid() % {SHARDS}, 0, 0, 0, 0, sum(payouts), sum(refunds), sum(reversals)
+    FROM moved GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     {_UPSERT_TAIL};
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
 
-CREATE TRIGGER reports_rollup_trades AFTER INSERT ON casino_trades FOR EACH ROW EXECUTE FUNCTION reports_rollup_trade();
+CREATE CONSTRAINT TRIGGER reports_rollup_trades AFTER INSERT ON casino_trades DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION reports_rollup_trade();
 CREATE TRIGGER reports_rollup_ledger AFTER INSERT ON s2s_transactions
     REFERENCING NEW TABLE AS reports_new_ledger FOR EACH STATEMENT EXECUTE FUNCTION reports_rollup_ledger();
+CREATE CONSTRAINT TRIGGER reports_rollup_pending AFTER INSERT ON reports_daily_pending DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION reports_rollup_pending();
 """
 
 PG_BACKWARD = """
 DROP TRIGGER IF EXISTS reports_rollup_trades ON casino_trades;
 DROP TRIGGER IF EXISTS reports_rollup_ledger ON s2s_transactions;
+DROP TABLE IF EXISTS reports_daily_pending;
 DROP FUNCTION IF EXISTS reports_rollup_trade();
 DROP FUNCTION IF EXISTS reports_rollup_ledger();
+DROP FUNCTION IF EXISTS reports_rollup_pending();
 """
 
 # SQLite is one writer at a time: count the player before inserting its day row.
