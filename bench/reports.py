@@ -395,7 +395,7 @@ def _render(args, seeded, report, ab, chunk) -> str:
         row("off", ab["off"]),
         "",
         f"The triggers add {cpu_added:.3f} ms of PostgreSQL CPU per trade ({ab['cpu_off'] * 1000:.3f} -> {ab['cpu_on'] * 1000:.3f} ms, "
-        f"{cpu_added / ab['cpu_off'] * 100:+.1f}%) and {p50_added:.3f} ms to the executor's median time "
+        f"{cpu_added / (ab['cpu_off'] * 1000) * 100:+.1f}%) and {p50_added:.3f} ms to the executor's median time "
         f"({p50_added / ab['off']['p50'] * 100:+.1f}%); the mean moved by {added:.3f} ms, but means and tails on this shared "
         "machine (other processes running) are dominated by stalls of either arm, so the CPU and the median are the measure.",
         "",
