@@ -278,3 +278,38 @@ def _new_key(operator) -> str:
     from casino.services.credentials import operator_rotate_key
 
     return operator_rotate_key(operator=operator)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_trade_or_payout_counts_nothing(make_player, operator, market):
+    from django.db import transaction
+
+    player, api = make_player(Decimal("100"))
+    assert api.post("trade", buy_body()).status_code == 200
+    before = daily_report(operator_id=operator.operator.pk, start=timezone.now().date(), end=timezone.now().date())
+    trade = Trade.objects.get(player=player)
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), transaction.atomic():
+        Trade.objects.create(
+            player=player,
+            operator=operator.operator,
+            market=market,
+            side="buy",
+            outcome="yes",
+            shares=trade.shares,
+            price_mid=trade.price_mid,
+            price_executed=trade.price_executed,
+            spread_applied=trade.spread_applied,
+            cost=Decimal("99.00"),
+            balance_before=Decimal("0"),
+            balance_after=Decimal("0"),
+        )
+        LedgerEntry.objects.create(
+            player=player, operator=operator.operator, type="payout", amount=Decimal("5.00"), balance_after=Decimal("80.00")
+        )
+        raise Abort
+    after = daily_report(operator_id=operator.operator.pk, start=timezone.now().date(), end=timezone.now().date())
+    assert after == before and before[0].trades == 1 and before[0].stakes == Decimal("25.00")
