@@ -2,16 +2,25 @@
 keep in the same transaction as each trade and ledger row: its figures equal an independent computation
 from the source rows on a book with buys, sells, a resolved market paid, a voided market refunded, a
 reversal leaving an uncollected debt and its later recovery, on both wallet kinds; the CSV body; the
-range checks; scoping; exact totals under concurrent trades; reads routed to the replica."""
+range checks; scoping; exact totals under concurrent trades; nothing for a rolled-back trade; reads routed
+to the replica (a mirror alias, and a real streaming standby started by the test)."""
 
 import datetime
+import glob
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
+import time
 from collections import defaultdict
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
+from django.db import DatabaseError, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -282,8 +291,6 @@ def _new_key(operator) -> str:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_rolled_back_trade_or_payout_counts_nothing(make_player, operator, market):
-    from django.db import transaction
-
     player, api = make_player(Decimal("100"))
     assert api.post("trade", buy_body()).status_code == 200
     before = daily_report(operator_id=operator.operator.pk, start=timezone.now().date(), end=timezone.now().date())
@@ -313,3 +320,97 @@ def test_a_rolled_back_trade_or_payout_counts_nothing(make_player, operator, mar
         raise Abort
     after = daily_report(operator_id=operator.operator.pk, start=timezone.now().date(), end=timezone.now().date())
     assert after == before and before[0].trades == 1 and before[0].stakes == Decimal("25.00")
+
+
+def _pg_bindir() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: [int(x) for x in re.findall(r"\d+", p)])
+    return found[-1] if found and os.path.exists(f"{found[-1]}/pg_basebackup") else None
+
+
+@pytest.fixture
+def streaming_replica(transactional_db):
+    """A real PostgreSQL hot standby of the test server (pg_basebackup -R, streaming), on its own port,
+    stopped and removed after the test."""
+    bindir = _pg_bindir()
+    primary = connections["default"].settings_dict
+    if bindir is None or primary["HOST"] not in ("127.0.0.1", "localhost"):
+        pytest.skip("no local PostgreSQL server binaries")
+    run_as = ["runuser", "-u", "housepg", "--"] if os.geteuid() == 0 else []
+    workdir = tempfile.mkdtemp(prefix="house-replica-")
+    data = os.path.join(workdir, "data")
+    if run_as:
+        shutil.chown(workdir, "housepg")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    user = primary["USER"] or "house"
+    base = [
+        f"{bindir}/pg_basebackup",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(primary["PORT"]),
+        "-U",
+        user,
+        "-D",
+        data,
+        "-R",
+        "-X",
+        "stream",
+        "-c",
+        "fast",
+    ]
+    started = False
+    try:
+        subprocess.run(run_as + base, check=True, capture_output=True, timeout=120)
+        with connections["default"].cursor() as cursor:  # a hot standby needs at least the primary's connection slots
+            cursor.execute("SHOW max_connections")
+            slots = cursor.fetchone()[0]
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c hot_standby=on -c fsync=off -c max_connections={slots}"
+        start = subprocess.run(
+            run_as + [f"{bindir}/pg_ctl", "-D", data, "-l", f"{workdir}/server.log", "-w", "-t", "60", "start", "-o", options],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        started = True
+        if start.returncode != 0:
+            log = open(f"{workdir}/server.log").read() if os.path.exists(f"{workdir}/server.log") else ""
+            raise AssertionError(f"the standby did not start: {start.stdout} {start.stderr} {log}")
+        yield port
+    finally:
+        if started:
+            subprocess.run(run_as + [f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])
+def test_the_report_reads_a_real_streaming_replica(streaming_replica, make_player, operator, market, settings):
+    """The replica alias pointed at a hot standby: the report answers from it once the trade is replayed,
+    the standby refuses writes, and an object read there is saved on the primary."""
+    replica = connections["replica"]
+    replica.close()
+    original_port = replica.settings_dict["PORT"]
+    replica.settings_dict["PORT"] = streaming_replica
+    settings.DATABASE_REPLICA_READS = True
+    try:
+        _, api = make_player(Decimal("100"))
+        assert api.post("trade", buy_body(amount="30.00")).status_code == 200
+        operator_api = Api({"X-Operator-Key": operator.api_key})
+        for _ in range(100):  # the standby's replay delay
+            days = decimal_json(operator_api.get("operator/reports/daily", {"from": today(), "to": today()}))["days"]
+            if days:
+                break
+            time.sleep(0.05)
+        assert days and days[0]["stakes"] == Decimal("30.00") and days[0]["trades"] == 1
+        with replica.cursor() as cursor:
+            cursor.execute("SELECT pg_is_in_recovery(), current_setting('port')")
+            assert cursor.fetchone() == (True, str(streaming_replica))
+        with pytest.raises(DatabaseError, match="read-only"), transaction.atomic(using="replica"):
+            DailyRollup.objects.using("replica").update(trades=0)
+        row = DailyRollup.objects.using("replica").get(operator=operator.operator)
+        row.save()  # the router writes it on the primary
+        assert row._state.db == "default"
+    finally:
+        replica.close()
+        replica.settings_dict["PORT"] = original_port
