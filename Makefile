@@ -1,4 +1,4 @@
-.PHONY: run test lint bench bench-risk bench-settlement bench-reversal bench-feed
+.PHONY: run test lint bench bench-risk bench-settlement bench-reversal bench-feed bench-reports
 
 # Set up and run the product on the embedded default (SQLite, eager Celery, local cache).
 run:
@@ -33,3 +33,8 @@ bench-reversal:
 # markets, make bench's trades with the feed running (bench/feed.py).
 bench-feed:
 	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/feed.py --write
+
+# The daily report (SPEC §13) with 1,000,000 trades over 366 days, and what its rollup's triggers add to a trade
+# (bench/reports.py; --trades 100000 for a quick run).
+bench-reports:
+	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/reports.py --write

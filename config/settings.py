@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "risk",
     "settlement",
     "marketdata",
+    "reports",
 ]
 
 MIDDLEWARE = [
@@ -110,6 +111,17 @@ else:
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"},
         }
     }
+# Operator reads and reports (SPEC §13) from a streaming read replica when one is configured: the
+# selectors ask core.db.reads() for the alias; the router sends anything read there back to the
+# primary to be written, and never migrates the replica. Under test the alias mirrors the primary.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+DATABASE_REPLICA_READS = bool(DATABASE_REPLICA_URL)
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = dj_database_url.parse(DATABASE_REPLICA_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    if DATABASES["replica"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["replica"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool("DB_TRANSACTION_POOLING", False)
+DATABASE_ROUTERS = ["core.db_router.ReplicaRouter"]
 # The trade request's statements prepared once per connection (core/prepared.py);
 # off by default behind a transaction-pooling proxy (DB_TRANSACTION_POOLING=1).
 DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", not env_bool("DB_TRANSACTION_POOLING", False))

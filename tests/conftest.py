@@ -7,6 +7,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Sum
@@ -19,6 +20,12 @@ from wallets.models import DebtEntry, LedgerEntry, PlayerDebt, PlayerWallet
 from wallets.services.transfers import wallet_deposit
 
 MARKET = "0x1234abcd00000000000000000000000000000000000000000000000000000001"
+
+# A read-replica alias for the routing tests (tests/test_operator_reports.py), Django's documented way:
+# a TEST MIRROR of the primary (no database of its own). core.db.reads() uses it only when a test sets
+# DATABASE_REPLICA_READS; DATABASE_REPLICA_URL, when set, defines the alias itself (config/settings.py).
+if "replica" not in settings.DATABASES:
+    settings.DATABASES["replica"] = {**settings.DATABASES["default"], "TEST": {"MIRROR": "default"}}
 
 requires_postgres = pytest.mark.skipif(
     not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="needs real PostgreSQL (run via scripts/test)"

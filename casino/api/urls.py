@@ -2,6 +2,7 @@ from django.urls import path
 
 from casino.api import catalog, operator_views, views
 from casino.api.operator import players as operator_players
+from casino.api.operator import reports as operator_reports
 from risk.api.views import RiskConfigView
 from settlement.api.views import ResolutionConfirmView, ResolutionRejectView, ResolutionsView, ResolveView
 
@@ -19,6 +20,7 @@ urlpatterns = [
     path("operator/sessions", operator_views.OperatorSessionView.as_view(), name="operator-sessions"),
     path("operator/players", operator_players.OperatorPlayersView.as_view(), name="operator-players"),
     path("operator/players/<str:playerId>", operator_players.OperatorPlayerView.as_view(), name="operator-player"),
+    path("operator/reports/daily", operator_reports.DailyReportView.as_view(), name="operator-reports-daily"),
     path("admin/balance", operator_views.AdminBalanceView.as_view(), name="admin-balance"),
     path("admin/prices", operator_views.AdminPricesView.as_view(), name="admin-prices"),
     path("admin/risk", RiskConfigView.as_view(), name="admin-risk"),
