@@ -162,7 +162,7 @@ class OperatorPlayerView(HouseAPIView):
 
     @extend_schema(
         parameters=[PLAYER_ID],
-        responses={200: OperatorPlayerSerializer, 404: ErrorSerializer},
+        responses={200: OperatorPlayerSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
         summary="One of the operator's players, by the operator's own player id",
     )
     def get(self, request, playerId: str):
