@@ -3,6 +3,7 @@ from django.urls import path
 from casino.api import catalog, operator_views, views
 from risk.api.views import RiskConfigView
 from settlement.api.views import ResolutionConfirmView, ResolutionRejectView, ResolutionsView, ResolveView
+from webhooks.api.views import EventsView, WebhookRotateView, WebhooksView, WebhookView
 
 urlpatterns = [
     path("trade", views.TradeView.as_view(), name="trade"),
@@ -16,6 +17,10 @@ urlpatterns = [
     path("catalog", catalog.CatalogView.as_view(), name="catalog"),
     path("catalog/<str:market_id>", catalog.CatalogMarketView.as_view(), name="catalog-market"),
     path("operator/sessions", operator_views.OperatorSessionView.as_view(), name="operator-sessions"),
+    path("operator/webhooks", WebhooksView.as_view(), name="operator-webhooks"),
+    path("operator/webhooks/<str:webhook_id>", WebhookView.as_view(), name="operator-webhook"),
+    path("operator/webhooks/<str:webhook_id>/rotate-secret", WebhookRotateView.as_view(), name="operator-webhook-rotate"),
+    path("operator/events", EventsView.as_view(), name="operator-events"),
     path("admin/balance", operator_views.AdminBalanceView.as_view(), name="admin-balance"),
     path("admin/prices", operator_views.AdminPricesView.as_view(), name="admin-prices"),
     path("admin/risk", RiskConfigView.as_view(), name="admin-risk"),
