@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["config", "core", "casino", "wallets", "risk", "settlement", "marketdata"]
+PACKAGES = ["config", "core", "casino", "wallets", "risk", "settlement", "marketdata", "webhooks"]
 CONTRACTS = 4
 
 
