@@ -137,7 +137,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 # One queue per app, so each can have its own workers (docs/architecture.md, scaling out); a
-# single worker consumes them all: celery -A config worker -Q celery,wallets,settlement,risk,marketdata
+# single worker consumes them all: celery -A config worker -Q celery,wallets,settlement,risk,marketdata,webhooks
 CELERY_TASK_ROUTES = {
     "wallets.tasks.*": {"queue": "wallets"},
     "settlement.tasks.*": {"queue": "settlement"},

@@ -105,7 +105,7 @@ class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The outbox (SPEC §14): every event operators are told about, as written with its change."""
 
-    list_display = ["id", "type", "operator_id", "created_at", "dispatched_at", "request_id"]
+    list_display = ["id", "type", "operator_id", "created_at", "xact_id", "request_id"]
     list_filter = ["type"]
     search_fields = ["=id", "=operator_id", "request_id"]
     ordering = ["-id"]

@@ -9,11 +9,14 @@ Delivery is somebody else's business (the webhooks app registers a listener that
 commit, and its beat task picks up anything the kick missed). The kernel imports no app: the
 operator is a bare id.
 
-Replay (``events_replayable``) must never let a client's ``after=<id>`` skip an event whose
-transaction took a smaller id but committed later. On PostgreSQL every row carries the id of the
-transaction that wrote it (``xact_id``, taken before the row's id) and only rows of transactions
-older than the oldest one still running (``pg_snapshot_xmin(pg_current_snapshot())``) are listed:
-such a row can no longer be joined by a smaller id. docs/decisions.md, "Issue 12: webhooks".
+Order. Ids come from a sequence, so two transactions can commit in the opposite order of their
+ids: listing by id alone, a client that stored the last id it saw would skip a smaller one that
+committed later. Events are therefore listed in the order (``xact_id``, ``id``), where on
+PostgreSQL ``xact_id`` is the writing transaction's id (``pg_current_xact_id()``), and only rows of
+transactions older than every transaction still running (``pg_snapshot_xmin(pg_current_snapshot())``)
+are listed: every transaction that can still commit an event has an id at or above that horizon,
+so its rows sort after everything listed. The replay API and the webhook dispatcher's per-operator
+cursors both read this way (docs/decisions.md, "Issue 12: webhooks").
 """
 
 import uuid
@@ -22,7 +25,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BooleanField, QuerySet
+from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -47,14 +50,13 @@ EVENT_TYPES = (
 # One statement for any number of events. The MATERIALIZED CTE takes the transaction's id (assigning
 # one if the transaction has none yet) before any row takes its id from the sequence.
 _INSERT_SQL = """
-WITH x AS MATERIALIZED (SELECT pg_current_xact_id() AS xact_id)
+WITH x AS MATERIALIZED (SELECT pg_current_xact_id()::text::bigint AS xact_id)
 INSERT INTO house_events (operator_id, type, data, request_id, created_at, xact_id)
 SELECT r.operator_id, r.type, r.data::jsonb, %(request_id)s, %(now)s, x.xact_id
   FROM x, unnest(%(operators)s::uuid[], %(types)s::varchar[], %(data)s::text[]) AS r (operator_id, type, data)
 """
 # The same as a CTE of a caller's data-modifying statement (the trade's one statement,
-# casino.services.trade_executor.house_wallet_sql): the transaction holds an id already (its row
-# locks), so the column default takes it.
+# casino.services.trade_executor.house_wallet_sql): the column's default takes the transaction's id.
 EVENT_INSERT_CTE = """INSERT INTO house_events (operator_id, type, data, request_id, created_at)
         VALUES (%(e_operator)s, %(e_type)s, %(e_data)s::jsonb, %(e_request)s, %(now)s) RETURNING 1"""
 
@@ -113,13 +115,41 @@ def _insert_portable(operators, kinds, bodies, request_id: str, now: datetime) -
         )
 
 
+_SETTLED = "house_events.xact_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+
+
 def events_replayable(queryset: QuerySet | None = None) -> QuerySet:
-    """Events that can be listed in id order without a smaller id appearing later (module docstring)."""
+    """Events whose transaction is older than every running one: nothing can sort before them any more."""
     queryset = queryset if queryset is not None else Event.objects.all()
     if connection.vendor != "postgresql":  # one writer at a time: commit order is id order
         return queryset
-    settled = RawSQL("house_events.xact_id < pg_snapshot_xmin(pg_current_snapshot())", [], output_field=BooleanField())
-    return queryset.filter(settled)
+    return queryset.filter(RawSQL(_SETTLED, [], output_field=BooleanField()))
+
+
+def events_ordering() -> tuple[str, ...]:
+    """The listing order (module docstring): (xact_id, id) on PostgreSQL, id elsewhere."""
+    return ("xact_id", "id") if connection.vendor == "postgresql" else ("id",)
+
+
+def events_after(queryset: QuerySet, *, xact_id: int | None, event_id: int) -> QuerySet:
+    """Events after the position (xact_id, event_id) in the listing order."""
+    if connection.vendor != "postgresql" or xact_id is None:
+        return queryset.filter(id__gt=event_id)
+    return queryset.filter(Q(xact_id__gt=xact_id) | Q(xact_id=xact_id, id__gt=event_id))
+
+
+def events_position(*, operator_id, event_id: int) -> tuple[int | None, int]:
+    """The listing position of an event the client saw (``after=``); one no longer kept (older than the
+    replay window) or never seen is placed by its id alone."""
+    xact_id = Event.objects.filter(operator_id=operator_id, pk=event_id).values_list("xact_id", flat=True).first()
+    return xact_id, event_id
+
+
+def events_position_last(*, operator_id) -> tuple[int | None, int]:
+    """The position of the operator's last listable event ((None, 0) if none): a new subscriber starts there."""
+    ordering = [f"-{name}" for name in events_ordering()]
+    last = events_replayable(Event.objects.filter(operator_id=operator_id)).order_by(*ordering).values_list("xact_id", "id").first()
+    return last if last is not None else (None, 0)
 
 
 def events_listener_register(listener: Callable[[], None]) -> None:

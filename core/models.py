@@ -34,9 +34,11 @@ class Event(models.Model):
     """The transactional outbox (SPEC §14): one row per thing that happened that an operator is told
     about, written in the same transaction as the change (core.events). Public id ``evt_<id>``.
 
-    Written only through core.events (raw SQL: the data is rendered once with exact decimals). On
-    PostgreSQL the table also has ``xact_id xid8`` (the writing transaction, migration 0002), unknown
-    to the ORM: replay lists only rows of transactions older than every running one (docs/decisions.md).
+    Written only through core.events (raw SQL: the data is rendered once with exact decimals, and
+    ``xact_id`` is left to the database). Listed in the order (``xact_id``, ``id``): on PostgreSQL
+    ``xact_id`` is the id of the transaction that wrote the row, and only rows of transactions older
+    than every running one are listed, so a row can never appear before one already listed
+    (core.events, docs/decisions.md).
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -46,15 +48,14 @@ class Event(models.Model):
     data = models.JSONField(decoder=DecimalJSONDecoder)
     request_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField()
-    # Fanned out to the operator's webhook endpoints (webhooks' dispatcher); null until then.
-    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # PostgreSQL: pg_current_xact_id() of the writing transaction (the column's default, migration
+    # 0002); NULL elsewhere (one writer at a time: id order is commit order).
+    xact_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         db_table = "house_events"
-        indexes = [
-            models.Index(fields=["operator_id", "id"], name="house_event_operator_id"),
-            models.Index(fields=["id"], name="house_event_undispatched", condition=models.Q(dispatched_at__isnull=True)),
-        ]
+        # Replay (per operator) and the webhook dispatcher (per operator with endpoints) read in this order.
+        indexes = [models.Index(fields=["operator_id", "xact_id", "id"], name="house_event_operator_order")]
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.type}"

@@ -22,7 +22,7 @@ from settlement.models import Payout
 from tests.conftest import MARKET, Api, buy_body, decimal_json, requires_postgres
 from wallets.services.debts import debt_incur
 from webhooks.adapters.endpoint import WebhookClient
-from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDispatchCursor, WebhookEndpoint
 from webhooks.reference_receiver import ReferenceWebhookReceiver
 from webhooks.services.delivery import webhooks_pump_once
 
@@ -317,6 +317,45 @@ def test_replay_never_skips_an_event_committed_after_a_larger_id(operator, opera
     assert [e["data"]["n"] for e in seen] == ["first", "second"]
 
 
+def test_a_smaller_id_committed_later_is_listed_after_the_last_id_seen(operator, operator_api):
+    """The older transaction takes the larger id and commits first; the younger one took the smaller id
+    and commits later: it is listed after the event the client already saw, not skipped."""
+    op = operator.operator.pk
+    early_has_xid, late_wrote, early_go, late_go = (threading.Event() for _ in range(4))
+
+    def early():
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_current_xact_id()")  # the older transaction
+            early_has_xid.set()
+            assert late_wrote.wait(10)
+            event_record(operator_id=op, type="market.suspended", data={"n": "early"})  # the larger id
+            assert early_go.wait(10)
+        connection.close()
+
+    def late():
+        assert early_has_xid.wait(10)
+        with transaction.atomic():
+            event_record(operator_id=op, type="market.resumed", data={"n": "late"})  # the smaller id
+            late_wrote.set()
+            assert late_go.wait(10)
+        connection.close()
+
+    threads = [threading.Thread(target=early), threading.Thread(target=late)]
+    for t in threads:
+        t.start()
+    assert late_wrote.wait(10)
+    early_go.set()
+    threads[0].join(10)
+    seen = decimal_json(operator_api.get("operator/events"))["events"]
+    assert [e["data"]["n"] for e in seen] == ["early"]
+    late_go.set()
+    threads[1].join(10)
+    after = decimal_json(operator_api.get("operator/events", {"after": seen[-1]["id"]}))["events"]
+    assert [e["data"]["n"] for e in after] == ["late"]
+    assert int(after[0]["id"].removeprefix("evt_")) < int(seen[-1]["id"].removeprefix("evt_"))
+
+
 # --- endpoints: rotation, SSRF, disabling ---------------------------------------------------------
 
 
@@ -405,7 +444,8 @@ def test_only_subscribed_types_are_delivered_and_a_deleted_endpoint_gets_nothing
     _, api = make_player(Decimal("100"))
     assert api.post("trade", buy_body("10")).status_code == 200
     pump(client)
-    assert receiver.deliveries == [] and not WebhookDelivery.objects.exists() and Event.objects.get().dispatched_at is not None
+    assert receiver.deliveries == [] and not WebhookDelivery.objects.exists()
+    assert WebhookDispatchCursor.objects.get().event_id == Event.objects.get().pk  # fanned out to nobody
     all_events = subscribe(operator_api, receiver)
     assert delete(operator_api, f"operator/webhooks/{all_events['id']}").status_code == 204
     assert api.post("trade", buy_body("10")).status_code == 200

@@ -72,3 +72,20 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"event {self.event_id} -> {self.endpoint_id}: {self.status}"
+
+
+class WebhookDispatchCursor(models.Model):
+    """How far the dispatcher has fanned out an operator's events: the position (xact_id, event id) of
+    the last one, in the outbox's listing order (core.events). One row per operator with endpoints;
+    only those operators' events are ever read by the dispatcher, and nothing is written per event."""
+
+    operator = models.OneToOneField("casino.Operator", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    xact_id = models.BigIntegerField(null=True, blank=True)
+    event_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "webhook_dispatch_cursors"
+
+    def __str__(self) -> str:
+        return f"{self.operator_id} at ({self.xact_id}, {self.event_id})"

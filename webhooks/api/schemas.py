@@ -49,7 +49,12 @@ class EventsResponseSerializer(serializers.Serializer):
 
 
 EVENTS_PARAMETERS = [
-    OpenApiParameter("after", str, description="Events after this id (evt_… or its number), oldest first"),
+    OpenApiParameter(
+        "after",
+        str,
+        description="Events after this one (evt_… or its number), in commit order: pass the last id you received; "
+        "ids are unique but a later page may hold a smaller one",
+    ),
     OpenApiParameter("type", str, enum=list(EVENT_TYPES)),
     OpenApiParameter("limit", int, description="Default 100, max 1000"),
     OpenApiParameter("cursor", str, description="nextCursor of the previous page"),

@@ -20,7 +20,7 @@ from core.api.openapi import ErrorSerializer
 from core.api.pagination import keyset_page, page_params
 from core.api.rendering import iso
 from core.errors import HouseError
-from core.events import EVENT_TYPES
+from core.events import EVENT_TYPES, events_ordering
 from core.models import EVENT_ID_PREFIX, event_public_id
 from webhooks import selectors
 from webhooks.api import schemas as s
@@ -113,7 +113,7 @@ class EventsView(_OperatorView):
     @extend_schema(
         parameters=s.EVENTS_PARAMETERS,
         responses={200: s.EventsResponseSerializer, 400: ErrorSerializer},
-        summary="The operator's events of the last 30 days, oldest first (replay and reconciliation)",
+        summary="The operator's events of the last 30 days in commit order (replay and reconciliation)",
         tags=["operator webhooks"],
     )
     def get(self, request):
@@ -128,6 +128,6 @@ class EventsView(_OperatorView):
         if event_type is not None and event_type not in EVENT_TYPES:
             raise HouseError("Unknown event type", code="unknown_event_type", extra={"known": list(EVENT_TYPES)})
         rows = selectors.events_for_replay(operator_id=request.user.operator.pk, after=after, type=event_type)
-        page = keyset_page(rows, ordering=("id",), params=page_params(params), scope="operator.events")
+        page = keyset_page(rows, ordering=events_ordering(), params=page_params(params), scope="operator.events")
         events = [{"id": event_public_id(e.id), "type": e.type, "timestamp": iso(e.created_at), "data": e.data} for e in page.items]
         return Response({"events": events, "nextCursor": page.next_cursor})

@@ -1,8 +1,11 @@
 """From the outbox to the operators' endpoints: fan out, send, record, back off, give up.
 
-    events_dispatch      one transaction: new events (SKIP LOCKED, id order) fanned out to the
-                         enabled endpoints of the same operator that subscribe to their type, one
-                         delivery per (event, endpoint), the events marked dispatched
+    events_dispatch      per operator with enabled endpoints, one transaction: its cursor row locked
+                         (SKIP LOCKED: one dispatcher per operator at a time), its events after the
+                         cursor in the outbox's listing order (only settled ones, core.events) fanned
+                         out to its endpoints subscribing to their type, one delivery per (event,
+                         endpoint), the cursor moved to the last. Nothing is written per event, and
+                         the events of operators without endpoints are never read
     deliveries_send_due  claim due deliveries (SKIP LOCKED; the claim is a lease: a worker that
                          dies lets them fall due again), send them concurrently with no transaction
                          open, record every answer in one transaction
@@ -19,14 +22,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from core.api.rendering import dumps, iso
 from core.crypto import SecretUnreadable
+from core.events import events_after, events_ordering, events_replayable
 from core.models import Event, event_public_id
 from webhooks.adapters.endpoint import Outgoing, Sent, WebhookClient
-from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDispatchCursor, WebhookEndpoint
 from webhooks.services.endpoints import endpoint_disable, signing_secrets
 
 log = logging.getLogger("house.webhooks")
@@ -46,30 +49,33 @@ def backoff(attempts: int) -> timedelta:
 
 
 def events_dispatch(*, limit: int = DISPATCH_BATCH, now: datetime | None = None) -> int:
-    """Fan out up to ``limit`` undispatched events; returns how many events were taken."""
+    """Fan out up to ``limit`` new events per operator with enabled endpoints; returns how many events were taken."""
     now = now or timezone.now()
+    operators = set(WebhookEndpoint.objects.filter(enabled=True).values_list("operator_id", flat=True))
+    return sum(_dispatch_operator(operator_id, limit=limit, now=now) for operator_id in operators)
+
+
+def _dispatch_operator(operator_id, *, limit: int, now: datetime) -> int:
     with transaction.atomic():
-        events = list(
-            Event.objects.select_for_update(skip_locked=True)
-            .filter(dispatched_at__isnull=True)
-            .order_by("id")
-            .only("id", "operator_id", "type")[:limit]
+        cursor = WebhookDispatchCursor.objects.select_for_update(skip_locked=True).filter(operator_id=operator_id).first()
+        if cursor is None:  # another dispatcher holds it (or it was never started: its endpoint's creation does)
+            return 0
+        rows = events_after(
+            events_replayable(Event.objects.filter(operator_id=operator_id)), xact_id=cursor.xact_id, event_id=cursor.event_id
         )
+        events = list(rows.order_by(*events_ordering()).only("id", "xact_id", "type")[:limit])
         if not events:
             return 0
-        endpoints: dict = {}
-        for endpoint in WebhookEndpoint.objects.filter(operator_id__in={e.operator_id for e in events}, enabled=True).only(
-            "id", "operator_id", "events"
-        ):
-            endpoints.setdefault(endpoint.operator_id, []).append(endpoint)
+        endpoints = list(WebhookEndpoint.objects.filter(operator_id=operator_id, enabled=True).only("id", "events"))
         deliveries = [
             WebhookDelivery(event_id=e.id, endpoint_id=endpoint.id, next_attempt_at=now, created_at=now)
             for e in events
-            for endpoint in endpoints.get(e.operator_id, ())
+            for endpoint in endpoints
             if endpoint.subscribes(e.type)
         ]
         WebhookDelivery.objects.bulk_create(deliveries, ignore_conflicts=True, batch_size=1000)
-        Event.objects.filter(pk__in=[e.id for e in events]).update(dispatched_at=now)
+        cursor.xact_id, cursor.event_id = events[-1].xact_id, events[-1].id
+        cursor.save(update_fields=["xact_id", "event_id", "updated_at"])
     return len(events)
 
 
@@ -189,15 +195,15 @@ def webhooks_pump_once(*, client: WebhookClient, now: datetime | None = None) ->
 
 
 def events_retention(*, days: int, now: datetime | None = None, batch: int = 10_000) -> int:
-    """Events older than ``days`` (and their deliveries) deleted, a batch per statement."""
+    """Events older than ``days`` (and their deliveries) deleted, oldest first, a batch per transaction."""
     cutoff = (now or timezone.now()) - timedelta(days=days)
     total = 0
     while True:
-        old = Event.objects.filter(created_at__lt=cutoff).filter(~Q(dispatched_at=None))
-        ids = list(old.order_by("id").values_list("id", flat=True)[:batch])
+        oldest = list(Event.objects.order_by("id").values_list("id", "created_at")[:batch])
+        ids = [event_id for event_id, created_at in oldest if created_at < cutoff]
         if not ids:
             return total
         with transaction.atomic():
-            WebhookDelivery.objects.filter(event_id__in=ids).delete()
-            Event.objects.filter(pk__in=ids).delete()
+            WebhookDelivery.objects.filter(event_id__in=ids)._raw_delete(WebhookDelivery.objects.db)
+            Event.objects.filter(pk__in=ids)._raw_delete(Event.objects.db)
         total += len(ids)

@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from core.crypto import secret_open, secret_seal
 from core.errors import HouseError
-from core.events import EVENT_TYPES
+from core.events import EVENT_TYPES, events_position_last
 from webhooks.adapters.endpoint import url_check
-from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDispatchCursor, WebhookEndpoint
 
 ROTATION_OVERLAP = timedelta(hours=24)
 MAX_ENDPOINTS_PER_OPERATOR = 20
@@ -53,7 +53,10 @@ def endpoint_create(*, operator, url: str, events) -> Issued:
     if WebhookEndpoint.objects.filter(operator=operator).count() >= MAX_ENDPOINTS_PER_OPERATOR:
         raise HouseError("Too many webhook endpoints", code="too_many_webhooks")
     secret = secret_new()
-    endpoint = WebhookEndpoint.objects.create(operator=operator, url=url, events=events, secret_sealed=secret_seal(secret))
+    with transaction.atomic():
+        idle = not WebhookEndpoint.objects.filter(operator=operator, enabled=True).exists()
+        endpoint = WebhookEndpoint.objects.create(operator=operator, url=url, events=events, secret_sealed=secret_seal(secret))
+        dispatch_cursor_start(operator_id=operator.pk, restart=idle)
     return Issued(endpoint, secret)
 
 
@@ -85,8 +88,12 @@ def endpoint_rotate_secret(*, endpoint: WebhookEndpoint, now: datetime | None = 
 
 
 def endpoint_enable(*, endpoint: WebhookEndpoint) -> None:
-    """Staff: back on after a disable (deliveries given up on stay given up; replay covers them)."""
-    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=True, disabled_reason="", disabled_at=None, failing_since=None)
+    """Staff: back on after a disable. It is sent what happens from now on: deliveries given up on stay
+    given up and what happened meanwhile is not sent (the operator replays it with GET operator/events)."""
+    with transaction.atomic():
+        idle = not WebhookEndpoint.objects.filter(operator_id=endpoint.operator_id, enabled=True).exists()
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=True, disabled_reason="", disabled_at=None, failing_since=None)
+        dispatch_cursor_start(operator_id=endpoint.operator_id, restart=idle)
 
 
 def endpoint_disable(*, endpoint_ids, reason: str, now: datetime | None = None) -> int:
@@ -100,6 +107,18 @@ def endpoint_disable(*, endpoint_ids, reason: str, now: datetime | None = None) 
             status=DeliveryStatus.FAILED, last_error="endpoint disabled"
         )
     return count
+
+
+def dispatch_cursor_start(*, operator_id, restart: bool) -> None:
+    """The operator's cursor, at its last event when created (a new subscriber is sent what happens from
+    now on; older events are in GET operator/events), or moved there when ``restart`` (no endpoint was
+    enabled: what happened meanwhile is not sent either)."""
+    xact_id, event_id = events_position_last(operator_id=operator_id)
+    cursor, created = WebhookDispatchCursor.objects.get_or_create(
+        operator_id=operator_id, defaults={"xact_id": xact_id, "event_id": event_id}
+    )
+    if restart and not created:
+        WebhookDispatchCursor.objects.filter(pk=cursor.pk).update(xact_id=xact_id, event_id=event_id, updated_at=timezone.now())
 
 
 def signing_secrets(endpoint: WebhookEndpoint, *, now: datetime) -> tuple[str, ...]:

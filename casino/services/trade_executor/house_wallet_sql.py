@@ -18,11 +18,12 @@ import logging
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from types import SimpleNamespace
 
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from casino.models import Side, Trade, WalletMode
+from casino.models import Side, WalletMode
 from casino.presenters import trade_event
 from casino.services.exposure import GLOBAL_SHARD_UPDATE_SQL, MARKET_SHARD_UPDATE_SQL, WITHIN_QUOTA, ExposureNeedsLock, exposure_shard_pick
 from casino.services.trade_executor.context import (
@@ -287,7 +288,7 @@ def _compact_transaction(ctx: TradeContext, idempotency, cursor, begin: str, com
 
 def _event_params(ctx: TradeContext, params: dict, title: str) -> dict:
     """``trade.executed``, rendered from the values the statement writes (as the player API renders the trade)."""
-    trade = Trade(
+    trade = SimpleNamespace(  # the fields the presenter reads (a model instance costs more to build)
         id=params["trade"],
         player_id=params["player"],
         operator_id=params["operator"],
