@@ -233,6 +233,12 @@ def _deliver_worker(stop_at: float, results) -> None:
     client = WebhookClient()
     delivered = idle = 0
     own0 = _own_cpu()
+    profiler = None
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     while time.monotonic() < stop_at and idle < 20:
         taken, stats = webhooks_pump_once(client=client)
         delivered += stats.delivered
@@ -241,6 +247,11 @@ def _deliver_worker(stop_at: float, results) -> None:
         else:
             idle += 1
             time.sleep(0.05)
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
     results.put((delivered, _own_cpu() - own0))
     client.close()
 

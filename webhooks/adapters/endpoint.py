@@ -127,9 +127,11 @@ class WebhookClient:
     def __init__(self, *, timeout: float | None = None, concurrency: int | None = None):
         self.timeout = timeout if timeout is not None else settings.WEBHOOK_TIMEOUT_SECONDS
         self.concurrency = concurrency or settings.WEBHOOK_CONCURRENCY
+        limits = httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=self.concurrency)
         self._http = httpx.Client(
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 3.0)),
-            limits=httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=self.concurrency),
+            # Headers and body leave in separate writes: without TCP_NODELAY each request can wait for a delayed ACK.
+            transport=httpx.HTTPTransport(limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]),
             follow_redirects=False,  # a redirect could lead anywhere, past the address check
             headers={"user-agent": "house-webhooks/1"},
         )

@@ -21,10 +21,11 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core.api.rendering import dumps, iso
+from core.arrays import pg_array
 from core.crypto import SecretUnreadable
 from core.events import events_after, events_ordering, events_replayable
 from core.models import Event, event_public_id
@@ -109,15 +110,19 @@ def deliveries_send_due(*, client: WebhookClient, limit: int = SEND_BATCH, now: 
         if not due:
             return SendStats(0, 0, 0)
         WebhookDelivery.objects.filter(pk__in=[d.pk for d in due]).update(next_attempt_at=now + _claim_lease(client, len(due)))
-    attempts, unusable = [], {}
+    attempts, unusable, secrets_of = [], {}, {}
     for delivery in due:
         endpoint = delivery.endpoint
         if not endpoint.enabled:
             unusable[delivery.pk] = "endpoint disabled"
             continue
-        try:
-            secrets = signing_secrets(endpoint, now=now)
-        except SecretUnreadable:
+        if endpoint.pk not in secrets_of:  # opened once per endpoint and batch
+            try:
+                secrets_of[endpoint.pk] = signing_secrets(endpoint, now=now)
+            except SecretUnreadable:
+                secrets_of[endpoint.pk] = None
+        secrets = secrets_of[endpoint.pk]
+        if secrets is None:
             unusable[delivery.pk] = "signing secret unreadable (HOUSE_SECRETS_KEY changed?)"
             continue
         attempts.append(
@@ -157,11 +162,7 @@ def _record(due: list[WebhookDelivery], results: list[Sent], *, now: datetime, g
                 delivery.next_attempt_at = retry_at
         changed.append(delivery)
     with transaction.atomic():
-        WebhookDelivery.objects.bulk_update(
-            changed,
-            ["status", "attempts", "next_attempt_at", "last_status_code", "last_error", "last_attempt_at", "delivered_at"],
-            batch_size=500,
-        )
+        _deliveries_write(changed)
         if ok_endpoints:
             WebhookEndpoint.objects.filter(pk__in=ok_endpoints, failing_since__isnull=False).update(failing_since=None)
         still_failing = failing_endpoints - ok_endpoints
@@ -171,6 +172,41 @@ def _record(due: list[WebhookDelivery], results: list[Sent], *, now: datetime, g
         endpoints_disable_failing(now=now)
     delivered = sum(1 for s in results if s.ok)
     return SendStats(len(due), delivered, len(results) - delivered)
+
+
+# One statement for a batch's answers on PostgreSQL (Django's bulk_update builds a CASE per field and row).
+_WRITE_SQL = """
+UPDATE webhook_deliveries AS d
+   SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at, last_status_code = v.code,
+       last_error = v.error, last_attempt_at = v.attempt_at, delivered_at = v.delivered_at
+  FROM unnest(%(ids)s::bigint[], %(statuses)s::varchar[], %(attempts)s::integer[], %(next)s::timestamptz[],
+              %(codes)s::integer[], %(errors)s::varchar[], %(at)s::timestamptz[], %(delivered)s::timestamptz[])
+       AS v (id, status, attempts, next_at, code, error, attempt_at, delivered_at)
+ WHERE d.id = v.id
+"""
+
+
+def _deliveries_write(rows: list[WebhookDelivery]) -> None:
+    if connection.vendor != "postgresql":
+        fields = ["status", "attempts", "next_attempt_at", "last_status_code", "last_error", "last_attempt_at", "delivered_at"]
+        WebhookDelivery.objects.bulk_update(rows, fields, batch_size=500)
+        return
+
+    def stamps(values):
+        return pg_array([v.isoformat() if v is not None else None for v in values])
+
+    params = {
+        "ids": pg_array([d.pk for d in rows]),
+        "statuses": pg_array([d.status for d in rows]),
+        "attempts": pg_array([d.attempts for d in rows]),
+        "next": stamps([d.next_attempt_at for d in rows]),
+        "codes": pg_array([d.last_status_code for d in rows]),
+        "errors": pg_array([d.last_error for d in rows]),
+        "at": stamps([d.last_attempt_at for d in rows]),
+        "delivered": stamps([d.delivered_at for d in rows]),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_WRITE_SQL, params)
 
 
 def endpoints_disable_failing(*, now: datetime | None = None) -> int:
