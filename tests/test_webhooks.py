@@ -529,7 +529,7 @@ def test_a_settlement_emits_payout_paid_per_payout_and_settlement_completed(
     assert sorted(e.data["playerId"] for e in paid) == ["w0", "w1", "w2"]
     assert {e.data["payoutId"]: Decimal(str(e.data["amount"])) for e in paid} == {str(p.pk): p.amount for p in payouts}
     [completed] = _events("settlement.completed")
-    assert completed.data["positions"] == Payout.objects.count() and completed.data["winners"] == 3
+    assert completed.data["payouts"] == 3 and completed.data["settlementId"] == str(Payout.objects.first().settlement_id)
     assert Decimal(str(completed.data["totalPaid"])) == sum(p.amount for p in payouts)
     [closed] = _events("market.closed")
     assert closed.data["marketId"] == MARKET and closed.data["reason"] == "settlement:resolve"

@@ -5,7 +5,7 @@
     settlement.completed          per operator whose players the settlement paid, with its share
     settlement.reversed           per operator whose players' payouts were taken back, with its share
 
-A losing position's payout (nothing due) is no payout to the player: no event.
+A payout with nothing due (none is made for a losing position today) is no payout to the player: no event.
 """
 
 from collections import defaultdict
@@ -88,11 +88,7 @@ def settlement_completed_record(*, settlement: Settlement) -> list:
         Payout.objects.filter(settlement_id=settlement.pk)
         .order_by()
         .values("operator_id")
-        .annotate(
-            positions=Count("pk"),
-            winners=Count("pk", filter=Q(amount__gt=0)),
-            paid=Sum("amount", filter=Q(status=PayoutStatus.PAID)),
-        )
+        .annotate(payouts=Count("pk", filter=Q(amount__gt=0)), paid=Sum("amount", filter=Q(status=PayoutStatus.PAID)))
     )
     events, operators = [], []
     for share in shares:
@@ -107,8 +103,7 @@ def settlement_completed_record(*, settlement: Settlement) -> list:
                     "action": settlement.action,
                     "outcome": settlement.outcome,
                     "completedAt": iso(settlement.completed_at),
-                    "positions": share["positions"],
-                    "winners": share["winners"],
+                    "payouts": share["payouts"],
                     "totalPaid": money(share["paid"] or ZERO),
                 },
             )
