@@ -561,3 +561,58 @@ def test_debt_changes_are_events_with_the_new_debt(operator, make_player):
     assert event.operator_id == operator.operator.pk
     assert event.data["debt"] == Decimal("3.10") and event.data["change"] == Decimal("3.10") and event.data["kind"] == "incurred"
     assert event.data["playerId"] == player.external_id and event.data["userId"] == str(player.pk)
+
+
+@pytest.fixture
+def s2s_world(market, settings):
+    from tests.test_s2s_wallet import S2SWorld
+
+    settings.HOUSE_WALLET_RETRY_BASE_SECONDS = 0
+    world = S2SWorld()
+    yield world
+    world.stop()
+
+
+def test_an_s2s_sell_finished_by_recovery_emits_its_trade_once(s2s_world, monkeypatch):
+    from casino.services.trade_executor import operator_wallet
+    from tests.test_s2s_wallet import SimulatedCrash
+    from wallets.tasks import recover_stalled
+
+    player, api = s2s_world.player(name="s2s-erin")
+    assert api.post("trade", buy_body("64.00")).status_code == 200
+    real = operator_wallet._record_remote_trade
+
+    def crash_on_sell(operation, **kwargs):
+        if operation.kind == "credit":
+            raise SimulatedCrash()  # the process dies after the operator applied the credit
+        return real(operation, **kwargs)
+
+    monkeypatch.setattr(operator_wallet, "_record_remote_trade", crash_on_sell)
+    with pytest.raises(SimulatedCrash):
+        api.post("trade", {"marketId": MARKET, "side": "sell", "outcome": "yes", "amount": 25, "midPrice": 62})
+    monkeypatch.undo()
+    assert [e.data["side"] for e in _events("trade.executed")] == ["buy"]
+    recover_stalled(older_than_seconds=0)
+    recover_stalled(older_than_seconds=0)  # again: nothing more
+    events = _events("trade.executed")
+    assert [e.data["side"] for e in events] == ["buy", "sell"]
+    sell = Trade.objects.get(side="sell")
+    assert events[1].data["id"] == str(sell.pk) and events[1].data["playerId"] == "s2s-erin"
+
+
+def test_an_operation_flagged_for_manual_handling_is_an_event(s2s_world, settings):
+    from wallets.models import OperationStatus, WalletOperation
+    from wallets.services.operations import operation_settle
+
+    player, api = s2s_world.player(name="s2s-frank")
+    s2s_world.server.add_fault("http_error", endpoint=["debit", "rollback"], http_status=500, apply="before")
+    assert api.post("trade", buy_body()).status_code == 502
+    rollback = WalletOperation.objects.get(kind="rollback")
+    settings.HOUSE_WALLET_MANUAL_AFTER_SECONDS = 0
+    operation_settle(operation=rollback)
+    rollback.refresh_from_db()
+    assert rollback.status == OperationStatus.MANUAL
+    [event] = _events("wallet.manual_intervention")
+    assert event.operator_id == s2s_world.operator.pk
+    assert event.data["transactionId"] == str(rollback.pk) and event.data["kind"] == "rollback" and event.data["playerId"] == "s2s-frank"
+    assert not _events("trade.executed")  # the trade was compensated: it never happened
