@@ -3,6 +3,7 @@ the outbox is written with the change or not at all, deliveries are signed (Stan
 retried under the same webhook-id, nothing crosses operators, replay never skips an event."""
 
 import threading
+import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -16,7 +17,7 @@ from standardwebhooks import Webhook
 from casino.models import Position, Trade
 from casino.services.credentials import operator_create
 from casino.services.trade_executor import house_wallet, house_wallet_sql
-from core.events import event_record
+from core.events import event_record, events_replayable
 from core.models import Event
 from settlement.models import Payout
 from tests.conftest import MARKET, Api, buy_body, decimal_json, requires_postgres
@@ -53,8 +54,18 @@ def client():
     c.close()
 
 
+def wait_settled(timeout: float = 15.0) -> None:
+    """Until every committed event is listable: a transaction running anywhere in the PostgreSQL
+    cluster (another test process's) holds the horizon back for a moment (core.events)."""
+    deadline = time.monotonic() + timeout
+    while events_replayable().count() != Event.objects.count():
+        assert time.monotonic() < deadline, "events not listable in time"
+        time.sleep(0.02)
+
+
 def pump(client, *, rounds: int = 10):
     """What the webhooks_pump task does, run here (tests run no Celery worker)."""
+    wait_settled()
     for _ in range(rounds):
         taken, stats = webhooks_pump_once(client=client)
         if not taken and not stats.claimed:
@@ -253,6 +264,7 @@ def test_no_event_crosses_operators(operator_api, make_player, market, receiver,
         assert len(receiver.delivered()) == 1 and other_receiver.deliveries == []
     finally:
         other_receiver.stop()
+    wait_settled()
     assert decimal_json(other_api.get("operator/events")) == {"events": [], "nextCursor": None}
     assert len(decimal_json(operator_api.get("operator/events"))["events"]) == 1
     # Another operator's webhook id: 404, as if it did not exist.
@@ -270,6 +282,7 @@ def test_replay_lists_events_after_an_id_filtered_and_paged(operator_api, make_p
         debt_incur(
             player_id=Trade.objects.first().player_id, currency="USD", amount=Decimal("1.50"), reference_id=uuid.uuid4(), description="t"
         )
+    wait_settled()
     body = decimal_json(operator_api.get("operator/events"))
     assert [e["type"] for e in body["events"]] == ["trade.executed"] * 3 + ["player.debt_changed"]
     assert [e["data"]["id"] for e in body["events"][:3]] == trades and body["nextCursor"] is None
@@ -313,6 +326,7 @@ def test_replay_never_skips_an_event_committed_after_a_larger_id(operator, opera
     assert decimal_json(operator_api.get("operator/events"))["events"] == []
     release.set()
     writer.join()
+    wait_settled()
     seen = decimal_json(operator_api.get("operator/events"))["events"]
     assert [e["data"]["n"] for e in seen] == ["first", "second"]
 
@@ -347,10 +361,14 @@ def test_a_smaller_id_committed_later_is_listed_after_the_last_id_seen(operator,
     assert late_wrote.wait(10)
     early_go.set()
     threads[0].join(10)
-    seen = decimal_json(operator_api.get("operator/events"))["events"]
+    wait_until_listed = time.monotonic() + 15
+    while not (seen := decimal_json(operator_api.get("operator/events"))["events"]):  # another test process's transaction
+        assert time.monotonic() < wait_until_listed
+        time.sleep(0.02)
     assert [e["data"]["n"] for e in seen] == ["early"]
     late_go.set()
     threads[1].join(10)
+    wait_settled()
     after = decimal_json(operator_api.get("operator/events", {"after": seen[-1]["id"]}))["events"]
     assert [e["data"]["n"] for e in after] == ["late"]
     assert int(after[0]["id"].removeprefix("evt_")) < int(seen[-1]["id"].removeprefix("evt_"))
