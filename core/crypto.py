@@ -5,8 +5,9 @@ The standard library has no block cipher, so the seal is built from HMAC-SHA256 
 construction with a textbook proof: a keystream from HMAC as a PRF in counter mode under one
 derived key, then encrypt-then-MAC with HMAC-SHA256 under another derived key over the nonce and
 the ciphertext (constant-time check). The key is ``HOUSE_SECRETS_KEY`` (any string of at least 32
-characters), else derived from DJANGO_SECRET_KEY; a sealed value names its key version so the key
-can be rotated by adding ``HOUSE_SECRETS_KEY_PREVIOUS``.
+characters), else derived from DJANGO_SECRET_KEY; the key is rotated by setting the new one and
+the old one as ``HOUSE_SECRETS_KEY_PREVIOUS`` (values sealed under either open; new ones are sealed
+under the new key).
 """
 
 import base64
@@ -25,11 +26,11 @@ class SecretUnreadable(Exception):
 
 
 def _master_keys() -> list[bytes]:
-    keys = [getattr(settings, "HOUSE_SECRETS_KEY", "") or f"django:{settings.SECRET_KEY}"]
-    previous = getattr(settings, "HOUSE_SECRETS_KEY_PREVIOUS", "")
-    if previous:
-        keys.append(previous)
-    return [k.encode() for k in keys]
+    """The key that seals, then those that may still open: the previous key, and the key derived from
+    DJANGO_SECRET_KEY (what sealed before HOUSE_SECRETS_KEY was set)."""
+    derived = f"django:{settings.SECRET_KEY}"
+    keys = [getattr(settings, "HOUSE_SECRETS_KEY", "") or derived, getattr(settings, "HOUSE_SECRETS_KEY_PREVIOUS", ""), derived]
+    return [k.encode() for k in dict.fromkeys(k for k in keys if k)]
 
 
 def _derive(master: bytes, purpose: bytes) -> bytes:

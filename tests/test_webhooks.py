@@ -491,6 +491,9 @@ def test_an_endpoint_failing_for_3_days_is_disabled_and_shown_to_staff(operator_
     assert listed["id"] == created["id"] and listed["enabled"] is False and listed["disabledReason"].startswith("Failing for 3 days")
     page = admin_client.get("/admin/webhooks/webhookendpoint/")
     assert page.status_code == 200 and b"DISABLED" in page.content and b"disabled (failing for 3 days" in page.content
+    assert admin_client.get(f"/admin/webhooks/webhookendpoint/{created['id']}/change/").status_code == 200
+    assert b"endpoint disabled" in admin_client.get("/admin/webhooks/webhookdelivery/").content
+    assert b"trade.executed" in admin_client.get("/admin/core/event/").content
     # A disabled endpoint gets nothing more.
     receiver.answer(200)
     assert api.post("trade", buy_body("10")).status_code == 200
@@ -634,3 +637,20 @@ def test_an_operation_flagged_for_manual_handling_is_an_event(s2s_world, setting
     assert event.operator_id == s2s_world.operator.pk
     assert event.data["transactionId"] == str(rollback.pk) and event.data["kind"] == "rollback" and event.data["playerId"] == "s2s-frank"
     assert not _events("trade.executed")  # the trade was compensated: it never happened
+
+
+def test_sealed_secrets_open_only_unaltered_and_under_a_known_key(settings):
+    from core.crypto import SecretUnreadable, secret_open, secret_seal
+
+    settings.HOUSE_SECRETS_KEY = "key-A-of-at-least-thirty-two-characters"
+    sealed = secret_seal("whsec_c2VjcmV0")
+    assert sealed != secret_seal("whsec_c2VjcmV0")  # a fresh nonce each time
+    assert secret_open(sealed) == "whsec_c2VjcmV0"
+    tampered = sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
+    with pytest.raises(SecretUnreadable):
+        secret_open(tampered)
+    settings.HOUSE_SECRETS_KEY = "key-B-of-at-least-thirty-two-characters"
+    with pytest.raises(SecretUnreadable):
+        secret_open(sealed)  # sealed under a key this process no longer has
+    settings.HOUSE_SECRETS_KEY_PREVIOUS = "key-A-of-at-least-thirty-two-characters"
+    assert secret_open(sealed) == "whsec_c2VjcmV0"  # rotation: the previous key still opens it

@@ -71,7 +71,9 @@ def endpoint_of(*, operator, endpoint_id) -> WebhookEndpoint:
 def endpoint_delete(*, operator, endpoint_id) -> None:
     with transaction.atomic():
         endpoint = endpoint_of(operator=operator, endpoint_id=endpoint_id)
-        endpoint.delete()  # its deliveries go with it (cascade)
+        # Its deliveries go with it, in one statement (the ORM's cascade would load every row first).
+        WebhookDelivery.objects.filter(endpoint_id=endpoint.pk)._raw_delete(WebhookDelivery.objects.db)
+        endpoint.delete()
 
 
 def endpoint_rotate_secret(*, endpoint: WebhookEndpoint, now: datetime | None = None) -> str:
