@@ -7,7 +7,9 @@
     measured is the trade, not the web server) on PostgreSQL, $1 buys round-robin over players and
     markets, in alternating rounds with the outbox on and off (``HOUSE_EVENTS_ENABLED``; off exists
     only for this A/B). Per round: this process's CPU (getrusage) plus PostgreSQL's (postmaster,
-    its live and reaped backends, from /proc), divided by the trades. With the outbox on, each trade
+    its live and reaped backends, from /proc), divided by the trades. Autovacuum is off during the
+    A/B (its workers would count in whichever round they land in) and a VACUUM (ANALYZE) runs,
+    unmeasured, before each round. With the outbox on, each trade
     also writes its ``trade.executed`` row (one more CTE of the trade's one statement) and the
     after-commit kick of the dispatcher (at most 4 publishes a second per process). Target: <= 10% more.
     Fanning the events out (the dispatcher, off the trade's path) is part of (b).
@@ -105,6 +107,29 @@ def _commit() -> str:
 # --- (a) the outbox's CPU per trade ----------------------------------------------------------------
 
 
+def _tables() -> list[str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _autovacuum(enabled: bool) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in _tables():
+            cursor.execute(f'ALTER TABLE "{table}" SET (autovacuum_enabled = {"true" if enabled else "false"})')
+
+
+def _vacuum() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE)")
+
+
 def bench_outbox(args, postmaster: int) -> dict:
     from django.conf import settings
 
@@ -148,12 +173,14 @@ def bench_outbox(args, postmaster: int) -> dict:
 
     def measured(enabled: bool, n: int) -> tuple[float, float]:
         settings.HOUSE_EVENTS_ENABLED = enabled
+        _vacuum()  # what autovacuum would do, between rounds, not measured
         time.sleep(0.05)
         own0, pg0 = _own_cpu(), _pg_cpu(postmaster)
         trades(n)
         own1, pg1 = _own_cpu(), _pg_cpu(postmaster)
         return own1 - own0, pg1 - pg0
 
+    _autovacuum(False)  # its workers are PostgreSQL's children too: they would land in a random round
     trades(args.trades // 4)  # warm-up: prepared statements, caches, both statement variants
     settings.HOUSE_EVENTS_ENABLED = False
     trades(args.trades // 8)
@@ -169,6 +196,7 @@ def bench_outbox(args, postmaster: int) -> dict:
             totals[enabled][2] += per_round
             rounds.append((enabled, (own + pg) / per_round * 1e6))
     settings.HOUSE_EVENTS_ENABLED = True
+    _autovacuum(True)
     on_us = (totals[True][0] + totals[True][1]) / totals[True][2] * 1e6
     off_us = (totals[False][0] + totals[False][1]) / totals[False][2] * 1e6
     events = Event.objects.filter(operator_id=operator.pk).count()
