@@ -31,7 +31,7 @@ from core.events import events_after, events_ordering, events_replayable
 from core.models import Event, event_public_id
 from webhooks.adapters.endpoint import Outgoing, Sent, WebhookClient
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDispatchCursor, WebhookEndpoint
-from webhooks.services.endpoints import endpoint_disable, signing_secrets
+from webhooks.services.endpoints import dispatch_cursor_start, endpoint_disable, signing_secrets
 
 log = logging.getLogger("house.webhooks")
 
@@ -59,7 +59,9 @@ def events_dispatch(*, limit: int = DISPATCH_BATCH, now: datetime | None = None)
 def _dispatch_operator(operator_id, *, limit: int, now: datetime) -> int:
     with transaction.atomic():
         cursor = WebhookDispatchCursor.objects.select_for_update(skip_locked=True).filter(operator_id=operator_id).first()
-        if cursor is None:  # another dispatcher holds it (or it was never started: its endpoint's creation does)
+        if cursor is None:  # another dispatcher holds it, or it was lost (an endpoint's creation starts it)
+            if not WebhookDispatchCursor.objects.filter(operator_id=operator_id).exists():
+                dispatch_cursor_start(operator_id=operator_id, restart=False)
             return 0
         rows = events_after(
             events_replayable(Event.objects.filter(operator_id=operator_id)), xact_id=cursor.xact_id, event_id=cursor.event_id
