@@ -654,3 +654,51 @@ def test_sealed_secrets_open_only_unaltered_and_under_a_known_key(settings):
         secret_open(sealed)  # sealed under a key this process no longer has
     settings.HOUSE_SECRETS_KEY_PREVIOUS = "key-A-of-at-least-thirty-two-characters"
     assert secret_open(sealed) == "whsec_c2VjcmV0"  # rotation: the previous key still opens it
+
+
+def test_the_pump_task_delivers(operator_api, make_player, market, receiver):
+    from webhooks.tasks import dispatch_kick, webhooks_pump
+
+    subscribe(operator_api, receiver)
+    _, api = make_player(Decimal("100"))
+    assert api.post("trade", buy_body("10")).status_code == 200  # its commit kicked the (absent) worker: no harm
+    dispatch_kick()
+    wait_settled()
+    assert webhooks_pump.apply().get() == {"dispatched": 1, "delivered": 1, "failed": 0}
+    assert [d.json()["type"] for d in receiver.delivered()] == ["trade.executed"]
+
+
+def test_events_older_than_the_replay_window_are_deleted_with_their_deliveries(operator_api, make_player, market, receiver, client):
+    from webhooks.services.delivery import events_retention
+
+    subscribe(operator_api, receiver)
+    _, api = make_player(Decimal("100"))
+    for _ in range(3):
+        assert api.post("trade", buy_body("5")).status_code == 200
+    pump(client)
+    old, *recent = _events()
+    Event.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=31))
+    assert events_retention(days=30) == 1
+    assert [e.pk for e in _events()] == [e.pk for e in recent]
+    assert WebhookDelivery.objects.count() == 2 and not WebhookDelivery.objects.filter(event_id=old.pk).exists()
+
+
+def test_a_delivery_connects_to_the_address_it_checked(settings):
+    """Resolved and checked at delivery, then sent to that address: the name stays in the Host header
+    and the TLS server name (certificates are verified against it); a private address is refused."""
+    import threading as _threading
+
+    from webhooks.adapters.endpoint import UrlRefused
+
+    settings.WEBHOOK_ALLOW_INSECURE_URLS = False
+    sender = WebhookClient(timeout=1.0, concurrency=1)
+    try:
+        url, headers, extensions = sender._target("https://93.184.216.34/hooks/house?x=1", {}, _threading.Lock())
+        assert url == "https://93.184.216.34:443/hooks/house?x=1"
+        assert headers == {"host": "93.184.216.34"} and extensions == {"sni_hostname": "93.184.216.34"}
+        with pytest.raises(UrlRefused):
+            sender._target("https://localhost/hooks", {}, _threading.Lock())
+        with pytest.raises(UrlRefused):
+            sender._target("http://93.184.216.34/hooks", {}, _threading.Lock())
+    finally:
+        sender.close()
