@@ -1,4 +1,4 @@
-.PHONY: run test lint bench bench-risk bench-settlement bench-reversal bench-feed bench-reports
+.PHONY: run test lint bench bench-risk bench-settlement bench-reversal bench-feed bench-reports bench-webhooks
 
 # Set up and run the product on the embedded default (SQLite, eager Celery, local cache).
 run:
@@ -38,3 +38,8 @@ bench-feed:
 # (bench/reports.py; --trades 100000 for a quick run).
 bench-reports:
 	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/reports.py --write
+
+# Webhooks (SPEC §14): the outbox's CPU per trade (same-run A/B, events on and off) and deliveries per second to the
+# reference receiver on loopback (bench/webhooks.py).
+bench-webhooks:
+	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/webhooks.py --write

@@ -67,7 +67,8 @@ def position(p) -> dict:
     }
 
 
-def trade(t) -> dict:
+def trade(t, *, wallet_mode: str | None = None) -> dict:
+    wallet_mode = wallet_mode or t.operator.wallet_mode
     return {
         "id": str(t.id),
         "user_id": str(t.player_id),
@@ -84,9 +85,15 @@ def trade(t) -> dict:
         "balance_after": money(t.balance_after),
         "realized_pnl": money(t.realized_pnl),
         "operator_id": str(t.operator_id),
-        "s2s_transaction_id": str(t.wallet_transaction_id) if t.wallet_transaction_id and t.operator.wallet_mode == "s2s" else None,
+        "s2s_transaction_id": str(t.wallet_transaction_id) if t.wallet_transaction_id and wallet_mode == "s2s" else None,
         "created_at": iso(t.created_at),
     }
+
+
+def trade_event(t, *, player_id: str, wallet_mode: str) -> dict:
+    """``trade.executed`` (SPEC §14): the trade as the player API renders it, plus the operator's
+    player id (``playerId``) and the house's (``userId``)."""
+    return {**trade(t, wallet_mode=wallet_mode), "playerId": player_id, "userId": str(t.player_id)}
 
 
 def catalog_market(m, *, casino, sharp_extra: Decimal, now: datetime) -> dict:

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "settlement",
     "marketdata",
     "reports",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -152,12 +153,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 # One queue per app, so each can have its own workers (docs/architecture.md, scaling out); a
-# single worker consumes them all: celery -A config worker -Q celery,wallets,settlement,risk,marketdata
+# single worker consumes them all: celery -A config worker -Q celery,wallets,settlement,risk,marketdata,webhooks
 CELERY_TASK_ROUTES = {
     "wallets.tasks.*": {"queue": "wallets"},
     "settlement.tasks.*": {"queue": "settlement"},
     "risk.tasks.*": {"queue": "risk"},
     "marketdata.tasks.*": {"queue": "marketdata"},
+    "webhooks.tasks.*": {"queue": "webhooks"},
 }
 CELERY_BEAT_SCHEDULE = {
     "wallet-recover-stalled": {"task": "wallets.tasks.wallet_recover_stalled", "schedule": 30.0},
@@ -167,6 +169,9 @@ CELERY_BEAT_SCHEDULE = {
     "settlements-resume": {"task": "settlement.tasks.settlements_resume", "schedule": 60.0},
     "marketdata-auto-confirm": {"task": "marketdata.tasks.resolutions_auto_confirm", "schedule": 60.0},
     "marketdata-price-history": {"task": "marketdata.tasks.price_history_retention", "schedule": 3600.0},
+    # Undispatched events and due retries (the on-commit kick makes delivery prompt; this catches the rest).
+    "webhooks-pump": {"task": "webhooks.tasks.webhooks_pump", "schedule": 5.0},
+    "webhooks-retention": {"task": "webhooks.tasks.webhooks_retention", "schedule": 3600.0},
 }
 
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
@@ -216,6 +221,20 @@ HOUSE_WALLET_HOLD_MARGIN_SECONDS = env_int("HOUSE_WALLET_HOLD_MARGIN_SECONDS", 3
 # Reference price ticks and chart points are kept this many days (sharp scoring's markout
 # horizons are at most a week).
 HOUSE_PRICE_HISTORY_DAYS = env_int("HOUSE_PRICE_HISTORY_DAYS", 30)
+
+# --- Events and webhooks (SPEC §14) ---------------------------------------------------------
+# The outbox is written with every change; off only for the benchmark's A/B (bench/webhooks.py).
+HOUSE_EVENTS_ENABLED = env_bool("HOUSE_EVENTS_ENABLED", True)
+# Webhook signing secrets are sealed at rest with this key (core/crypto.py); unset: derived from
+# DJANGO_SECRET_KEY. HOUSE_SECRETS_KEY_PREVIOUS still opens what the previous key sealed.
+HOUSE_SECRETS_KEY = os.environ.get("HOUSE_SECRETS_KEY", "")
+HOUSE_SECRETS_KEY_PREVIOUS = os.environ.get("HOUSE_SECRETS_KEY_PREVIOUS", "")
+# Development and tests only: http:// and loopback/private targets allowed.
+WEBHOOK_ALLOW_INSECURE_URLS = env_bool("WEBHOOK_ALLOW_INSECURE_URLS", False)
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "5"))
+WEBHOOK_CONCURRENCY = env_int("WEBHOOK_CONCURRENCY", 32)
+# Events are kept (and replayable through GET operator/events) this many days.
+WEBHOOK_EVENT_RETENTION_DAYS = env_int("WEBHOOK_EVENT_RETENTION_DAYS", 30)
 
 # --- Market data (SPEC §11) -----------------------------------------------------------------
 # The feed's leadership lock needs a real PostgreSQL session: behind PgBouncer in transaction

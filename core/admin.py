@@ -12,7 +12,7 @@ from django.contrib.admin.utils import quote
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from core.models import IdempotencyRecord
+from core.models import Event, IdempotencyRecord
 
 admin.site.site_header = "House operations"
 admin.site.site_title = "House admin"
@@ -99,3 +99,14 @@ class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["status_code"]
     search_fields = ["scope", "key"]
     ordering = ["-created_at"]
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The outbox (SPEC §14): every event operators are told about, as written with its change."""
+
+    list_display = ["id", "type", "operator_id", "created_at", "xact_id", "request_id"]
+    list_filter = ["type"]
+    search_fields = ["=id", "=operator_id", "request_id"]
+    ordering = ["-id"]
+    show_full_result_count = False

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["config", "core", "casino", "wallets", "risk", "settlement", "marketdata", "reports"]
+PACKAGES = ["config", "core", "casino", "wallets", "risk", "settlement", "marketdata", "reports", "webhooks"]
 CONTRACTS = 4
 
 

@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from casino.models import CasinoSettings, Market, MarketEvent, MarketExposure, Outcome, ReferencePrice
 from casino.services.exposure import exposure_book
+from casino.services.market_state import market_disabled_set
 from casino.services.markets import casino_settings, reference_price_set
 from core.admin import ReadOnlyAdminMixin, SingletonAdminMixin, copy_saved
 from core.api.inputs import MARKET_ID_RE
@@ -131,6 +132,16 @@ class MarketAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # markets end by settlement (resolve or void)
+
+    def save_model(self, request, obj, form, change):
+        # Turning trading off or on is told to the operators (market.suspended / market.resumed).
+        disabled_changed = change and "disabled" in form.changed_data
+        wanted = obj.disabled
+        if disabled_changed:
+            obj.disabled = not wanted  # saved below through the service, with its event
+        super().save_model(request, obj, form, change)
+        if disabled_changed:
+            market_disabled_set(market=obj, disabled=wanted, actor=request.user.get_username())
 
     @admin.display(description="YES mid", ordering="_yes_price")
     def yes_price(self, obj):

@@ -5,6 +5,7 @@ from casino.api.operator import players as operator_players
 from casino.api.operator import reports as operator_reports
 from risk.api.views import RiskConfigView
 from settlement.api.views import ResolutionConfirmView, ResolutionRejectView, ResolutionsView, ResolveView
+from webhooks.api.views import EventsView, WebhookRotateView, WebhooksView, WebhookView
 
 urlpatterns = [
     path("trade", views.TradeView.as_view(), name="trade"),
@@ -21,6 +22,10 @@ urlpatterns = [
     path("operator/players", operator_players.OperatorPlayersView.as_view(), name="operator-players"),
     path("operator/players/<str:playerId>", operator_players.OperatorPlayerView.as_view(), name="operator-player"),
     path("operator/reports/daily", operator_reports.DailyReportView.as_view(), name="operator-reports-daily"),
+    path("operator/webhooks", WebhooksView.as_view(), name="operator-webhooks"),
+    path("operator/webhooks/<str:webhook_id>", WebhookView.as_view(), name="operator-webhook"),
+    path("operator/webhooks/<str:webhook_id>/rotate-secret", WebhookRotateView.as_view(), name="operator-webhook-rotate"),
+    path("operator/events", EventsView.as_view(), name="operator-events"),
     path("admin/balance", operator_views.AdminBalanceView.as_view(), name="admin-balance"),
     path("admin/prices", operator_views.AdminPricesView.as_view(), name="admin-prices"),
     path("admin/risk", RiskConfigView.as_view(), name="admin-risk"),

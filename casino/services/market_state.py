@@ -12,8 +12,21 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 from django.db.models import Q
+from django.utils import timezone
 
-from casino.models import Market, MarketEvent, MarketEventKind, MarketPricePoint, Outcome, ReferencePrice, ReferencePriceTick
+from casino.models import (
+    Market,
+    MarketEvent,
+    MarketEventKind,
+    MarketPricePoint,
+    Outcome,
+    Position,
+    PositionStatus,
+    ReferencePrice,
+    ReferencePriceTick,
+)
+from core.api.rendering import iso
+from core.events import events_record_bulk
 
 HUNDRED = Decimal("100")
 POINT_SECONDS = 300
@@ -175,6 +188,7 @@ def market_suspend(*, market_id: str, code: str, at: datetime, until: datetime |
         if updated:
             detail = {**(detail or {}), **({"until": until.isoformat()} if until else {})}
             MarketEvent.objects.create(market_id=market_id, kind=MarketEventKind.SUSPENDED, code=code, detail=detail, at=at)
+            market_event_record(market_id=market_id, type="market.suspended", at=at, reason=code, until=until)
     return bool(updated)
 
 
@@ -185,7 +199,39 @@ def market_resume(*, market_id: str, at: datetime, detail: dict | None = None) -
             return False
         Market.objects.filter(pk=market_id).update(suspended_reason="", suspended_until=None, updated_at=at)
         MarketEvent.objects.create(market_id=market_id, kind=MarketEventKind.RESUMED, code=previous, detail=detail or {}, at=at)
+        market_event_record(market_id=market_id, type="market.resumed", at=at, reason=previous)
     return True
+
+
+def market_disabled_set(*, market: Market, disabled: bool, actor: str) -> None:
+    """Staff turn trading of a market off or on (the admin): told to operators as a suspension or resumption."""
+    with transaction.atomic():
+        updated = Market.objects.filter(pk=market.pk).exclude(disabled=disabled).update(disabled=disabled, updated_at=timezone.now())
+        if updated:
+            kind = "market.suspended" if disabled else "market.resumed"
+            market_event_record(market_id=market.pk, type=kind, at=timezone.now(), reason=f"disabled_by_staff:{actor}"[:64])
+    market.disabled = disabled
+
+
+def market_event_record(*, market_id: str, type: str, at: datetime, reason: str = "", until: datetime | None = None) -> int:
+    """``market.suspended`` / ``market.resumed`` / ``market.closed`` (SPEC §14) in the caller's transaction:
+    one event per operator whose players hold an open position in the market (the operators the
+    change concerns; docs/decisions.md)."""
+    operators = list(
+        Position.objects.filter(market_id=market_id, status=PositionStatus.OPEN).order_by().values_list("operator_id", flat=True).distinct()
+    )
+    if not operators:
+        return 0
+    market = Market.objects.filter(pk=market_id).values("title", "status").first() or {"title": "", "status": ""}
+    data = {
+        "marketId": market_id,
+        "title": market["title"],
+        "status": market["status"],
+        "reason": reason,
+        "at": iso(at),
+        **({"until": iso(until)} if until else {}),
+    }
+    return events_record_bulk((operator_id, type, data) for operator_id in operators)
 
 
 def price_history_prune(*, before: datetime, batch: int = 10_000) -> int:

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
+from django.utils import timezone
 
 from casino.models import Market, MarketStatus
+from casino.services.market_state import market_event_record
 from core.errors import HouseError
 from core.metrics import SETTLEMENTS
 from settlement.models import LIVE_SETTLEMENT, Settlement, SettlementAction, SettlementStatus
@@ -90,6 +92,7 @@ def market_settle(*, market_id: str, action: str, outcome: str | None = None, re
         market.status = MarketStatus.RESOLVING
         market.outcome = outcome
         market.save(update_fields=["status", "outcome", "updated_at"])
+        market_event_record(market_id=market.pk, type="market.closed", at=timezone.now(), reason=f"settlement:{action}")
         # No trade can change the positions from here on (the market is locked, then resolving).
         totals = payouts_totals(market_id=market.pk, action=action, outcome=outcome)
         settlement = Settlement.objects.create(

@@ -174,34 +174,42 @@ def _claimable(settlement_id, status: str):
 
 _MARK_SQL = """
 UPDATE settlement_payouts SET status = %(status)s, updated_at = %(at)s{attempts}{error}
-WHERE id = ANY(%(ids)s::uuid[]){only_from}
+WHERE id = ANY(%(ids)s::uuid[]){only_from}{returning}
 """
 
 
-def payouts_mark(*, ids: list, status: str, attempts: bool = False, error: str | None = None, only_from: str | None = None) -> int:
+def payouts_mark(
+    *, ids: list, status: str, attempts: bool = False, error: str | None = None, only_from: str | None = None, returning: bool = False
+):
     """Move payouts to ``status`` in one UPDATE (one array parameter on PostgreSQL, not one per id):
-    counting an attempt, setting last_error, and only those still in ``only_from`` when given."""
+    counting an attempt, setting last_error, and only those still in ``only_from`` when given.
+    Returns how many moved, or with ``returning`` the ids of those that moved."""
     if not ids:
-        return 0
+        return [] if returning else 0
     now = timezone.now()
     if connection.vendor != "postgresql":
         rows = Payout.objects.filter(pk__in=ids)
         if only_from is not None:
             rows = rows.filter(status=only_from)
+        if returning:
+            moved = list(rows.values_list("pk", flat=True))
+            rows = Payout.objects.filter(pk__in=moved)
         fields = {"status": status, "updated_at": now}
         if attempts:
             fields["attempts"] = F("attempts") + 1
         if error is not None:
             fields["last_error"] = error[:500]
-        return rows.update(**fields)
+        count = rows.update(**fields)
+        return moved if returning else count
     sql = _MARK_SQL.format(
         attempts=", attempts = attempts + 1" if attempts else "",
         error=", last_error = %(error)s" if error is not None else "",
         only_from=" AND status = %(only_from)s" if only_from is not None else "",
+        returning=" RETURNING id" if returning else "",
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, {"status": status, "at": now, "ids": pg_array(ids), "error": (error or "")[:500], "only_from": only_from})
-        return cursor.rowcount
+        return [row[0] for row in cursor.fetchall()] if returning else cursor.rowcount
 
 
 def payout_ledger_type(settlement: Settlement) -> str:

@@ -36,6 +36,7 @@ from casino.models import Market, MarketStatus, Position, PositionStatus
 from casino.services.exposure import exposure_clear_market
 from core.metrics import SETTLEMENTS
 from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction, SettlementStatus
+from settlement.services.events import settlement_completed_record
 from settlement.services.payout_chunks import payouts_claim, payouts_from_positions, settlement_share
 from settlement.services.payouts_house import house_payouts_pay
 from settlement.services.payouts_operator import OperatorBatch, operator_payouts_hold, operator_payouts_send
@@ -191,7 +192,7 @@ def settlement_finalize(*, settlement_id) -> bool:
         settlement.completed_at = timezone.now()
         SETTLEMENTS.labels(action=settlement.action, stage="completed").inc()
         settlement.save(update_fields=["status", "completed_at"])
-        operators = list(Payout.objects.filter(settlement_id=settlement_id).values_list("operator_id", flat=True).distinct())
+        operators = settlement_completed_record(settlement=settlement)  # the outbox: one event per operator
         transaction.on_commit(lambda: _after_settlement(operators))
     log.info("settlement %s completed", settlement_id)
     return True

@@ -8,6 +8,7 @@ rolls the whole chunk back, and a re-run finds the positions open (or the payout
 
 from core.metrics import SETTLEMENT_PAYOUTS
 from settlement.models import PayoutStatus, Settlement
+from settlement.services.events import payouts_paid_record
 from settlement.services.payout_chunks import ClaimedPayout, payout_description, payout_ledger_type, payouts_mark
 from wallets.models import LedgerType
 from wallets.services.balances import BulkChange, wallet_changes_bulk, wallets_lock
@@ -60,4 +61,5 @@ def house_payouts_pay(*, settlement: Settlement, payouts: list[ClaimedPayout]) -
         ]
     )
     payouts_mark(ids=[p.id for p in payouts if not p.fresh], status=PayoutStatus.PAID, attempts=True)
+    payouts_paid_record(settlement=settlement, payouts=payouts)  # the outbox, in the chunk's transaction
     SETTLEMENT_PAYOUTS.labels(action=settlement.action, result="paid").inc(len(payouts))

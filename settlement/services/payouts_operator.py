@@ -24,6 +24,7 @@ from django.db import transaction
 
 from core.metrics import SETTLEMENT_PAYOUTS
 from settlement.models import PayoutStatus, Settlement
+from settlement.services.events import payouts_paid_record, payouts_record_by_id
 from settlement.services.payout_chunks import ClaimedPayout, payout_description, payout_ledger_type, payouts_mark, settlement_share
 from wallets.models import OperationKind, OperationStatus
 from wallets.services.debts import debts_recover_bulk
@@ -104,6 +105,7 @@ def _start(settlement: Settlement, batch: OperatorBatch, payouts: list[ClaimedPa
     if settled:
         paid = {i.id for i in settled}
         payouts_mark(ids=[p.id for p in payouts if p.transaction_id in paid], status=PayoutStatus.PAID)
+        payouts_paid_record(settlement=settlement, payouts=[p for p in payouts if p.transaction_id in paid])
     batch.intents += to_send
     batch.payout_of.update({p.transaction_id: p.id for p in payouts})
 
@@ -150,6 +152,9 @@ def _payouts_record(settlement: Settlement, payout_of: dict, outcomes: dict[uuid
             groups[(PayoutStatus.SENDING, outcome.error)].append(payout_of[operation_id])
     for (status, error), payout_ids in groups.items():
         last_error = None if status == PayoutStatus.PAID else error
-        updated = payouts_mark(ids=payout_ids, status=status, error=last_error, only_from=PayoutStatus.SENDING)
-        if status != PayoutStatus.SENDING:
-            SETTLEMENT_PAYOUTS.labels(action=payout_ledger_type(settlement), result=status).inc(updated)
+        if status == PayoutStatus.SENDING:
+            payouts_mark(ids=payout_ids, status=status, error=last_error, only_from=PayoutStatus.SENDING)
+            continue
+        moved = payouts_mark(ids=payout_ids, status=status, error=last_error, only_from=PayoutStatus.SENDING, returning=True)
+        payouts_record_by_id(settlement=settlement, payout_ids=moved, status=status, error=error)  # the outbox
+        SETTLEMENT_PAYOUTS.labels(action=payout_ledger_type(settlement), result=status).inc(len(moved))

@@ -36,6 +36,7 @@ from django.utils import timezone
 from casino.models import Market, MarketStatus, Position, PositionStatus, WalletMode
 from casino.selectors import market_book_from_records
 from casino.services.exposure import exposure_restore_market
+from casino.services.market_state import market_event_record
 from core.errors import HouseError, missing_fields
 from core.metrics import SETTLEMENTS
 from settlement.models import (
@@ -49,6 +50,7 @@ from settlement.models import (
     SettlementAction,
     SettlementStatus,
 )
+from settlement.services.events import settlement_reversed_record
 from settlement.services.payout_chunks import payouts_mark
 from wallets.models import LedgerType, OperationKind, OperationStatus, WalletOperation
 from wallets.selectors import operations_due_or_done
@@ -107,6 +109,7 @@ def settlement_reverse(*, market_id: str, reason: str, requested_by=None) -> Rev
         market = Market.objects.select_for_update().get(pk=market_id)
         market.status, market.outcome = MarketStatus.CLOSED, None
         market.save(update_fields=["status", "outcome", "updated_at"])
+        market_event_record(market_id=market_id, type="market.closed", at=timezone.now(), reason="settlement_reversed")
         exposure_restore_market(market_id=market_id, book=market_book_from_records(market_id=market_id))
         SETTLEMENTS.labels(action="reverse", stage="decided").inc()
         transaction.on_commit(lambda: _start(reversal.pk))
@@ -445,6 +448,7 @@ def reversal_finalize(*, reversal_id) -> bool:
         reversal.status, reversal.completed_at = ReversalStatus.COMPLETED, timezone.now()
         reversal.save()
         Settlement.objects.filter(pk=reversal.settlement_id).update(status=SettlementStatus.REVERSED)
+        settlement_reversed_record(reversal=reversal, settlement=Settlement.objects.get(pk=reversal.settlement_id))
         SETTLEMENTS.labels(action="reverse", stage="completed").inc()
         transaction.on_commit(_after_reversal)
     log.info("reversal %s completed", reversal_id)

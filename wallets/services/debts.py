@@ -14,6 +14,8 @@ from django.db import connection, transaction
 from django.db.models.expressions import RawSQL
 
 from core.arrays import pg_array
+from core.events import event_record
+from core.money import money
 from wallets.models import DebtEntry, DebtEntryKind, PlayerDebt
 
 ZERO = Decimal("0")
@@ -95,7 +97,27 @@ def _change(
     DebtEntry.objects.create(player_id=player_id, kind=kind, amount=amount, reference_id=reference_id, description=description[:500])
     row.amount += amount
     row.save(update_fields=["amount", "updated_at"])
+    _debt_event(row, kind=kind, change=amount, reference_id=reference_id, description=description)
     return True
+
+
+def _debt_event(row: PlayerDebt, *, kind: str, change: Decimal, reference_id: uuid.UUID, description: str) -> None:
+    """``player.debt_changed`` (SPEC §14) in the transaction of the change."""
+    operator_id, external_id = PlayerDebt.objects.filter(pk=row.pk).values_list("player__operator_id", "player__external_id").get()
+    event_record(
+        operator_id=operator_id,
+        type="player.debt_changed",
+        data={
+            "playerId": external_id,
+            "userId": str(row.player_id),
+            "debt": money(row.amount),
+            "change": money(change),
+            "kind": kind,
+            "currency": row.currency,
+            "referenceId": str(reference_id),
+            "description": description[:500],
+        },
+    )
 
 
 RECOVERY_NAMESPACE = uuid.UUID("5f0c8a52-64a4-4b8e-9d36-3f1c2b7a9e10")

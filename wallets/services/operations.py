@@ -24,7 +24,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.api.rendering import iso
+from core.events import event_record
 from core.metrics import WALLET_MANUAL
+from core.money import money
 from wallets.adapters.s2s import UNKNOWN, S2SWalletClient, WalletReply
 from wallets.models import FINAL_STATUSES, LedgerType, OperationKind, OperationStatus, OperatorWallet, WalletOperation
 from wallets.services.breaker import breaker_record
@@ -200,6 +203,7 @@ def _record_rollback(op: WalletOperation, reply: WalletReply) -> None:
         if debit.status == OperationStatus.OK:
             op.status = OperationStatus.MANUAL
             op.last_error = "operator does not know a debit it confirmed"
+            manual_intervention_record(op)
             return
         debit.status = OperationStatus.REFUSED  # never applied; the operator keeps a tombstone
         debit.last_error = "rolled back before it was applied"
@@ -224,6 +228,27 @@ def _flag_if_past_cutoff(op: WalletOperation) -> None:
         op.status = OperationStatus.MANUAL
         WALLET_MANUAL.labels(kind=op.kind).inc()
         log.error("wallet operation %s (%s %s) needs manual handling: %s", op.pk, op.kind, op.amount, op.last_error)
+        manual_intervention_record(op)
+
+
+def manual_intervention_record(op: WalletOperation) -> None:
+    """``wallet.manual_intervention`` (SPEC §14), in the transaction that flags the operation manual."""
+    event_record(
+        operator_id=op.operator_id,
+        type="wallet.manual_intervention",
+        data={
+            "transactionId": str(op.pk),
+            "kind": op.kind,
+            "type": op.type,
+            "amount": money(op.amount),
+            "currency": op.currency,
+            "userId": str(op.player_id),
+            "playerId": WalletOperation.objects.filter(pk=op.pk).values_list("player__external_id", flat=True).first(),
+            "roundId": op.round_id,
+            "lastError": op.last_error,
+            "createdAt": iso(op.created_at),
+        },
+    )
 
 
 def operation_settle(*, operation: WalletOperation) -> WalletOperation:

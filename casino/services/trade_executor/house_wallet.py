@@ -15,7 +15,8 @@ from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from casino.models import Player, Position, PositionStatus, Side, Trade
+from casino.models import Player, Position, PositionStatus, Side, Trade, WalletMode
+from casino.presenters import trade_event
 from casino.services.trade_executor.context import (
     TradeContext,
     TradeResult,
@@ -25,6 +26,7 @@ from casino.services.trade_executor.context import (
     shares_held,
 )
 from core import errors
+from core.events import event_record
 from core.idempotency import IdempotencySlot
 from wallets.models import LedgerType
 from wallets.services.balances import wallet_change
@@ -38,10 +40,11 @@ def steps_7_to_12(ctx: TradeContext, idempotency: IdempotencySlot | None) -> Tra
         market_lock_open(ctx)
         _check_balance(ctx)
         _move_money(ctx)
-        _record_trade(ctx)
+        trade = _record_trade(ctx)
         _upsert_position(ctx)
         _update_exposure(ctx)
         _update_wagering_stats(ctx)
+        _record_event(ctx, trade)
         result = _result(ctx)
         if idempotency is not None:
             idempotency.record(result)
@@ -100,12 +103,12 @@ def _recover_debt(ctx: TradeContext) -> None:
         ctx.debt_recovered = recovered
 
 
-def _record_trade(ctx: TradeContext) -> None:
+def _record_trade(ctx: TradeContext) -> Trade:
     """Step 9."""
     q, req = ctx.quote, ctx.request
     after = position_after_trade(ctx.position, side=q.side, shares=q.shares, price=q.execution_price)
     ctx.realized_pnl = after.realized
-    Trade.objects.create(
+    return Trade.objects.create(
         id=ctx.trade_id,
         player_id=ctx.player.pk,
         operator_id=ctx.player.operator_id,
@@ -168,6 +171,15 @@ def _update_wagering_stats(ctx: TradeContext) -> None:
             Player.objects.filter(pk=ctx.player.pk).update(total_wagered=F("total_wagered") + ctx.quote.cost)
     except DatabaseError:
         log.warning("could not update wagering stats for player %s", ctx.player.pk, exc_info=True)
+
+
+def _record_event(ctx: TradeContext, trade: Trade) -> None:
+    """``trade.executed`` for the operator, in the trade's transaction (the outbox, SPEC §14)."""
+    event_record(
+        operator_id=ctx.player.operator_id,
+        type="trade.executed",
+        data=trade_event(trade, player_id=ctx.player.external_id, wallet_mode=WalletMode.INTERNAL),
+    )
 
 
 def _result(ctx: TradeContext) -> TradeResult:

@@ -5,8 +5,8 @@ retry with the exposure shards locked), sent as a few prepared statements (core/
 
   1. BEGIN; lock the market (shared) and the player's wallet row; read the player's positions
   2. one data-modifying statement writing the balance, ledger row, trade, position (version
-     checked), exposure shard and global bound (within quota), wagering stats and the
-     idempotency record; COMMIT
+     checked), exposure shard and global bound (within quota), wagering stats, the
+     idempotency record and the trade.executed event (the outbox); COMMIT
 
 A failed condition in the write calls house_refuse() (casino migration 0003), so the message
 stops before COMMIT and nothing is written; steps.py retries. The statement writes wallets'
@@ -18,11 +18,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from types import SimpleNamespace
 
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from casino.models import Side
+from casino.models import Side, WalletMode
+from casino.presenters import trade_event
 from casino.services.exposure import GLOBAL_SHARD_UPDATE_SQL, MARKET_SHARD_UPDATE_SQL, WITHIN_QUOTA, ExposureNeedsLock, exposure_shard_pick
 from casino.services.trade_executor.context import (
     TradeContext,
@@ -33,7 +35,10 @@ from casino.services.trade_executor.context import (
     shares_held,
 )
 from core import errors
+from core.api.rendering import dumps
+from core.events import EVENT_INSERT_CTE, events_enabled, events_kick, events_kick_on_commit
 from core.idempotency import IdempotencySlot
+from core.middleware import request_id_current
 from core.models import IdempotencyRecord
 from core.prepared import PreparedStatement
 from wallets.models import LedgerType
@@ -75,16 +80,20 @@ pos AS ({position}),
 exp AS ({market_shard}),
 glo AS ({global_shard} AND EXISTS (SELECT 1 FROM exp) RETURNING 1),
 wag AS (UPDATE casino_players SET total_wagered = total_wagered + %(wager)s WHERE id = %(player)s AND %(wager)s > 0 RETURNING 1)
-{idempotency}
+{idempotency}{event}
 SELECT CASE WHEN (SELECT count(*) FROM pos) <> 1 THEN house_refuse('position_changed')
             WHEN (SELECT count(*) FROM glo) <> 1 THEN house_refuse('exposure_needs_lock') END
 """
 _IDEMPOTENCY_CTE = """, idem AS (INSERT INTO casino_idempotency (scope, key, request_hash, status_code, response_body, created_at)
         VALUES (%(i_scope)s, %(i_key)s, %(i_hash)s, %(i_status)s, %(i_body)s, %(now)s) RETURNING 1)"""
+# trade.executed in the outbox (SPEC §14): one more CTE of the same statement, no round trip more.
+_EVENT_CTE = f""", evt AS ({EVENT_INSERT_CTE})"""
 _TYPES = {
     **dict.fromkeys(("player", "operator", "ledger", "trade", "position"), "uuid"),
     **dict.fromkeys(("market", "title", "p_title", "round", "l_type", "currency", "description", "side", "outcome"), "varchar"),
-    **dict.fromkeys(("p_status", "i_scope", "i_key", "i_hash", "i_body"), "varchar"),
+    **dict.fromkeys(("p_status", "i_scope", "i_key", "i_hash", "i_body", "e_type", "e_request"), "varchar"),
+    "e_operator": "uuid",
+    "e_data": "jsonb",
     **dict.fromkeys(("after", "before", "l_amount", "shares", "mid", "price", "half_spread", "cost", "pnl"), "numeric"),
     **dict.fromkeys(("p_shares", "p_avg", "p_pnl", "dy", "dn", "dc", "cap", "g_cap", "wager"), "numeric"),
     **dict.fromkeys(("p_version", "shard", "g_shard", "i_status"), "integer"),
@@ -94,20 +103,27 @@ _TYPES = {
 
 _LOCK = PreparedStatement.typed("trade_lock", _LOCK_MARKET_AND_WALLET_SQL, _TYPES)
 _POSITIONS = PreparedStatement.typed("trade_positions", _POSITIONS_SQL, _TYPES)
-# The write statement for (existing position?, idempotency key?).
-_WRITES = {
-    (update, keyed): PreparedStatement.typed(
-        f"trade_write_{'update' if update else 'insert'}{'_keyed' if keyed else ''}",
+
+
+def _write_statement(*, update: bool, keyed: bool, event: bool) -> PreparedStatement:
+    return PreparedStatement.typed(
+        f"trade_write_{'update' if update else 'insert'}{'_keyed' if keyed else ''}{'' if event else '_noevent'}",
         _WRITE_SQL.format(
             position=_POSITION_UPDATE if update else _POSITION_INSERT,
             idempotency=_IDEMPOTENCY_CTE if keyed else "",
+            event=_EVENT_CTE if event else "",
             market_shard=MARKET_SHARD_UPDATE_SQL.format(condition=WITHIN_QUOTA).strip(),
             global_shard=GLOBAL_SHARD_UPDATE_SQL.format(growth="(SELECT growth FROM exp)", shard="%(g_shard)s", cap="%(g_cap)s"),
         ),
         _TYPES,
     )
-    for update in (False, True)
-    for keyed in (False, True)
+
+
+# The write statement for (existing position?, idempotency key?); without the event only for
+# bench/webhooks.py's A/B (HOUSE_EVENTS_ENABLED=0).
+_WRITES = {(update, keyed): _write_statement(update=update, keyed=keyed, event=True) for update in (False, True) for keyed in (False, True)}
+_WRITES_NO_EVENT = {
+    (update, keyed): _write_statement(update=update, keyed=keyed, event=False) for update in (False, True) for keyed in (False, True)
 }
 
 
@@ -245,7 +261,10 @@ def _compact_transaction(ctx: TradeContext, idempotency, cursor, begin: str, com
     if idempotency is not None:
         status_code, body = idempotency.render(result)
         params.update(i_scope=idempotency.scope, i_key=idempotency.key, i_hash=idempotency.request_hash, i_status=status_code, i_body=body)
-    write = _WRITES[(position is not None, idempotency is not None)]
+    event = events_enabled()
+    if event:
+        params.update(_event_params(ctx, params, title))
+    write = (_WRITES if event else _WRITES_NO_EVENT)[(position is not None, idempotency is not None)]
     try:
         cursor.execute(f"{write.text()};{commit}", params)
     except DatabaseError as exc:
@@ -259,4 +278,39 @@ def _compact_transaction(ctx: TradeContext, idempotency, cursor, begin: str, com
         idempotency.stored = IdempotencyRecord(
             scope=idempotency.scope, key=idempotency.key, request_hash=idempotency.request_hash, status_code=status_code, response_body=body
         )
+    if event:
+        if commit.startswith("COMMIT"):
+            events_kick()  # committed by this statement, outside Django's transaction management
+        else:
+            events_kick_on_commit()
     return result
+
+
+def _event_params(ctx: TradeContext, params: dict, title: str) -> dict:
+    """``trade.executed``, rendered from the values the statement writes (as the player API renders the trade)."""
+    trade = SimpleNamespace(  # the fields the presenter reads (a model instance costs more to build)
+        id=params["trade"],
+        player_id=params["player"],
+        operator_id=params["operator"],
+        market_id=params["market"],
+        market_title=title,
+        side=params["side"],
+        outcome=params["outcome"],
+        shares=params["shares"],
+        price_mid=params["mid"],
+        price_executed=params["price"],
+        spread_applied=params["half_spread"],
+        cost=params["cost"],
+        balance_before=params["before"],
+        balance_after=params["after"],
+        realized_pnl=params["pnl"],
+        wallet_transaction_id=params["ledger"],
+        created_at=params["now"],
+    )
+    data = trade_event(trade, player_id=ctx.player.external_id, wallet_mode=WalletMode.INTERNAL)
+    return {
+        "e_operator": params["operator"],
+        "e_type": "trade.executed",
+        "e_data": dumps(data),
+        "e_request": (request_id_current() or "")[:64],
+    }

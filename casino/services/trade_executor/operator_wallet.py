@@ -27,8 +27,8 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from casino.models import MarketStatus, Player, Position, PositionStatus, Side, Trade
-from casino.presenters import trade_result
+from casino.models import MarketStatus, Player, Position, PositionStatus, Side, Trade, WalletMode
+from casino.presenters import trade_event, trade_result
 from casino.services.exposure import ExposureNeedsLock, exposure_reduce
 from casino.services.markets import market_lock_for_trading
 from casino.services.trade_executor.context import (
@@ -43,6 +43,7 @@ from casino.services.trade_executor.context import (
 )
 from core import errors, money
 from core.api.rendering import dumps
+from core.events import event_record
 from core.idempotency import IdempotencySlot, idempotency_complete, idempotency_release
 from core.metrics import WALLET_COMPENSATIONS
 from core.money import CENT, ZERO
@@ -224,7 +225,7 @@ def _write_remote_trade(op: WalletOperation) -> TradeResult:
         realized = money.realized_pnl(shares, price, Decimal(p["avg_price"]))
         _position_finish_sell(position, realized)
         exposure_reduce(market_id=p["market_id"], outcome=p["outcome"], shares_delta=-shares, cash_delta=Decimal("0"))
-    Trade.objects.create(
+    trade = Trade.objects.create(
         id=uuid.UUID(p["trade_id"]),
         player_id=op.player_id,
         operator_id=op.operator_id,
@@ -244,6 +245,12 @@ def _write_remote_trade(op: WalletOperation) -> TradeResult:
     )
     if buy:
         _wagering_add(op.player_id, cost)
+    # The outbox (SPEC §14): in the transaction that records the trade (also when recovery records it).
+    event_record(
+        operator_id=op.operator_id,
+        type="trade.executed",
+        data=trade_event(trade, player_id=op.player.external_id, wallet_mode=WalletMode.S2S),
+    )
     return TradeResult(
         trade_id=uuid.UUID(p["trade_id"]),
         position_id=position.pk,
