@@ -404,7 +404,7 @@ def test_secrets_are_sealed_at_rest(operator_api, receiver):
     created = subscribe(operator_api, receiver)
     stored = WebhookEndpoint.objects.get()
     assert created["secret"] not in stored.secret_sealed and created["secret"][6:] not in stored.secret_sealed
-    assert stored.secret_sealed.startswith("s1:")
+    assert stored.secret_sealed.startswith("f1:")
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,11 @@ class WebhooksView(_OperatorView):
         issued = endpoint_create(operator=request.user.operator, url=data["url"], events=data["events"])
         return Response(_endpoint(issued.endpoint, secret=issued.secret), status=201)
 
-    @extend_schema(responses={200: s.WebhookListSerializer}, summary="The operator's webhook endpoints", tags=["operator webhooks"])
+    @extend_schema(
+        responses={200: s.WebhookListSerializer, 400: ErrorSerializer},
+        summary="The operator's webhook endpoints",
+        tags=["operator webhooks"],
+    )
     def get(self, request):
         rows = request.user.operator.webhook_endpoints.order_by("created_at", "id")
         return Response({"webhooks": [_endpoint(e) for e in rows]})
@@ -82,7 +86,7 @@ class WebhookView(_OperatorView):
     rate_group, rate = "operator_webhooks", "120/m"
 
     @extend_schema(
-        responses={204: OpenApiResponse(description="Deleted"), 404: ErrorSerializer},
+        responses={204: OpenApiResponse(description="Deleted"), 400: ErrorSerializer, 404: ErrorSerializer},
         summary="Delete a webhook endpoint",
         tags=["operator webhooks"],
     )
@@ -96,7 +100,7 @@ class WebhookRotateView(_OperatorView):
 
     @extend_schema(
         request=None,
-        responses={200: s.WebhookRotatedSerializer, 404: ErrorSerializer},
+        responses={200: s.WebhookRotatedSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
         summary="Rotate the signing secret (the old one keeps signing for 24 hours)",
         tags=["operator webhooks"],
     )
