@@ -9,6 +9,7 @@ from django.db.models.functions import Coalesce
 
 from casino.models import Player, PlayerStatus, Position, PositionStatus
 from core.api.pagination import Page, PageParams, keyset_page
+from core.db import PRIMARY, reads
 from core.errors import HouseError
 from risk.models import Tier
 
@@ -49,7 +50,7 @@ def _with_figures(players: QuerySet) -> QuerySet:
 
 def operator_players_page(*, operator, params: PageParams, status: str | None = None, tier: str | None = None) -> Page:
     """The operator's players, newest first (keyset pages)."""
-    players = Player.objects.filter(operator_id=operator.pk)
+    players = Player.objects.using(reads()).filter(operator_id=operator.pk)
     if status:
         players = players.filter(status=status)
     if tier:
@@ -57,9 +58,11 @@ def operator_players_page(*, operator, params: PageParams, status: str | None = 
     return keyset_page(_with_figures(players), ordering=PLAYERS_ORDER, params=params, scope=f"operator.players.{operator.pk}")
 
 
-def operator_player(*, operator, external_id: str) -> Player:
-    """The operator's player by its own id; another operator's player is not found (404)."""
-    player = _with_figures(Player.objects.filter(operator_id=operator.pk, external_id=external_id)).first()
+def operator_player(*, operator, external_id: str, using: str | None = None) -> Player:
+    """The operator's player by its own id; another operator's player is not found (404). Read from
+    the replica when there is one, unless ``using`` says otherwise (after a write: the primary)."""
+    players = Player.objects.using(using or reads()).filter(operator_id=operator.pk, external_id=external_id)
+    player = _with_figures(players).first()
     if player is None:
         raise player_not_found()
     return player
@@ -85,4 +88,4 @@ def player_controls_set(*, operator, external_id: str, changes: dict) -> Player:
     if changes:
         players.update(**changes)
         log.info("operator %s set controls of player %s: %s", operator.pk, external_id, {k: str(v) for k, v in changes.items()})
-    return operator_player(operator=operator, external_id=external_id)
+    return operator_player(operator=operator, external_id=external_id, using=PRIMARY)
