@@ -1,6 +1,7 @@
 from django.urls import path
 
 from casino.api import catalog, operator_views, views
+from casino.api.operator import lists as operator_lists
 from risk.api.views import RiskConfigView
 from settlement.api.views import ResolutionConfirmView, ResolutionRejectView, ResolutionsView, ResolveView
 
@@ -16,6 +17,11 @@ urlpatterns = [
     path("catalog", catalog.CatalogView.as_view(), name="catalog"),
     path("catalog/<str:market_id>", catalog.CatalogMarketView.as_view(), name="catalog-market"),
     path("operator/sessions", operator_views.OperatorSessionView.as_view(), name="operator-sessions"),
+    path("operator/trades", operator_lists.OperatorTradesView.as_view(), name="operator-trades"),
+    path("operator/positions", operator_lists.OperatorPositionsView.as_view(), name="operator-positions"),
+    path("operator/transactions", operator_lists.OperatorTransactionsView.as_view(), name="operator-transactions"),
+    path("operator/exposure", operator_lists.OperatorExposureView.as_view(), name="operator-exposure"),
+    path("operator/settlements", operator_lists.OperatorSettlementsView.as_view(), name="operator-settlements"),
     path("admin/balance", operator_views.AdminBalanceView.as_view(), name="admin-balance"),
     path("admin/prices", operator_views.AdminPricesView.as_view(), name="admin-prices"),
     path("admin/risk", RiskConfigView.as_view(), name="admin-risk"),

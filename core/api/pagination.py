@@ -79,7 +79,10 @@ def _after(ordering: tuple[str, ...], values: list) -> Q:
         for earlier, value in zip(ordering[:i], values[:i], strict=True):
             step &= Q(**{earlier.lstrip("-"): value})
         condition |= step
-    return condition
+    # The same rows, said so that an index on the ordering can start there: the OR above is only
+    # a filter to PostgreSQL, and without this bound a deep page would read every row before it.
+    first = ordering[0]
+    return Q(**{f"{first.lstrip('-')}__{'lte' if first.startswith('-') else 'gte'}": values[0]}) & condition
 
 
 def _encode(row, ordering: tuple[str, ...], scope: str) -> str:

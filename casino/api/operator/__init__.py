@@ -1,0 +1,1 @@
+"""The operator API (SPEC §13): reads, reports and player controls, scoped to the calling operator."""
