@@ -67,7 +67,8 @@ def position(p) -> dict:
     }
 
 
-def trade(t) -> dict:
+def trade(t, *, wallet_mode: str | None = None) -> dict:
+    """A trade record; ``wallet_mode`` when the caller knows it (a list of one operator's trades), else the trade's operator's."""
     return {
         "id": str(t.id),
         "user_id": str(t.player_id),
@@ -84,7 +85,9 @@ def trade(t) -> dict:
         "balance_after": money(t.balance_after),
         "realized_pnl": money(t.realized_pnl),
         "operator_id": str(t.operator_id),
-        "s2s_transaction_id": str(t.wallet_transaction_id) if t.wallet_transaction_id and t.operator.wallet_mode == "s2s" else None,
+        "s2s_transaction_id": (
+            str(t.wallet_transaction_id) if t.wallet_transaction_id and (wallet_mode or t.operator.wallet_mode) == "s2s" else None
+        ),
         "created_at": iso(t.created_at),
     }
 

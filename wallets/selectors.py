@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from django.db.models import OuterRef, Q, Subquery, Sum
+from django.db.models import F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from core.api.pagination import Page, PageParams, keyset_page
@@ -31,6 +31,12 @@ def operations_due_or_done():
 NEWEST_FIRST = ("-created_at", "-id")
 
 
+def _rows(queryset, *extra: str):
+    """Named rows (the model's field names, ``player_external_id`` and ``extra`` annotations): no model instances."""
+    fields = [f.attname for f in queryset.model._meta.concrete_fields]
+    return queryset.annotate(player_external_id=F("player__external_id")).values_list(*fields, "player_external_id", *extra, named=True)
+
+
 def _filtered(rows, *, player_pk, type, round_id, since, until):
     if player_pk is not None:
         rows = rows.filter(player_id=player_pk)
@@ -52,7 +58,7 @@ def operator_ledger_page(
     rows = _filtered(
         LedgerEntry.objects.filter(operator_id=operator.pk), player_pk=player_pk, type=type, round_id=round_id, since=since, until=until
     )
-    return keyset_page(rows, ordering=NEWEST_FIRST, params=params, scope="operator.transactions.ledger")
+    return keyset_page(_rows(rows), ordering=NEWEST_FIRST, params=params, scope="operator.transactions.ledger")
 
 
 def operator_operations_page(
@@ -64,4 +70,4 @@ def operator_operations_page(
     rows = _filtered(
         WalletOperation.objects.filter(operator_id=operator.pk), player_pk=player_pk, type=type, round_id=round_id, since=since, until=until
     ).annotate(ledger_balance_after=Subquery(ledger))
-    return keyset_page(rows, ordering=NEWEST_FIRST, params=params, scope="operator.transactions.s2s")
+    return keyset_page(_rows(rows, "ledger_balance_after"), ordering=NEWEST_FIRST, params=params, scope="operator.transactions.s2s")

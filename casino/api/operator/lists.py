@@ -122,8 +122,12 @@ def _empty(key: str) -> Response:
 
 def _with_player_ids(page: Page, render) -> list[dict]:
     """Rows rendered, each with ``playerId`` (the operator's own id) and ``userId`` (the house's)."""
-    external = selectors.player_external_ids(player_pks=[row.player_id for row in page.items])
-    return [{**render(row), "playerId": external[row.player_id], "userId": str(row.player_id)} for row in page.items]
+    rendered = []
+    for row in page.items:
+        body = render(row)
+        body["playerId"], body["userId"] = row.player_external_id, str(row.player_id)
+        rendered.append(body)
+    return rendered
 
 
 # ---- trades --------------------------------------------------------------------------------------
@@ -181,7 +185,8 @@ class OperatorTradesView(OperatorListView):
         page = selectors.operator_trades_page(
             operator=operator, params=page_in, player_pk=player_pk, market_id=market_id, since=since, until=until
         )
-        return Response({"trades": _with_player_ids(page, presenters.trade), "nextCursor": page.next_cursor})
+        mode = operator.wallet_mode
+        return Response({"trades": _with_player_ids(page, lambda t: presenters.trade(t, wallet_mode=mode)), "nextCursor": page.next_cursor})
 
 
 # ---- positions -----------------------------------------------------------------------------------
@@ -247,6 +252,8 @@ def _ledger_row(e) -> dict:
     """A house-held wallet's ledger row: final when written."""
     return {
         "transactionId": str(e.id),
+        "playerId": e.player_external_id,
+        "userId": str(e.player_id),
         "type": e.type,
         "amount": money(e.amount),
         "currency": e.currency,
@@ -268,6 +275,8 @@ def _operation_row(op) -> dict:
     balance = op.ledger_balance_after
     return {
         "transactionId": str(op.id),
+        "playerId": op.player_external_id,
+        "userId": str(op.player_id),
         "type": op.type,
         "amount": money(-op.amount if op.kind == "debit" else op.amount),
         "currency": op.currency,
@@ -344,14 +353,8 @@ class OperatorTransactionsView(OperatorListView):
         s2s = operator.wallet_mode == WalletMode.S2S
         read = operator_operations_page if s2s else operator_ledger_page
         page = read(operator=operator, params=page_in, player_pk=player_pk, type=kind, round_id=round_id, since=since, until=until)
-        rows = _with_player_ids(page, _operation_row if s2s else _ledger_row)
-        return Response({"transactions": [_transaction_order(row) for row in rows], "nextCursor": page.next_cursor})
-
-
-def _transaction_order(row: dict) -> dict:
-    """playerId and userId right after the transaction id, as documented."""
-    head = {"transactionId": row.pop("transactionId"), "playerId": row.pop("playerId"), "userId": row.pop("userId")}
-    return {**head, **row}
+        render = _operation_row if s2s else _ledger_row
+        return Response({"transactions": [render(row) for row in page.items], "nextCursor": page.next_cursor})
 
 
 # ---- exposure ------------------------------------------------------------------------------------
