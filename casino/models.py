@@ -276,7 +276,8 @@ class Trade(models.Model):
     class Meta:
         db_table = "casino_trades"
         indexes = [
-            models.Index(fields=["player", "-created_at"], name="trade_player_recent"),
+            # With the id: a page of one player's trades (newest first, keyset) is one index range, no sort.
+            models.Index(fields=["player", "-created_at", "-id"], name="trade_player_recent"),
             models.Index(fields=["player", "market", "-created_at"], name="trade_player_market_recent"),
             # The operator's trade list (SPEC §13), newest first in keyset pages: a page is one index range.
             models.Index(fields=["operator", "-created_at", "-id"], name="trade_operator_recent"),

@@ -110,7 +110,8 @@ class LedgerEntry(models.Model):
         verbose_name = "ledger entry"
         verbose_name_plural = "ledger"
         indexes = [
-            models.Index(fields=["player", "-created_at"], name="ledger_player_recent"),
+            # With the id: a page of one player's rows (newest first, keyset) is one index range, no sort.
+            models.Index(fields=["player", "-created_at", "-id"], name="ledger_player_recent"),
             # The operator's transaction list (SPEC §13), newest first in keyset pages.
             models.Index(fields=["operator", "-created_at", "-id"], name="ledger_operator_recent"),
             # Only trade rows have a trade id: payouts, refunds, reversals and recoveries (100,000 rows for a
