@@ -9,6 +9,7 @@ from casino.models import Market, MarketPricePoint, MarketStatus, Outcome, Playe
 from casino.services.exposure import Book
 from casino.services.markets import casino_settings
 from core.api.pagination import Page, PageParams, keyset_page
+from core.db_rows import uuids_as_text
 from core.money import HUNDRED, cents_down
 
 CATALOGUE_ORDER = ("title", "id")
@@ -28,7 +29,8 @@ def trades_for_player(*, player, limit: int, market_id: str | None = None) -> li
 # The operator's lists (SPEC §13): newest first, keyset pages. Every query starts from the calling
 # operator's id; its indexes (operator, -created_at, -id) hand a page over without sorting the operator.
 # Rows are named tuples with the model's field names and ``player_external_id`` (the operator's own
-# player id, joined in the same query): a page of 1,000 builds no model instance.
+# player id, joined in the same query): a page of 1,000 builds no model instance. Their uuids are
+# text (core.db_rows) on PostgreSQL, UUIDs elsewhere: the presenters print either.
 NEWEST_FIRST = ("-created_at", "-id")
 
 
@@ -53,7 +55,8 @@ def operator_trades_page(*, operator, params: PageParams, player_pk=None, market
         trades = trades.filter(created_at__gte=since)
     if until is not None:
         trades = trades.filter(created_at__lt=until)
-    return keyset_page(_rows(trades), ordering=NEWEST_FIRST, params=params, scope="operator.trades")
+    with uuids_as_text():
+        return keyset_page(_rows(trades), ordering=NEWEST_FIRST, params=params, scope="operator.trades")
 
 
 def operator_positions_page(
@@ -67,7 +70,8 @@ def operator_positions_page(
         positions = positions.filter(market_id=market_id)
     if status is not None:
         positions = positions.filter(status=status)
-    return keyset_page(_rows(positions), ordering=NEWEST_FIRST, params=params, scope="operator.positions")
+    with uuids_as_text():
+        return keyset_page(_rows(positions), ordering=NEWEST_FIRST, params=params, scope="operator.positions")
 
 
 def operator_exposure(*, operator) -> list[dict]:

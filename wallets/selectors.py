@@ -6,6 +6,7 @@ from django.db.models import F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from core.api.pagination import Page, PageParams, keyset_page
+from core.db_rows import uuids_as_text
 from wallets.models import FINAL_STATUSES, LedgerEntry, OperationStatus, WalletOperation
 
 
@@ -32,7 +33,8 @@ NEWEST_FIRST = ("-created_at", "-id")
 
 
 def _rows(queryset, *extra: str):
-    """Named rows (the model's field names, ``player_external_id`` and ``extra`` annotations): no model instances."""
+    """Named rows (the model's field names, ``player_external_id`` and ``extra`` annotations): no model instances;
+    their uuids are text on PostgreSQL (core.db_rows)."""
     fields = [f.attname for f in queryset.model._meta.concrete_fields]
     return queryset.annotate(player_external_id=F("player__external_id")).values_list(*fields, "player_external_id", *extra, named=True)
 
@@ -58,7 +60,8 @@ def operator_ledger_page(
     rows = _filtered(
         LedgerEntry.objects.filter(operator_id=operator.pk), player_pk=player_pk, type=type, round_id=round_id, since=since, until=until
     )
-    return keyset_page(_rows(rows), ordering=NEWEST_FIRST, params=params, scope="operator.transactions.ledger")
+    with uuids_as_text():
+        return keyset_page(_rows(rows), ordering=NEWEST_FIRST, params=params, scope="operator.transactions.ledger")
 
 
 def operator_operations_page(
@@ -70,4 +73,5 @@ def operator_operations_page(
     rows = _filtered(
         WalletOperation.objects.filter(operator_id=operator.pk), player_pk=player_pk, type=type, round_id=round_id, since=since, until=until
     ).annotate(ledger_balance_after=Subquery(ledger))
-    return keyset_page(_rows(rows, "ledger_balance_after"), ordering=NEWEST_FIRST, params=params, scope="operator.transactions.s2s")
+    with uuids_as_text():
+        return keyset_page(_rows(rows, "ledger_balance_after"), ordering=NEWEST_FIRST, params=params, scope="operator.transactions.s2s")
