@@ -216,6 +216,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--pages", type=int, default=200, help="pages timed per row (p99 needs >= 100)")
+    parser.add_argument("--max-other", type=float, default=0.3, help="a row disturbed by more CPUs of other work is run again")
+    parser.add_argument("--retries", type=int, default=3, help="how many times a disturbed row is run again (least disturbed kept)")
+    parser.add_argument("--retry-budget", type=float, default=900, help="no more re-runs once this many seconds of timing have passed")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -260,31 +263,27 @@ def main() -> None:
     ledger_deep = [_random_cursor(LedgerEntry, operator=op, scope="operator.transactions.ledger") for _ in range(args.pages)]
     ledger_whale = [_random_cursor(LedgerEntry, operator=op, player=whale, scope="operator.transactions.ledger") for _ in range(args.pages)]
     pid = whale.external_id
-    rows = [
-        ("trades", "first page", _time_pages(client, "trades", key, lambda i: {}, args.pages, meter)),
-        (
-            "trades",
-            "deep pages (cursor at a random trade)",
-            _time_pages(client, "trades", key, lambda i: {"cursor": trade_deep[i]}, args.pages, meter),
-        ),
-        ("trades", "playerId, first page", _time_pages(client, "trades", key, lambda i: {"playerId": pid}, args.pages, meter)),
-        (
-            "trades",
-            "playerId, deep pages",
-            _time_pages(client, "trades", key, lambda i: {"playerId": pid, "cursor": trade_whale[i]}, args.pages, meter),
-        ),
-        ("transactions", "first page", _time_pages(client, "transactions", key, lambda i: {}, args.pages, meter)),
-        (
-            "transactions",
-            "deep pages",
-            _time_pages(client, "transactions", key, lambda i: {"cursor": ledger_deep[i]}, args.pages, meter),
-        ),
-        (
-            "transactions",
-            "playerId, deep pages",
-            _time_pages(client, "transactions", key, lambda i: {"playerId": pid, "cursor": ledger_whale[i]}, args.pages, meter),
-        ),
+    specs = [
+        ("trades", "first page", lambda i: {}),
+        ("trades", "deep pages (cursor at a random trade)", lambda i: {"cursor": trade_deep[i]}),
+        ("trades", "playerId, first page", lambda i: {"playerId": pid}),
+        ("trades", "playerId, deep pages", lambda i: {"playerId": pid, "cursor": trade_whale[i]}),
+        ("transactions", "first page", lambda i: {}),
+        ("transactions", "deep pages", lambda i: {"cursor": ledger_deep[i]}),
+        ("transactions", "playerId, deep pages", lambda i: {"playerId": pid, "cursor": ledger_whale[i]}),
     ]
+    started = time.monotonic()
+    rows = []
+    for path, label, params_of in specs:
+        # The machine is shared: a row disturbed by more than --max-other CPUs of other work is run again (within
+        # --retries and --retry-budget), and the least disturbed run is kept, as bench/settlement.py does.
+        runs = [_time_pages(client, path, key, params_of, args.pages, meter)]
+        while runs[-1]["cpus_other"] > args.max_other and len(runs) <= args.retries and time.monotonic() - started < args.retry_budget:
+            time.sleep(5)
+            runs.append(_time_pages(client, path, key, params_of, args.pages, meter))
+        best = min(runs, key=lambda r: r["cpus_other"])
+        best["runs"] = len(runs)
+        rows.append((path, label, best))
     plan = _explain_deep_page(op, trade_deep[0])
     player_plan = _explain_deep_page(op, trade_whale[0], whale)
     total_trades = Trade.objects.count()
@@ -303,13 +302,13 @@ def main() -> None:
     command = "PG_DURABLE=1 scripts/with-services .venv/bin/python bench/operator_reads.py --write"
     durable = "with fsync and synchronous_commit on (PG_DURABLE=1)" if os.environ.get("PG_DURABLE") == "1" else "non-durable"
     table = [
-        "| list | page | pages timed | rows per page | p50 ms | p99 ms | max ms | CPU ms p50 / p99 | CPUs busy: bench / other |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| list | page | pages timed | rows per page | p50 ms | p99 ms | max ms | CPU ms p50 / p99 | CPUs busy: bench / other | runs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for path, label, r in rows:
         table.append(
             f"| {path} | {label} | {r['pages']} | {r['rows']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | "
-            f"{r['cpu_p50']:.1f} / {r['cpu_p99']:.1f} | {r['cpus_ours']:.2f} / {r['cpus_other']:.2f} |"
+            f"{r['cpu_p50']:.1f} / {r['cpu_p99']:.1f} | {r['cpus_ours']:.2f} / {r['cpus_other']:.2f} | {r['runs']} |"
         )
     text = (
         f"{BEGIN}\n## Operator read lists with {total_trades:,} trades\n\n"
@@ -332,7 +331,9 @@ def main() -> None:
         "random row of the list (what walking there gives)\n"
         "- *CPU ms*: the CPU time this process spent per request (Python: HTTP handling, fetching, presenting, JSON), which "
         "other work on the machine inflates less than the wall time; *CPUs busy*: average CPUs used during the row by the "
-        "benchmark (this process and PostgreSQL) and by other work on the machine (shared with other jobs)\n\n"
+        "benchmark (this process and PostgreSQL) and by other work on the machine (shared with other jobs); a row disturbed "
+        f"by more than {args.max_other} CPUs of other work is run again (up to {args.retries} time(s), within "
+        f"{args.retry_budget:.0f} s), the least disturbed run is kept (*runs*: how many were made)\n\n"
         f"| target | measured | verdict |\n|---|---|---|\n| a page of 1,000 trades, p99 <= {TARGET_MS:.0f} ms (every trade row) | "
         f"worst p99 {worst_trades:.1f} ms | **{verdict}** |\n\n" + "\n".join(table) + "\n\n"
         "The plan of a deep trade page (the big operator, cursor at a random trade): one range of "

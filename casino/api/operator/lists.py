@@ -67,7 +67,7 @@ def _text(params, name: str, *, max_length: int) -> str | None:
     value = params.get(name)
     if value is None:
         return None
-    if not (1 <= len(value) <= max_length):
+    if not (1 <= len(value) <= max_length) or "\x00" in value:  # PostgreSQL text cannot hold NUL
         raise invalid(name)
     return value
 
