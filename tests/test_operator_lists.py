@@ -561,3 +561,21 @@ def _cursor_for(model, operator) -> str:
     from django.utils import timezone
 
     return signing.dumps([timezone.now().isoformat(), str(uuid.uuid4())], salt="house.cursor.plan", compress=True)
+
+
+# ---- OpenAPI -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_every_list_is_in_the_openapi_schema_with_the_operator_key():
+    import json
+
+    from django.test import Client
+
+    paths = json.loads(Client().get("/api/schema/", HTTP_ACCEPT="application/json").content)["paths"]
+    for name in ["trades", "positions", "transactions", "exposure", "settlements"]:
+        operation = paths[f"/api/casino/operator/{name}"]["get"]
+        assert {"operatorKey": []} in operation["security"], operation["security"]
+        assert "200" in operation["responses"]
+    params = {p["name"] for p in paths["/api/casino/operator/transactions"]["get"]["parameters"]}
+    assert params == {"playerId", "type", "roundId", "from", "to", "limit", "cursor"}
