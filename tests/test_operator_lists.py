@@ -243,6 +243,25 @@ def test_a_void_shows_refunds_and_a_losers_only_operator_still_sees_its_position
     assert _get(operator_api, "exposure")["markets"] == []
 
 
+@pytest.mark.django_db
+def test_a_reversed_settlement_shows_what_was_taken_back(book, operator_api, staff_api):
+    from settlement.models import Reversal
+    from settlement.services.reversal import reversal_advance
+
+    reason = "Wrong outcome: the source corrected its resolution"
+    assert staff_api.post("resolve", {"marketId": MARKET2, "action": "reverse", "reason": reason}).status_code == 200
+    for reversal in Reversal.objects.filter(status="reversing"):
+        while not reversal_advance(reversal_id=reversal.pk):
+            pass
+    [row] = _get(operator_api, "settlements")["settlements"]
+    assert (row["settlementId"], row["status"], row["positions"]) == (str(book.settlement.pk), "reversed", 1)
+    assert row["payouts"] == {"count": 1, "amount": Decimal("15.62")}  # paid, then taken back
+    assert row["reversals"] == {"count": 1, "amount": Decimal("15.62"), "uncollected": ZERO}
+    taken = _get(operator_api, "transactions", type="payout_reversal")["transactions"]
+    assert [(t["playerId"], t["amount"], t["state"]) for t in taken] == [("alice", Decimal("-15.62"), "completed")]
+    assert {m["marketId"] for m in _get(operator_api, "exposure")["markets"]} == {MARKET, MARKET2}  # open again
+
+
 # ---- S2S: every attempted movement with its state ------------------------------------------------------
 
 
@@ -260,6 +279,11 @@ def test_s2s_transactions_are_the_wallet_operations_with_their_state(market, set
         assert api.post("trade", buy_body("30.00")).status_code == 400
         operator_api = Api({"X-Operator-Key": _key_for(world.operator)})
         body = _get(operator_api, "transactions")
+        assert _get(operator_api, "transactions", playerId="sam", type="trade_credit") == {"transactions": [], "nextCursor": None}
+        other = operator_create(name=f"other-{uuid.uuid4().hex[:8]}", wallet_mode="s2s", wallet_url="http://127.0.0.1:1")
+        other_api = Api({"X-Operator-Key": other.api_key})
+        for params in [{}, {"playerId": "sam"}, {"playerId": str(player.pk)}, {"roundId": str(Trade.objects.get().pk)}]:
+            assert _get(other_api, "transactions", **params) == {"transactions": [], "nextCursor": None}
     finally:
         world.stop()
     refused, applied = WalletOperation.objects.filter(status=OperationStatus.REFUSED).get(), WalletOperation.objects.get(status="ok")
