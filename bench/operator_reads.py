@@ -15,7 +15,8 @@ selector, the presenter, the JSON body), ``--pages`` pages of 1,000 rows per row
 - the big operator's first page (its newest trades);
 - deep pages: a cursor at a random trade of the operator (any depth, the same as walking there);
 - one player's pages (``playerId``, the player with the most trades), first and deep;
-- the same for ``GET operator/transactions`` (the ledger).
+- the same for ``GET operator/transactions`` (the ledger), and an S2S operator's (its wallet operations,
+  each with its ledger row's balance: ``--trades``/10 of them).
 p50/p99 of the wall time per request; the target is p99 <= 50 ms for a page of 1,000 trades. The
 EXPLAIN (ANALYZE, BUFFERS) of a deep trade page is written with the figures. --write rewrites the
 operator-reads block of bench/RESULTS.md.
@@ -77,6 +78,30 @@ FROM casino_trades t WHERE t.operator_id = ANY(%(operators)s::uuid[])
 """
 
 
+# An S2S operator's reconciliation list: wallet operations (1 in 50 refused, the rest applied), each applied one
+# with its ledger row (same id), as the trade executor leaves them.
+SEED_OPERATIONS = """
+WITH ops AS (
+    INSERT INTO wallet_operations (id, operator_id, player_id, kind, type, amount, currency, round_id, description, reference_id,
+                                   status, payload, settled_locally, operator_transaction_id, operator_status, balance_after,
+                                   attempts, next_attempt_at, last_error, resolution_note, created_at, updated_at)
+    SELECT gen_random_uuid(), p.operator_id, p.id, CASE WHEN s.g %% 5 = 0 THEN 'credit' ELSE 'debit' END,
+           CASE WHEN s.g %% 5 = 0 THEN 'trade_credit' ELSE 'trade_debit' END, 10.00, 'USD', gen_random_uuid()::text, '', NULL,
+           CASE WHEN s.g %% 50 = 0 THEN 'refused' ELSE 'ok' END, '{}', true, 'wallet-' || s.g,
+           CASE WHEN s.g %% 50 = 0 THEN 'INSUFFICIENT_FUNDS' ELSE 'OK' END, 990.00, 1, NULL, '', '', s.at, s.at
+    FROM (SELECT g, floor(%(players)s * power(random(), 3))::int AS n, now() - random() * interval '365 days' AS at
+          FROM generate_series(1, %(operations)s) g) s
+    JOIN bench_players p ON p.op = %(op)s AND p.n = s.n
+    RETURNING id, operator_id, player_id, kind, type, amount, round_id, status, created_at
+)
+INSERT INTO s2s_transactions (id, player_id, operator_id, type, amount, balance_after, currency, description, trade_id, round_id,
+                              reference_id, actor, created_at)
+SELECT id, player_id, operator_id, type, CASE WHEN kind = 'debit' THEN -amount ELSE amount END, 990.00, 'USD', '',
+       round_id::uuid, round_id, NULL, 'player', created_at
+FROM ops WHERE status = 'ok'
+"""
+
+
 def _seed(trades: int, tag: str) -> dict:
     from django.db import connection
 
@@ -84,12 +109,13 @@ def _seed(trades: int, tag: str) -> dict:
     from casino.services.credentials import operator_create
 
     issued = [operator_create(name=f"reads-{tag}-{i}") for i in range(len(WEIGHTS))]
+    s2s = operator_create(name=f"reads-{tag}-s2s", wallet_mode="s2s", wallet_url="http://127.0.0.1:1")
     Market.objects.bulk_create([Market(id=f"bench-{tag}-{m:03d}", title=f"Bench market {m}") for m in range(MARKETS)])
     cuts = [sum(WEIGHTS[: i + 1]) for i in range(len(WEIGHTS))]
     started = time.monotonic()
     with connection.cursor() as c:
         c.execute("CREATE TEMP TABLE bench_players (op int, n int, id uuid, operator_id uuid, PRIMARY KEY (op, n))")
-        for op, item in enumerate(issued):
+        for op, item in enumerate([*issued, s2s]):
             c.execute(
                 """
                 WITH made AS (
@@ -124,7 +150,10 @@ def _seed(trades: int, tag: str) -> dict:
         ledger_at = time.monotonic()
         c.execute("ANALYZE casino_trades")
         c.execute("ANALYZE s2s_transactions")
+        c.execute(SEED_OPERATIONS, {"players": PLAYERS_PER_OPERATOR, "operations": max(1000, trades // 10), "op": len(issued)})
+        operations_at = time.monotonic()
         c.execute("ANALYZE casino_players")
+        c.execute("ANALYZE wallet_operations")
     big = issued[0]
     from django.db.models import Count
 
@@ -139,6 +168,9 @@ def _seed(trades: int, tag: str) -> dict:
         "whale_trades": whale["n"],
         "seed_trades_s": trades_at - started,
         "seed_ledger_s": ledger_at - trades_at,
+        "seed_operations_s": operations_at - ledger_at,
+        "s2s": s2s,
+        "operations": max(1000, trades // 10),
     }
 
 
@@ -232,7 +264,7 @@ def main() -> None:
     from django.test.utils import setup_test_environment
 
     from casino.models import Trade
-    from wallets.models import LedgerEntry
+    from wallets.models import LedgerEntry, WalletOperation
 
     setup_test_environment()  # the test client's host is allowed
     settings.RATELIMIT_ENABLE = False  # thousands of reads a minute: the limit would answer 429, not the list
@@ -263,24 +295,28 @@ def main() -> None:
     ledger_deep = [_random_cursor(LedgerEntry, operator=op, scope="operator.transactions.ledger") for _ in range(args.pages)]
     ledger_whale = [_random_cursor(LedgerEntry, operator=op, player=whale, scope="operator.transactions.ledger") for _ in range(args.pages)]
     pid = whale.external_id
+    s2s, s2s_key = seeded["s2s"].operator, seeded["s2s"].api_key
+    ops_deep = [_random_cursor(WalletOperation, operator=s2s, scope="operator.transactions.s2s") for _ in range(args.pages)]
     specs = [
-        ("trades", "first page", lambda i: {}),
-        ("trades", "deep pages (cursor at a random trade)", lambda i: {"cursor": trade_deep[i]}),
-        ("trades", "playerId, first page", lambda i: {"playerId": pid}),
-        ("trades", "playerId, deep pages", lambda i: {"playerId": pid, "cursor": trade_whale[i]}),
-        ("transactions", "first page", lambda i: {}),
-        ("transactions", "deep pages", lambda i: {"cursor": ledger_deep[i]}),
-        ("transactions", "playerId, deep pages", lambda i: {"playerId": pid, "cursor": ledger_whale[i]}),
+        ("trades", "first page", key, lambda i: {}),
+        ("trades", "deep pages (cursor at a random trade)", key, lambda i: {"cursor": trade_deep[i]}),
+        ("trades", "playerId, first page", key, lambda i: {"playerId": pid}),
+        ("trades", "playerId, deep pages", key, lambda i: {"playerId": pid, "cursor": trade_whale[i]}),
+        ("transactions", "first page", key, lambda i: {}),
+        ("transactions", "deep pages", key, lambda i: {"cursor": ledger_deep[i]}),
+        ("transactions", "playerId, deep pages", key, lambda i: {"playerId": pid, "cursor": ledger_whale[i]}),
+        ("transactions", "S2S operator (wallet operations), first page", s2s_key, lambda i: {}),
+        ("transactions", "S2S operator (wallet operations), deep pages", s2s_key, lambda i: {"cursor": ops_deep[i]}),
     ]
     started = time.monotonic()
     rows = []
-    for path, label, params_of in specs:
+    for path, label, caller, params_of in specs:
         # The machine is shared: a row disturbed by more than --max-other CPUs of other work is run again (within
         # --retries and --retry-budget), and the least disturbed run is kept, as bench/settlement.py does.
-        runs = [_time_pages(client, path, key, params_of, args.pages, meter)]
+        runs = [_time_pages(client, path, caller, params_of, args.pages, meter)]
         while runs[-1]["cpus_other"] > args.max_other and len(runs) <= args.retries and time.monotonic() - started < args.retry_budget:
             time.sleep(5)
-            runs.append(_time_pages(client, path, key, params_of, args.pages, meter))
+            runs.append(_time_pages(client, path, caller, params_of, args.pages, meter))
         best = min(runs, key=lambda r: r["cpus_other"])
         best["runs"] = len(runs)
         rows.append((path, label, best))
@@ -325,7 +361,8 @@ def main() -> None:
         f"- Data: {total_trades:,} trades seeded in SQL ({seeded['seed_trades_s']:.0f} s) with one ledger row each "
         f"({seeded['seed_ledger_s']:.0f} s), 5 operators (50/25/12.5/7.5/5 %), 2,000 players each with a heavy tail, "
         f"200 markets, spread over a year. The big operator: {seeded['counts'][op.pk]:,} trades; its busiest player "
-        f"(the `playerId` rows): {seeded['whale_trades']:,}\n"
+        f"(the `playerId` rows): {seeded['whale_trades']:,}. An S2S operator: {seeded['operations']:,} wallet operations "
+        f"(1 in 50 refused, the others with their ledger row; {seeded['seed_operations_s']:.0f} s), its reconciliation list\n"
         "- Each page: `limit=1000`, one request through the Django test client in process (operator key authentication, "
         "parsing, the keyset selector, the presenter, the JSON body), timed wall clock; deep pages start at a cursor on a "
         "random row of the list (what walking there gives)\n"
