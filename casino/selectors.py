@@ -55,7 +55,7 @@ def operator_trades_page(*, operator, params: PageParams, player_pk=None, market
         trades = trades.filter(created_at__gte=since)
     if until is not None:
         trades = trades.filter(created_at__lt=until)
-    with uuids_as_text():
+    with uuids_as_text(using=trades.db):
         return keyset_page(_rows(trades), ordering=NEWEST_FIRST, params=params, scope="operator.trades")
 
 
@@ -70,7 +70,7 @@ def operator_positions_page(
         positions = positions.filter(market_id=market_id)
     if status is not None:
         positions = positions.filter(status=status)
-    with uuids_as_text():
+    with uuids_as_text(using=positions.db):
         return keyset_page(_rows(positions), ordering=NEWEST_FIRST, params=params, scope="operator.positions")
 
 

@@ -9,7 +9,7 @@ page. Inside ``uuids_as_text()`` the queries this thread runs on PostgreSQL load
 
 from contextlib import contextmanager
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 
 def _text_uuids(execute, sql, params, many, context):
@@ -20,7 +20,9 @@ def _text_uuids(execute, sql, params, many, context):
 
 
 @contextmanager
-def uuids_as_text():
+def uuids_as_text(*, using: str = DEFAULT_DB_ALIAS):
+    """On the database ``using`` (a queryset's ``.db``: the replica when reads are routed there)."""
+    connection = connections[using]
     if connection.vendor != "postgresql":
         yield
         return

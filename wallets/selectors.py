@@ -60,7 +60,7 @@ def operator_ledger_page(
     rows = _filtered(
         LedgerEntry.objects.filter(operator_id=operator.pk), player_pk=player_pk, type=type, round_id=round_id, since=since, until=until
     )
-    with uuids_as_text():
+    with uuids_as_text(using=rows.db):
         return keyset_page(_rows(rows), ordering=NEWEST_FIRST, params=params, scope="operator.transactions.ledger")
 
 
@@ -73,5 +73,5 @@ def operator_operations_page(
     rows = _filtered(
         WalletOperation.objects.filter(operator_id=operator.pk), player_pk=player_pk, type=type, round_id=round_id, since=since, until=until
     ).annotate(ledger_balance_after=Subquery(ledger))
-    with uuids_as_text():
+    with uuids_as_text(using=rows.db):
         return keyset_page(_rows(rows, "ledger_balance_after"), ordering=NEWEST_FIRST, params=params, scope="operator.transactions.s2s")
