@@ -1,4 +1,4 @@
-.PHONY: run test lint bench bench-risk bench-settlement bench-reversal bench-feed bench-reports bench-webhooks
+.PHONY: run test lint bench bench-risk bench-settlement bench-reversal bench-feed bench-reports bench-webhooks bench-operator-reads
 
 # Set up and run the product on the embedded default (SQLite, eager Celery, local cache).
 run:
@@ -43,3 +43,7 @@ bench-reports:
 # reference receiver on loopback (bench/webhooks.py).
 bench-webhooks:
 	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/webhooks.py --write
+
+# The operator's read lists with 1,000,000 trades: pages of 1,000 trades and transactions, p50/p99 (bench/operator_reads.py).
+bench-operator-reads:
+	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/operator_reads.py --write

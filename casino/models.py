@@ -290,7 +290,8 @@ class Trade(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No index of its own: trade_player_recent starts with player (one index less per trade).
     player = models.ForeignKey(Player, on_delete=models.PROTECT, related_name="trades", db_index=False)
-    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="trades")
+    # No index of its own: trade_operator_recent starts with operator.
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="trades", db_index=False)
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="trades")
     market_title = models.CharField(max_length=500, blank=True, default="")
     side = models.CharField(max_length=4, choices=Side.choices)
@@ -309,8 +310,11 @@ class Trade(models.Model):
     class Meta:
         db_table = "casino_trades"
         indexes = [
-            models.Index(fields=["player", "-created_at"], name="trade_player_recent"),
+            # With the id: a page of one player's trades (newest first, keyset) is one index range, no sort.
+            models.Index(fields=["player", "-created_at", "-id"], name="trade_player_recent"),
             models.Index(fields=["player", "market", "-created_at"], name="trade_player_market_recent"),
+            # The operator's trade list (SPEC §13), newest first in keyset pages: a page is one index range.
+            models.Index(fields=["operator", "-created_at", "-id"], name="trade_operator_recent"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(shares__gt=0), name="trade_shares_positive"),
@@ -330,7 +334,8 @@ class Position(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No index of its own: position_unique_per_outcome starts with player.
     player = models.ForeignKey(Player, on_delete=models.PROTECT, related_name="positions", db_index=False)
-    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="positions")
+    # No index of its own: position_operator_recent starts with operator.
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="positions", db_index=False)
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="positions")
     market_title = models.CharField(max_length=500, blank=True, default="")
     outcome = models.CharField(max_length=3, choices=Outcome.choices)
@@ -361,6 +366,9 @@ class Position(models.Model):
             # a position closing writes no entry here, and status is indexed already (the update of a
             # trade stays HOT).
             models.Index(fields=["market", "id"], name="position_open_by_market", condition=Q(status="open")),
+            # The operator's position list (SPEC §13), newest first: created_at never changes, so the
+            # trade's update of a position stays HOT.
+            models.Index(fields=["operator", "-created_at", "-id"], name="position_operator_recent"),
         ]
 
 

@@ -68,6 +68,7 @@ def position(p) -> dict:
 
 
 def trade(t, *, wallet_mode: str | None = None) -> dict:
+    """A trade record; ``wallet_mode`` when the caller knows it (a list of one operator's trades), else the trade's operator's."""
     wallet_mode = wallet_mode or t.operator.wallet_mode
     return {
         "id": str(t.id),

@@ -3,12 +3,14 @@
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import OuterRef, Q, Subquery, Sum
+from django.db.models import DecimalField, F, OuterRef, Q, Subquery, Sum
 
-from casino.models import Market, MarketPricePoint, MarketStatus, Outcome, Position, PositionStatus, ReferencePrice, Side, Trade
+from casino.models import Market, MarketPricePoint, MarketStatus, Outcome, Player, Position, PositionStatus, ReferencePrice, Side, Trade
 from casino.services.exposure import Book
 from casino.services.markets import casino_settings
 from core.api.pagination import Page, PageParams, keyset_page
+from core.db_rows import uuids_as_text
+from core.money import HUNDRED, cents_down
 
 CATALOGUE_ORDER = ("title", "id")
 
@@ -22,6 +24,79 @@ def trades_for_player(*, player, limit: int, market_id: str | None = None) -> li
     if market_id:
         qs = qs.filter(market_id=market_id)
     return list(qs.order_by("-created_at", "-id")[:limit])
+
+
+# The operator's lists (SPEC §13): newest first, keyset pages. Every query starts from the calling
+# operator's id; its indexes (operator, -created_at, -id) hand a page over without sorting the operator.
+# Rows are named tuples with the model's field names and ``player_external_id`` (the operator's own
+# player id, joined in the same query): a page of 1,000 builds no model instance. Their uuids are
+# text (core.db_rows) on PostgreSQL, UUIDs elsewhere: the presenters print either.
+NEWEST_FIRST = ("-created_at", "-id")
+
+
+def _rows(queryset):
+    fields = [f.attname for f in queryset.model._meta.concrete_fields]
+    return queryset.annotate(player_external_id=F("player__external_id")).values_list(*fields, "player_external_id", named=True)
+
+
+def operator_player_pk(*, operator, external_id: str):
+    """The house id of the operator's own player ``external_id``; None for an unknown one (or another operator's)."""
+    return Player.objects.filter(operator_id=operator.pk, external_id=external_id).values_list("pk", flat=True).first()
+
+
+def operator_trades_page(*, operator, params: PageParams, player_pk=None, market_id: str | None = None, since=None, until=None) -> Page:
+    """The operator's trades, newest first; ``since`` inclusive, ``until`` exclusive."""
+    trades = Trade.objects.filter(operator_id=operator.pk)
+    if player_pk is not None:
+        trades = trades.filter(player_id=player_pk)
+    if market_id is not None:
+        trades = trades.filter(market_id=market_id)
+    if since is not None:
+        trades = trades.filter(created_at__gte=since)
+    if until is not None:
+        trades = trades.filter(created_at__lt=until)
+    with uuids_as_text(using=trades.db):
+        return keyset_page(_rows(trades), ordering=NEWEST_FIRST, params=params, scope="operator.trades")
+
+
+def operator_positions_page(
+    *, operator, params: PageParams, player_pk=None, market_id: str | None = None, status: str | None = None
+) -> Page:
+    """The operator's positions, newest first (by when they were opened: a position's place in the list never moves)."""
+    positions = Position.objects.filter(operator_id=operator.pk)
+    if player_pk is not None:
+        positions = positions.filter(player_id=player_pk)
+    if market_id is not None:
+        positions = positions.filter(market_id=market_id)
+    if status is not None:
+        positions = positions.filter(status=status)
+    with uuids_as_text(using=positions.db):
+        return keyset_page(_rows(positions), ordering=NEWEST_FIRST, params=params, scope="operator.positions")
+
+
+def operator_exposure(*, operator) -> list[dict]:
+    """Per market where the operator's players hold open positions: the shares on each outcome and the cash
+    they paid for them (cost basis, shares x average price), in one grouped query, the largest worst case first."""
+    rows = (
+        Position.objects.filter(operator_id=operator.pk, status=PositionStatus.OPEN, shares__gt=0)
+        .values("market_id", "market__title")
+        .annotate(
+            yes=Sum("shares", filter=Q(outcome=Outcome.YES)),
+            no=Sum("shares", filter=Q(outcome=Outcome.NO)),
+            paid=Sum(F("shares") * F("avg_price"), output_field=DecimalField(max_digits=40, decimal_places=10)),
+        )
+        .order_by()
+    )
+    zero = Decimal("0")
+    book = []
+    for row in rows:
+        yes, no = row["yes"] or zero, row["no"] or zero
+        cash = cents_down((row["paid"] or zero) / HUNDRED)
+        book.append(
+            {"market_id": row["market_id"], "title": row["market__title"], "yes": yes, "no": no, "cash": cash, "worst": max(yes, no) - cash}
+        )
+    book.sort(key=lambda r: (-r["worst"], r["market_id"]))
+    return book
 
 
 def market_configuration() -> dict:

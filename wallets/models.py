@@ -92,7 +92,8 @@ class LedgerEntry(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No index of its own: ledger_player_recent starts with player.
     player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="ledger", db_index=False)
-    operator = models.ForeignKey("casino.Operator", on_delete=models.PROTECT, related_name="ledger")
+    # No index of its own: ledger_operator_recent starts with operator.
+    operator = models.ForeignKey("casino.Operator", on_delete=models.PROTECT, related_name="ledger", db_index=False)
     type = models.CharField(max_length=16, choices=LedgerType.choices)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     balance_after = models.DecimalField(max_digits=14, decimal_places=2)
@@ -109,7 +110,10 @@ class LedgerEntry(models.Model):
         verbose_name = "ledger entry"
         verbose_name_plural = "ledger"
         indexes = [
-            models.Index(fields=["player", "-created_at"], name="ledger_player_recent"),
+            # With the id: a page of one player's rows (newest first, keyset) is one index range, no sort.
+            models.Index(fields=["player", "-created_at", "-id"], name="ledger_player_recent"),
+            # The operator's transaction list (SPEC §13), newest first in keyset pages.
+            models.Index(fields=["operator", "-created_at", "-id"], name="ledger_operator_recent"),
             # Only trade rows have a trade id: payouts, refunds, reversals and recoveries (100,000 rows for a
             # popular market's settlement) write no entry here.
             models.Index(fields=["trade_id"], name="ledger_trade", condition=Q(trade_id__isnull=False)),
@@ -181,8 +185,9 @@ class WalletOperation(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    operator = models.ForeignKey("casino.Operator", on_delete=models.PROTECT, related_name="wallet_operations")
-    player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="wallet_operations")
+    # No index of their own: wallet_op_operator_recent and wallet_op_player_recent start with them.
+    operator = models.ForeignKey("casino.Operator", on_delete=models.PROTECT, related_name="wallet_operations", db_index=False)
+    player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="wallet_operations", db_index=False)
     kind = models.CharField(max_length=8, choices=OperationKind.choices)
     type = models.CharField(max_length=16, choices=LedgerType.choices)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
@@ -209,7 +214,12 @@ class WalletOperation(models.Model):
 
     class Meta:
         db_table = "wallet_operations"
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="wallet_op_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="wallet_op_due"),
+            # The S2S operator's reconciliation list (SPEC §13), newest first in keyset pages, all or one player's.
+            models.Index(fields=["operator", "-created_at", "-id"], name="wallet_op_operator_recent"),
+            models.Index(fields=["player", "-created_at", "-id"], name="wallet_op_player_recent"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="wallet_op_amount_positive"),
             models.CheckConstraint(condition=~Q(kind="rollback") | Q(reference__isnull=False), name="wallet_op_rollback_has_reference"),

@@ -2,9 +2,11 @@
 
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
+from core.api.pagination import Page, PageParams, keyset_page
+from core.db_rows import uuids_as_text
 from wallets.models import FINAL_STATUSES, LedgerEntry, OperationStatus, WalletOperation
 
 
@@ -23,3 +25,53 @@ def operations_due_or_done():
     return WalletOperation.objects.filter(
         Q(status__in=[*FINAL_STATUSES, OperationStatus.MANUAL]) | (Q(status__in=[OperationStatus.PENDING, OperationStatus.UNKNOWN]) & due)
     )
+
+
+# The operator's reconciliation list (SPEC §13), newest first in keyset pages: the ledger of an internal
+# operator's players, or every movement attempted at an S2S operator's wallet with its state.
+NEWEST_FIRST = ("-created_at", "-id")
+
+
+def _rows(queryset, *extra: str):
+    """Named rows (the model's field names, ``player_external_id`` and ``extra`` annotations): no model instances;
+    their uuids are text on PostgreSQL (core.db_rows)."""
+    fields = [f.attname for f in queryset.model._meta.concrete_fields]
+    return queryset.annotate(player_external_id=F("player__external_id")).values_list(*fields, "player_external_id", *extra, named=True)
+
+
+def _filtered(rows, *, player_pk, type, round_id, since, until):
+    if player_pk is not None:
+        rows = rows.filter(player_id=player_pk)
+    if type is not None:
+        rows = rows.filter(type=type)
+    if round_id is not None:
+        rows = rows.filter(round_id=round_id)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    return rows
+
+
+def operator_ledger_page(
+    *, operator, params: PageParams, player_pk=None, type: str | None = None, round_id: str | None = None, since=None, until=None
+) -> Page:
+    """The ledger rows of the operator's players (house-held wallets), newest first."""
+    rows = _filtered(
+        LedgerEntry.objects.filter(operator_id=operator.pk), player_pk=player_pk, type=type, round_id=round_id, since=since, until=until
+    )
+    with uuids_as_text(using=rows.db):
+        return keyset_page(_rows(rows), ordering=NEWEST_FIRST, params=params, scope="operator.transactions.ledger")
+
+
+def operator_operations_page(
+    *, operator, params: PageParams, player_pk=None, type: str | None = None, round_id: str | None = None, since=None, until=None
+) -> Page:
+    """Every movement attempted at the operator's wallet (S2S), newest first, each with ``ledger_balance_after``:
+    its ledger row's balance once the operator confirmed it (None before, or when it never moved money)."""
+    ledger = LedgerEntry.objects.filter(pk=OuterRef("pk")).values("balance_after")[:1]
+    rows = _filtered(
+        WalletOperation.objects.filter(operator_id=operator.pk), player_pk=player_pk, type=type, round_id=round_id, since=since, until=until
+    ).annotate(ledger_balance_after=Subquery(ledger))
+    with uuids_as_text(using=rows.db):
+        return keyset_page(_rows(rows, "ledger_balance_after"), ordering=NEWEST_FIRST, params=params, scope="operator.transactions.s2s")

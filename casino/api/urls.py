@@ -1,6 +1,7 @@
 from django.urls import path
 
 from casino.api import catalog, operator_views, views
+from casino.api.operator import lists as operator_lists
 from casino.api.operator import players as operator_players
 from casino.api.operator import reports as operator_reports
 from risk.api.views import RiskConfigView
@@ -26,6 +27,11 @@ urlpatterns = [
     path("operator/webhooks/<str:webhook_id>", WebhookView.as_view(), name="operator-webhook"),
     path("operator/webhooks/<str:webhook_id>/rotate-secret", WebhookRotateView.as_view(), name="operator-webhook-rotate"),
     path("operator/events", EventsView.as_view(), name="operator-events"),
+    path("operator/trades", operator_lists.OperatorTradesView.as_view(), name="operator-trades"),
+    path("operator/positions", operator_lists.OperatorPositionsView.as_view(), name="operator-positions"),
+    path("operator/transactions", operator_lists.OperatorTransactionsView.as_view(), name="operator-transactions"),
+    path("operator/exposure", operator_lists.OperatorExposureView.as_view(), name="operator-exposure"),
+    path("operator/settlements", operator_lists.OperatorSettlementsView.as_view(), name="operator-settlements"),
     path("admin/balance", operator_views.AdminBalanceView.as_view(), name="admin-balance"),
     path("admin/prices", operator_views.AdminPricesView.as_view(), name="admin-prices"),
     path("admin/risk", RiskConfigView.as_view(), name="admin-risk"),

@@ -63,7 +63,7 @@ def keyset_page(queryset: QuerySet, *, ordering: tuple[str, ...], params: PagePa
     rows = list(queryset.order_by(*ordering)[: params.limit + 1])
     items = rows[: params.limit]
     more = len(rows) > params.limit
-    return Page(items=items, next_cursor=_encode(items[-1], ordering, scope) if more else None)
+    return Page(items=items, next_cursor=_encode(items[-1], fields, scope) if more else None)
 
 
 def _field(model, name: str):
@@ -79,11 +79,15 @@ def _after(ordering: tuple[str, ...], values: list) -> Q:
         for earlier, value in zip(ordering[:i], values[:i], strict=True):
             step &= Q(**{earlier.lstrip("-"): value})
         condition |= step
-    return condition
+    # The same rows, said so that an index on the ordering can start there: the OR above is only
+    # a filter to PostgreSQL, and without this bound a deep page would read every row before it.
+    first = ordering[0]
+    return Q(**{f"{first.lstrip('-')}__{'lte' if first.startswith('-') else 'gte'}": values[0]}) & condition
 
 
-def _encode(row, ordering: tuple[str, ...], scope: str) -> str:
-    values = [_plain(getattr(row, _field(type(row), name).attname)) for name in ordering]
+def _encode(row, fields: list, scope: str) -> str:
+    """The cursor after ``row``: a model instance, or a named row of ``values_list(..., named=True)``."""
+    values = [_plain(getattr(row, field.attname)) for field in fields]
     return signing.dumps(values, salt=f"house.cursor.{scope}", compress=True)
 
 

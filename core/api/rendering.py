@@ -45,5 +45,6 @@ class JSONNegotiation(DefaultContentNegotiation):
 
 
 def iso(dt: datetime) -> str:
-    dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """UTC, milliseconds (truncated), "Z": 2026-06-11T23:20:05.145Z (isoformat: half the time of strftime, and
+    a page of 1,000 rows prints 1,000 of them)."""
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
