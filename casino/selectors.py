@@ -9,6 +9,7 @@ from casino.models import Market, MarketPricePoint, MarketStatus, Outcome, Playe
 from casino.services.exposure import Book
 from casino.services.markets import casino_settings
 from core.api.pagination import Page, PageParams, keyset_page
+from core.db import reads
 from core.db_rows import uuids_as_text
 from core.money import HUNDRED, cents_down
 
@@ -41,12 +42,12 @@ def _rows(queryset):
 
 def operator_player_pk(*, operator, external_id: str):
     """The house id of the operator's own player ``external_id``; None for an unknown one (or another operator's)."""
-    return Player.objects.filter(operator_id=operator.pk, external_id=external_id).values_list("pk", flat=True).first()
+    return Player.objects.using(reads()).filter(operator_id=operator.pk, external_id=external_id).values_list("pk", flat=True).first()
 
 
 def operator_trades_page(*, operator, params: PageParams, player_pk=None, market_id: str | None = None, since=None, until=None) -> Page:
     """The operator's trades, newest first; ``since`` inclusive, ``until`` exclusive."""
-    trades = Trade.objects.filter(operator_id=operator.pk)
+    trades = Trade.objects.using(reads()).filter(operator_id=operator.pk)
     if player_pk is not None:
         trades = trades.filter(player_id=player_pk)
     if market_id is not None:
@@ -63,7 +64,7 @@ def operator_positions_page(
     *, operator, params: PageParams, player_pk=None, market_id: str | None = None, status: str | None = None
 ) -> Page:
     """The operator's positions, newest first (by when they were opened: a position's place in the list never moves)."""
-    positions = Position.objects.filter(operator_id=operator.pk)
+    positions = Position.objects.using(reads()).filter(operator_id=operator.pk)
     if player_pk is not None:
         positions = positions.filter(player_id=player_pk)
     if market_id is not None:
@@ -78,7 +79,8 @@ def operator_exposure(*, operator) -> list[dict]:
     """Per market where the operator's players hold open positions: the shares on each outcome and the cash
     they paid for them (cost basis, shares x average price), in one grouped query, the largest worst case first."""
     rows = (
-        Position.objects.filter(operator_id=operator.pk, status=PositionStatus.OPEN, shares__gt=0)
+        Position.objects.using(reads())
+        .filter(operator_id=operator.pk, status=PositionStatus.OPEN, shares__gt=0)
         .values("market_id", "market__title")
         .annotate(
             yes=Sum("shares", filter=Q(outcome=Outcome.YES)),

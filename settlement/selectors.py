@@ -7,6 +7,7 @@ from django.db.models import Count, Exists, OuterRef, Q, Sum
 
 from casino.models import Position, PositionStatus
 from core.api.pagination import Page, PageParams, keyset_page
+from core.db import reads
 from settlement.models import Payout, PayoutStatus, ReversalItem, Settlement, SettlementStatus
 
 ZERO = Decimal("0")
@@ -42,14 +43,17 @@ def operator_settlements_page(*, operator, params: PageParams) -> Page:
     closed = Position.objects.filter(
         market_id=OuterRef("market_id"), operator_id=operator.pk, status__in=[PositionStatus.RESOLVED, PositionStatus.VOIDED]
     )
-    settlements = Settlement.objects.select_related("market").filter(Q(Exists(theirs)) | Q(Exists(closed), status__in=STANDING))
+    settlements = (
+        Settlement.objects.using(reads()).select_related("market").filter(Q(Exists(theirs)) | Q(Exists(closed), status__in=STANDING))
+    )
     page = keyset_page(settlements, ordering=NEWEST_FIRST, params=params, scope="operator.settlements")
     if not page.items:
         return page
     ids = [s.pk for s in page.items]
     payouts = {
         row["settlement_id"]: row
-        for row in Payout.objects.filter(settlement_id__in=ids, operator_id=operator.pk)
+        for row in Payout.objects.using(reads())
+        .filter(settlement_id__in=ids, operator_id=operator.pk)
         .values("settlement_id")
         .annotate(
             n=Count("pk"),
@@ -62,9 +66,8 @@ def operator_settlements_page(*, operator, params: PageParams) -> Page:
     }
     standing_markets = [s.market_id for s in page.items if s.status in STANDING]
     closed_positions = dict(
-        Position.objects.filter(
-            market_id__in=standing_markets, operator_id=operator.pk, status__in=[PositionStatus.RESOLVED, PositionStatus.VOIDED]
-        )
+        Position.objects.using(reads())
+        .filter(market_id__in=standing_markets, operator_id=operator.pk, status__in=[PositionStatus.RESOLVED, PositionStatus.VOIDED])
         .values("market_id")
         .annotate(n=Count("pk"))
         .order_by()
@@ -72,7 +75,8 @@ def operator_settlements_page(*, operator, params: PageParams) -> Page:
     )
     reversals = {
         row["payout__settlement_id"]: row
-        for row in ReversalItem.objects.filter(payout__settlement_id__in=ids, payout__operator_id=operator.pk)
+        for row in ReversalItem.objects.using(reads())
+        .filter(payout__settlement_id__in=ids, payout__operator_id=operator.pk)
         .values("payout__settlement_id")
         .annotate(n=Count("pk"), taken=Sum("amount_taken"), uncollected=Sum("amount_uncollected"))
         .order_by()

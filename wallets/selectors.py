@@ -6,6 +6,7 @@ from django.db.models import F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from core.api.pagination import Page, PageParams, keyset_page
+from core.db import reads
 from core.db_rows import uuids_as_text
 from wallets.models import FINAL_STATUSES, LedgerEntry, OperationStatus, WalletOperation
 
@@ -58,7 +59,12 @@ def operator_ledger_page(
 ) -> Page:
     """The ledger rows of the operator's players (house-held wallets), newest first."""
     rows = _filtered(
-        LedgerEntry.objects.filter(operator_id=operator.pk), player_pk=player_pk, type=type, round_id=round_id, since=since, until=until
+        LedgerEntry.objects.using(reads()).filter(operator_id=operator.pk),
+        player_pk=player_pk,
+        type=type,
+        round_id=round_id,
+        since=since,
+        until=until,
     )
     with uuids_as_text(using=rows.db):
         return keyset_page(_rows(rows), ordering=NEWEST_FIRST, params=params, scope="operator.transactions.ledger")
@@ -71,7 +77,12 @@ def operator_operations_page(
     its ledger row's balance once the operator confirmed it (None before, or when it never moved money)."""
     ledger = LedgerEntry.objects.filter(pk=OuterRef("pk")).values("balance_after")[:1]
     rows = _filtered(
-        WalletOperation.objects.filter(operator_id=operator.pk), player_pk=player_pk, type=type, round_id=round_id, since=since, until=until
+        WalletOperation.objects.using(reads()).filter(operator_id=operator.pk),
+        player_pk=player_pk,
+        type=type,
+        round_id=round_id,
+        since=since,
+        until=until,
     ).annotate(ledger_balance_after=Subquery(ledger))
     with uuids_as_text(using=rows.db):
         return keyset_page(_rows(rows, "ledger_balance_after"), ordering=NEWEST_FIRST, params=params, scope="operator.transactions.s2s")
