@@ -378,7 +378,8 @@ class OperatorExposureView(OperatorListView):
                     ),
                     "totals": inline_serializer("OperatorExposureTotals", {"markets": serializers.IntegerField(), **_EXPOSURE_FIELDS}),
                 },
-            )
+            ),
+            400: ErrorSerializer,
         },
         summary="Open exposure of the operator's players per market (worst case first), and totals",
     )
