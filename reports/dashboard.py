@@ -1,13 +1,13 @@
 """The staff operations dashboard (the admin's front page): today's figures per operator from the rollup,
 open liability by market, 30 days of trades and GGR as an inline SVG chart drawn here (no script, no CDN),
 settlements and reversals in progress, wallet operations waiting for a person, pending resolution
-proposals and the market feed's health. Each part links to the admin list it summarises."""
+proposals, the market feed's health and webhook endpoints disabled or failing. Each part links to the admin list it summarises."""
 
 import datetime
 from decimal import Decimal
 
 from django.contrib.admin.utils import quote
-from django.db.models import Count, F, Sum
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Greatest
 from django.urls import reverse
 from django.utils import timezone
@@ -19,6 +19,7 @@ from marketdata.status import feed_status
 from reports.selectors import daily_series, daily_totals_by_operator
 from settlement.models import ProposalStatus, ResolutionProposal, Reversal, ReversalStatus, Settlement, SettlementStatus
 from wallets.models import OperationStatus, WalletOperation
+from webhooks.models import WebhookEndpoint
 
 LIABILITY_ROWS = 20
 CHART_DAYS = 30
@@ -57,6 +58,13 @@ def dashboard_context() -> dict:
         "proposals_url": reverse("admin:settlement_resolutionproposal_changelist"),
         "feed": feed_status(),
         "feed_url": reverse("admin:marketdata_feedstate_changelist"),
+        # Webhook endpoints needing a person: disabled after 3 days of failure, or failing now.
+        "webhooks_troubled": list(
+            WebhookEndpoint.objects.filter(Q(enabled=False) | Q(failing_since__isnull=False))
+            .select_related("operator")
+            .order_by("enabled", "failing_since")[:10]
+        ),
+        "webhooks_url": reverse("admin:webhooks_webhookendpoint_changelist"),
     }
 
 

@@ -1,6 +1,6 @@
 """The staff operations dashboard, the admin's front page: today's figures per operator from the report's
 rollup, open liability by market, the 30-day chart of trades and GGR (inline SVG, no script), settlements
-in progress, wallet operations waiting for a person, pending resolution proposals, feed health. In
+in progress, wallet operations waiting for a person, pending resolution proposals, feed health, webhook endpoints disabled or failing. In
 headless Chromium against the live server: it renders the figures and the chart, and the browser asks
 no host but the server."""
 
@@ -21,6 +21,7 @@ from tests.conftest import MARKET, buy_body
 from tests.test_settlement_browser import PASSWORD, in_db_thread
 from tests.test_settlement_browser import browser_page as browser_page  # noqa: F401 - the fixture
 from wallets.models import WalletOperation
+from webhooks.models import WebhookEndpoint
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_rate_limits", "no_velocity_limits")]
 
@@ -47,6 +48,16 @@ def house(make_player, operator, market, monkeypatch):
         operator=operator.operator, player=player, kind="credit", type="payout", amount=Decimal("12.34"), status="manual"
     )
     ResolutionProposal.objects.create(market=market, action="resolve", outcome="yes", seen_at=timezone.now())
+    WebhookEndpoint.objects.create(
+        operator=second.operator,
+        url="https://hooks.second.example/house",
+        events=["*"],
+        secret_sealed="x",
+        enabled=False,
+        disabled_reason="failing for 3 days",
+        disabled_at=timezone.now(),
+    )
+    WebhookEndpoint.objects.create(operator=operator.operator, url="https://hooks.first.example/ok", events=["*"], secret_sealed="x")
     get_user_model().objects.create_superuser(username="desk", email="desk@example.com", password=PASSWORD)
     return {"operator": operator.operator, "second": second.operator, "stakes": amounts}
 
@@ -58,6 +69,9 @@ def test_the_front_page_is_the_dashboard_for_staff_only(house, client):
     page = client.get("/admin/").content.decode()
     assert 'id="dashboard-chart"' in page and page.count('class="bar"') == 30
     assert "Second Book" in page and 'id="proposals-count">1<' in page
+    webhooks = page.split('id="webhook-endpoints"')[1].split("</div>")[0]
+    assert 'id="webhooks-troubled-count">1<' in webhooks and "hooks.second.example" in webhooks and "disabled" in webhooks
+    assert "hooks.first.example" not in webhooks  # a healthy endpoint needs nobody
     assert "<script" not in page.split('id="dashboard"')[1].split("</svg>")[0]
 
 
