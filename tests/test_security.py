@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import sys
 from datetime import timedelta
+from decimal import Decimal
 from io import StringIO
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from core.crypto import SecretUnreadable, secret_open, secret_seal
 from core.errors import HouseError
 from core.middleware import client_ip
 from wallets.adapters import wallet_adapter_for
+from wallets.adapters.s2s import OK, UNKNOWN, WalletReply, reply_bound_to_request
 from wallets.models import OperatorWallet
 from wallets.services.operator_wallet import operator_wallet_rotate_secret
 from webhooks.models import WebhookEndpoint
@@ -237,3 +239,20 @@ def test_repeated_wrong_admin_passwords_lock_the_login_out_until_the_cool_off(cl
     assert response.status_code == 302 and response["Location"] == "/admin/"
     assert client.get("/admin/").status_code == 200
     assert not AccessAttempt.objects.filter(username="desk").exists()
+
+
+# -- a wallet server's answer is bound to the request ------------------------------------------------
+
+
+def test_a_signed_answer_about_another_transaction_is_an_unknown_outcome():
+    sent = {"transaction_id": "6f1c2a52-6c3e-4b7e-9f0e-2d7d0f4c1a10", "amount": "25.00"}
+    answer = {"status": "OK", "transaction_id": "0b9d5c1e-7a44-4c0e-8a55-3f2b1d9e6c21", "balance": "75.00"}
+    replayed = WalletReply(OK, "OK", Decimal("75.00"), "op-1", answer)
+    assert reply_bound_to_request(replayed, sent) == WalletReply(UNKNOWN, "MISMATCHED_TRANSACTION")
+    # The same id (any spelling of the uuid) is the answer; an answer without the id is judged on its status.
+    own = WalletReply(OK, "OK", Decimal("75.00"), "op-1", {**answer, "transaction_id": sent["transaction_id"].upper()})
+    assert reply_bound_to_request(own, sent) is own
+    silent = WalletReply(OK, "OK", Decimal("75.00"), "op-1", {"status": "OK", "balance": "75.00"})
+    assert reply_bound_to_request(silent, sent) is silent
+    garbled = WalletReply(OK, "OK", None, "", {**answer, "transaction_id": "not-a-uuid"})
+    assert reply_bound_to_request(garbled, sent).status == "MISMATCHED_TRANSACTION"
