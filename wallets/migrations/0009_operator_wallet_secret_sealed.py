@@ -32,6 +32,8 @@ class Migration(migrations.Migration):
         ),
         migrations.RunPython(seal, unseal),
         # A default only so that going back can add the plain column to existing rows before unsealing into it.
-        migrations.AlterField(model_name="operatorwallet", name="secret", field=models.CharField(default="", editable=False, max_length=128)),
+        migrations.AlterField(
+            model_name="operatorwallet", name="secret", field=models.CharField(default="", editable=False, max_length=128)
+        ),
         migrations.RemoveField(model_name="operatorwallet", name="secret"),
     ]
