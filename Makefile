@@ -1,4 +1,4 @@
-.PHONY: run test lint bench bench-risk bench-settlement bench-reversal bench-feed bench-reports bench-webhooks bench-operator-reads
+.PHONY: run test lint audit bench bench-risk bench-settlement bench-reversal bench-feed bench-reports bench-webhooks bench-operator-reads
 
 # Set up and run the product on the embedded default (SQLite, eager Celery, local cache).
 run:
@@ -11,6 +11,11 @@ test:
 # ruff, and the import layering of docs/architecture.md (also checked by tests/test_architecture.py).
 lint:
 	scripts/bootstrap requirements-dev.txt && .venv/bin/ruff check . && .venv/bin/lint-imports --no-cache pyproject.toml
+
+# The pinned requirements against the known vulnerabilities (pip-audit; also part of make test). Skips with a
+# note when the vulnerability service cannot be reached; a known vulnerability fails.
+audit:
+	scripts/bootstrap requirements-dev.txt && .venv/bin/python -m pytest -rs -q tests/test_dependency_audit.py
 
 # HTTP trade benchmark against gunicorn + PostgreSQL, and the pgbench raw-SQL ceiling.
 bench:

@@ -5,6 +5,7 @@ Celery eager), so the product runs on a fresh machine with nothing else installe
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -42,6 +43,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI and ReDoc served by the product (collectstatic), so /api/docs/ works offline.
     "drf_spectacular_sidecar",
+    # Admin login throttling (SPEC §15): failed logins counted per username and IP, locked out past a limit.
+    "axes",
     "core",
     "casino",
     "wallets",
@@ -62,7 +65,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "core.middleware.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes requires: it answers a locked-out login with its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
+# django-axes first: a locked-out username/IP is refused before the password is even checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
 ROOT_URLCONF = "config.urls"
 TEMPLATES = [
@@ -178,7 +186,9 @@ RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
 RATELIMIT_USE_CACHE = "default"
 # Rate limits are per user and enforced by core.api.throttling; django-ratelimit's own
 # middleware is not used (its 403 would not be the reference document's 429).
-SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+# security.W021 (HSTS preload off): submitting the domain to the browsers' preload list is a commitment for
+# the domain and all its subdomains that is slow to undo, the deployer's call (DJANGO_SECURE_HSTS_PRELOAD=1).
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001", "security.W021"]
 
 # --- REST framework ---------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -197,13 +207,64 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     # Two choice sets share the field name "action": name them instead of a hash suffix.
-    "ENUM_NAME_OVERRIDES": {"SettlementActionEnum": ["resolve", "void"], "BalanceActionEnum": ["deposit", "withdraw"]},
+    "ENUM_NAME_OVERRIDES": {
+        "SettlementActionEnum": ["resolve", "void"],
+        "BalanceActionEnum": ["deposit", "withdraw"],
+        "PlayerStatusEnum": ["active", "blocked"],
+    },
     # The docs pages load their JavaScript, CSS and favicon from the product's static files, never a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "core.api.openapi.document_credential_errors"],
 }
+
+# --- Security (SPEC §15; docs/security.md) -----------------------------------------------------
+# HTTPS: on when the site sits behind a TLS-terminating proxy that says so (DJANGO_SECURE_PROXY_SSL_HEADER,
+# e.g. "X-Forwarded-Proto": a request is secure when that header says https), or when DJANGO_HTTPS=1.
+# Then http is redirected to https, cookies are Secure and HSTS is sent. Off, the product answers plain
+# http (make run, the tests on loopback); `manage.py check --deploy` says so until it is configured.
+_proxy_ssl_header = os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "").strip()
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+HTTPS = env_bool("DJANGO_HTTPS", bool(_proxy_ssl_header))
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", HTTPS)
+# /healthz, /readyz and /metrics are probed over plain http from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+# Staff sessions of the admin end after 8 hours (Django's default is two weeks).
+SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_COOKIE_AGE", 8 * 3600)
+# core.middleware.ContentSecurityPolicyMiddleware sends it on every response: the admin, the
+# dashboard, Swagger UI and ReDoc load everything from this host (ReDoc runs a worker from a
+# blob: URL; Swagger UI and the admin use inline styles and data: images). DJANGO_CSP="" turns it off.
+CONTENT_SECURITY_POLICY = os.environ.get(
+    "DJANGO_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; "
+    "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
+# Admin login throttling (django-axes): AXES_FAILURE_LIMIT failed logins for a username from one IP
+# lock that pair out for AXES_COOLOFF_MINUTES; the attempts are counted in the database (shared by
+# every gunicorn worker and host). The admin's login form answers a lockout with 429.
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = os.environ.get("AXES_HANDLER", "axes.handlers.database.AxesDatabaseHandler")
+# The client's address: REMOTE_ADDR, or behind DJANGO_TRUSTED_PROXIES proxies the address the outermost
+# of them saw (X-Forwarded-For counted from the right: what a client writes there itself is not trusted).
+TRUSTED_PROXIES = env_int("DJANGO_TRUSTED_PROXIES", 0)
+AXES_CLIENT_IP_CALLABLE = "core.middleware.client_ip"
+# Failures and lockouts are logged as warnings (username and IP, never the password); no banner at start-up.
+AXES_VERBOSE = False
 
 # --- House defaults (the database configuration rows start from these) ---------------------
 HOUSE_SESSION_TTL_SECONDS = env_int("HOUSE_SESSION_TTL_SECONDS", 24 * 3600)

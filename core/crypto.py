@@ -1,11 +1,12 @@
-"""Secrets the house must be able to use again (webhook signing secrets) sealed at rest with a key
+"""Secrets the house must be able to use again (S2S wallet and webhook signing secrets) sealed at rest with a key
 from the environment (SPEC §15): ``secret_seal`` / ``secret_open``.
 
 Fernet from the ``cryptography`` package (AES-128-CBC with HMAC-SHA256, encrypt-then-MAC, a fresh
 IV per value), never a home-made cipher. The key is ``HOUSE_SECRETS_KEY`` (any string of at least 32
 characters; the Fernet key is its SHA-256), else derived from DJANGO_SECRET_KEY. Rotation: set the
 new key and the old one as ``HOUSE_SECRETS_KEY_PREVIOUS``; values sealed under either open, new
-ones are sealed under the new key (MultiFernet).
+ones are sealed under the new key (MultiFernet); ``manage.py reseal_secrets`` then re-seals every stored
+value under the new key, after which the previous key can be dropped (README, "Rotating the secrets key").
 """
 
 import base64
@@ -45,3 +46,33 @@ def secret_open(sealed: str) -> str:
         return _keys().decrypt(token.encode()).decode()
     except (InvalidToken, ValueError, UnicodeError):
         raise SecretUnreadable("the seal does not verify under any configured key") from None
+
+
+def secret_reseal(sealed: str) -> str:
+    """The same secret sealed under the current key (opened under any configured key)."""
+    version, _, token = sealed.partition(":")
+    if version != _VERSION:
+        raise SecretUnreadable("unknown seal version")
+    try:
+        return f"{_VERSION}:{_keys().rotate(token.encode()).decode()}"
+    except (InvalidToken, ValueError, UnicodeError):
+        raise SecretUnreadable("the seal does not verify under any configured key") from None
+
+
+def sealed_columns_reseal(model, fields: list[str]) -> tuple[int, int]:
+    """Re-seal every non-empty sealed column of ``model`` under the current key, one row at a time.
+
+    A row changed meanwhile (a rotation) is left as it is: the update only applies if the column still
+    holds the value that was re-sealed. Returns (values re-sealed, values no configured key opens)."""
+    resealed = unreadable = 0
+    for row in model.objects.values("pk", *fields).iterator():
+        for field in fields:
+            if not row[field]:
+                continue
+            try:
+                fresh = secret_reseal(row[field])
+            except SecretUnreadable:
+                unreadable += 1
+                continue
+            resealed += model.objects.filter(pk=row["pk"], **{field: row[field]}).update(**{field: fresh})
+    return resealed, unreadable

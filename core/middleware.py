@@ -6,6 +6,7 @@ import re
 import uuid
 
 import structlog
+from django.conf import settings
 
 _SAFE = re.compile(r"^[A-Za-z0-9\-_.]{1,64}$")
 
@@ -45,3 +46,29 @@ def request_id_current() -> str | None:
 def request_id_release(**kwargs) -> None:
     """request_finished receiver: the thread serves no request any more."""
     structlog.contextvars.clear_contextvars()
+
+
+def client_ip(request) -> str | None:
+    """The client's address: REMOTE_ADDR, or behind ``TRUSTED_PROXIES`` proxies the address the outermost
+    one saw (X-Forwarded-For counted from the right; entries further left are the client's own word)."""
+    proxies = getattr(settings, "TRUSTED_PROXIES", 0)
+    if proxies > 0:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies]
+    return request.META.get("REMOTE_ADDR")
+
+
+class ContentSecurityPolicyMiddleware:
+    """Sends ``settings.CONTENT_SECURITY_POLICY`` on every response that has none (the admin, the
+    dashboard, the API docs pages; harmless on JSON). Django 5.2 has no CSP of its own."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.policy = getattr(settings, "CONTENT_SECURITY_POLICY", "")
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if self.policy and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = self.policy
+        return response

@@ -46,6 +46,8 @@ def browser_page():
             page.on("request", lambda request: requested.append(request.url))
             failed: list[str] = []
             page.on("requestfailed", lambda request: failed.append(request.url))
+            # Whatever the Content-Security-Policy (core.middleware) blocks is a failure too.
+            page.on("console", lambda message: failed.append(message.text) if "Content Security Policy" in message.text else None)
             yield page, requested, failed
         finally:
             browser.close()
@@ -101,6 +103,8 @@ def test_collected_static_files_serve_the_docs_assets_through_whitenoise(setting
     client = Client()  # a new client loads the middleware, so WhiteNoise scans the new STATIC_ROOT
     page = client.get("/api/docs/").content.decode()
     assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
+    # Swagger UI's start-up script is served as a file too (no inline script: the Content-Security-Policy).
+    assert "<script>" not in page and '<script src="/api/docs/?script=">' in page
     assert {a.rsplit("/", 1)[-1] for a in assets} == {
         "favicon-32x32.png",
         "swagger-ui.css",
@@ -108,7 +112,7 @@ def test_collected_static_files_serve_the_docs_assets_through_whitenoise(setting
         "swagger-ui-standalone-preset.js",
     }
     redoc = re.findall(r'src="(/static/[^"]+)"', client.get("/api/redoc/").content.decode())
-    assert [a.rsplit("/", 1)[-1] for a in redoc] == ["redoc.standalone.js"]
+    assert [a.rsplit("/", 1)[-1] for a in redoc] == ["redoc-local-images.js", "redoc.standalone.js"]
     for asset in assets + redoc:
         response = client.get(asset)
         assert response.status_code == 200, asset

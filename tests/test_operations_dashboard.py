@@ -65,7 +65,7 @@ def house(make_player, operator, market, monkeypatch):
 def test_the_front_page_is_the_dashboard_for_staff_only(house, client):
     response = client.get("/admin/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
-    client.login(username="desk", password=PASSWORD)
+    client.force_login(get_user_model().objects.get(username="desk"))
     page = client.get("/admin/").content.decode()
     assert 'id="dashboard-chart"' in page and page.count('class="bar"') == 30
     assert "Second Book" in page and 'id="proposals-count">1<' in page

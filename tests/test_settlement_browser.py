@@ -61,7 +61,11 @@ def browser_page():
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(20_000)
+            # The Content-Security-Policy (core.middleware) must not block anything the admin pages use.
+            blocked: list[str] = []
+            page.on("console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None)
             yield page
+            assert blocked == []
         finally:
             browser.close()
 

@@ -6,6 +6,8 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
+from core.crypto import secret_open, secret_seal
+
 
 class LedgerType(models.TextChoices):
     TRADE_DEBIT = "trade_debit", "Trade debit"
@@ -136,8 +138,9 @@ class OperatorWallet(models.Model):
 
     operator = models.OneToOneField("casino.Operator", on_delete=models.CASCADE, primary_key=True, related_name="wallet_config")
     base_url = models.URLField(blank=True, default="")
-    # The HMAC secret must be usable, so it is stored, never displayed after creation/rotation.
-    secret = models.CharField(max_length=128, editable=False)
+    # The HMAC secret must be usable, so it is kept, sealed at rest (core.crypto, HOUSE_SECRETS_KEY), and
+    # never displayed after creation/rotation. ``secret`` reads and writes it in the clear.
+    secret_sealed = models.TextField(editable=False)
     timeout_seconds = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("5"))
     enabled = models.BooleanField(default=True)
     # Circuit breaker: this many unknown outcomes within the window open it for the cool-down.
@@ -154,6 +157,15 @@ class OperatorWallet(models.Model):
 
     class Meta:
         db_table = "wallet_operator_config"
+
+    @property
+    def secret(self) -> str:
+        """The signing secret in the clear (raises core.crypto.SecretUnreadable under a wrong key)."""
+        return secret_open(self.secret_sealed)
+
+    @secret.setter
+    def secret(self, plain: str) -> None:
+        self.secret_sealed = secret_seal(plain)
 
 
 class OperationKind(models.TextChoices):

@@ -4,7 +4,8 @@ Every answer is classified into one of three outcomes the callers act on:
   ok       the operator applied the movement (or answers a look-up positively)
   refused  the operator definitely did not apply it (business refusal)
   unknown  anything else: timeout, connection error, HTTP 5xx, unsigned or wrongly signed
-           response, malformed body, UNKNOWN_ERROR, DUPLICATE_TRANSACTION
+           response, malformed body, an answer about another transaction_id, UNKNOWN_ERROR,
+           DUPLICATE_TRANSACTION
 A call is never made inside a database transaction (checked on every call).
 """
 
@@ -12,6 +13,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -50,7 +52,7 @@ class WalletCallInsideTransaction(RuntimeError):
 @dataclass(frozen=True)
 class WalletReply:
     outcome: str
-    status: str  # the operator's status, or TIMEOUT / CONNECTION_ERROR / HTTP_<code> / BAD_SIGNATURE / MALFORMED
+    status: str  # the operator's status, or TIMEOUT / CONNECTION_ERROR / HTTP_<code> / BAD_SIGNATURE / MALFORMED / MISMATCHED_TRANSACTION
     balance: Decimal | None = None
     operator_transaction_id: str = ""
     body: dict | None = None
@@ -104,7 +106,7 @@ class S2SWalletClient:
         request_id = request_id_current() or request_id_new()
         headers = {"Content-Type": "application/json", "X-Request-Id": request_id, **signed_headers(self.secret, body)}
         started = time.perf_counter()
-        reply = self._send(endpoint, body, headers)
+        reply = reply_bound_to_request(self._send(endpoint, body, headers), payload)
         WALLET_CALLS.labels(mode="s2s", operation=endpoint, outcome=reply.outcome).observe(time.perf_counter() - started)
         structlog.get_logger("house.wallet.s2s").info(
             "wallet_call",
@@ -145,6 +147,19 @@ class S2SWalletClient:
             return WalletReply(UNKNOWN, "MALFORMED")
         outcome = OK if status == "OK" else REFUSED if status in REFUSAL_STATUSES else UNKNOWN
         return WalletReply(outcome, status, balance, str(data.get("operator_transaction_id") or ""), data)
+
+
+def reply_bound_to_request(reply: WalletReply, payload: dict) -> WalletReply:
+    """A signed answer about another transaction (a genuine answer replayed within the signature's
+    60 s, or a wallet server confused about ids) proves nothing about this one: unknown outcome."""
+    sent, echoed = payload.get("transaction_id"), (reply.body or {}).get("transaction_id")
+    if not sent or echoed in (None, ""):
+        return reply
+    try:
+        same = uuid.UUID(str(echoed)) == uuid.UUID(str(sent))
+    except ValueError:
+        same = False
+    return reply if same else WalletReply(UNKNOWN, "MISMATCHED_TRANSACTION")
 
 
 class S2SWalletAdapter:

@@ -142,6 +142,7 @@ class OperatorPlayersView(HouseAPIView):
     rate_group, rate = "operator_players", "600/m"
 
     @extend_schema(
+        operation_id="casino_operator_players_list",
         parameters=PAGE_PARAMETERS,
         responses={200: OperatorPlayersResponseSerializer, 400: ErrorSerializer},
         summary="The operator's players, newest first",
