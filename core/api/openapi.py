@@ -66,20 +66,35 @@ class OperatorKeyScheme(OpenApiAuthenticationExtension):
         return {"type": "apiKey", "in": "header", "name": "X-Operator-Key", "description": "The operator's API key"}
 
 
+RATE_LIMITED = "Rate limit exceeded: Retry-After says when to try again"
+UNSUPPORTED_MEDIA_TYPE = "The body is not application/json"
+BODY_TOO_LARGE = "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB)"
+IDEMPOTENCY_CONFLICT = "The Idempotency-Key is in use by a request in progress, or was used with another body"
+
+
+def _error(description: str) -> dict:
+    return {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}, "description": description}
+
+
 def document_credential_errors(result, generator, request, public):
-    """Postprocessing hook: an operation that needs a credential answers 401 without a valid one,
-    and one taking a bearer token 403 with a token of the other kind (core.api.auth), in the error
-    shape; documented where the view did not."""
-    for operations in result.get("paths", {}).values():
+    """Postprocessing hook: the answers every operation of a kind can give, in the error shape,
+    documented where the view did not: 401 without a valid credential where one is needed, 403 with
+    a bearer token of the other kind (core.api.auth); 429 from the per-caller rate limit of every
+    API view (core.api.throttling); 413 and 415 where a JSON body is read (core.api.rendering); 409 where an Idempotency-Key is
+    taken (core.api.base.HouseAPIView.run_idempotent)."""
+    for path, operations in result.get("paths", {}).items():
         for operation in operations.values():
-            security = operation.get("security") or []
-            if not security or {} in security:
-                continue
-            errors = {"401": UNAUTHORIZED}
-            if any(PLAYER_TOKEN in requirement or STAFF_TOKEN in requirement for requirement in security):
-                errors["403"] = FORBIDDEN
             responses = operation.setdefault("responses", {})
-            for status, description in errors.items():
-                error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}, "description": description}
-                responses.setdefault(status, error)
+            security = operation.get("security") or []
+            if security and {} not in security:
+                responses.setdefault("401", _error(UNAUTHORIZED))
+                if any(PLAYER_TOKEN in requirement or STAFF_TOKEN in requirement for requirement in security):
+                    responses.setdefault("403", _error(FORBIDDEN))
+            if path.startswith("/api/casino/"):
+                responses.setdefault("429", _error(RATE_LIMITED))
+            if "requestBody" in operation:
+                responses.setdefault("413", _error(BODY_TOO_LARGE))
+                responses.setdefault("415", _error(UNSUPPORTED_MEDIA_TYPE))
+            if any(p.get("in") == "header" and p.get("name") == "Idempotency-Key" for p in operation.get("parameters", [])):
+                responses.setdefault("409", _error(IDEMPOTENCY_CONFLICT))
     return result
