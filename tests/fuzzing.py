@@ -66,12 +66,14 @@ def seed_house(*, players: int = 3, balance: Decimal = Decimal("10000")) -> Cred
     )
 
 
-# Fields whose random values would always miss (an unknown market or player: a 404 and no further):
-# one case in two gets the seeded one instead, so the fuzzer reaches the trade, the transfer, the controls.
+# Fields whose random values nearly always miss (an unknown market or player, a price far from the
+# reference, an amount of the wrong precision: a 4xx and no further): one case in two gets the seeded
+# one instead, so the fuzzer reaches the trade, the transfer, the controls.
 def known_values(credentials: Credentials) -> dict[str, str]:
     return {
         "marketId": MARKET,
         "midPrice": "50",
+        "amount": "5",
         "market_id": MARKET,
         "targetUserId": credentials.player_id,
         "userId": credentials.player_id,
@@ -124,6 +126,7 @@ class Report:
     operations: set[str] = field(default_factory=set)
     statuses: Counter = field(default_factory=Counter)
     by_operation: Counter = field(default_factory=Counter)  # (operation, status) -> answers
+    error_codes: Counter = field(default_factory=Counter)  # (operation, error code) -> answers
     findings: dict[tuple[str, str], Finding] = field(default_factory=dict)
     transport_errors: Counter = field(default_factory=Counter)
     server_errors: int = 0
@@ -164,9 +167,17 @@ def fuzz(
             _fuzz_operation(operation, label, mode, headers, credentials, send, examples, seed, report)
             if progress:
                 statuses = sorted((status, n) for (name, status), n in report.by_operation.items() if name == label)
-                progress(f"{label} {mode.value}: {report.cases - before} cases; answers so far {statuses}")
+                codes = sorted((code, n) for (name, code), n in report.error_codes.items() if name == label)
+                progress(f"{label} {mode.value}: {report.cases - before} cases; answers so far {statuses}, errors {codes}")
     report.seconds = time.monotonic() - started
     return report
+
+
+def _error_code(response) -> str:
+    try:
+        return str(response.json().get("code"))
+    except Exception:  # noqa: BLE001 - not the error shape: the schema check reports it
+        return "?"
 
 
 def _fuzz_operation(operation, label, mode, headers, credentials, send, examples, seed, report: Report) -> None:
@@ -190,6 +201,8 @@ def _fuzz_operation(operation, label, mode, headers, credentials, send, examples
             return
         report.statuses[response.status_code] += 1
         report.by_operation[(label, response.status_code)] += 1
+        if response.status_code >= 400:
+            report.error_codes[(label, _error_code(response))] += 1
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)
         except BaseExceptionGroup as exc:  # schemathesis' FailureGroup: one per failed check

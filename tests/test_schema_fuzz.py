@@ -10,7 +10,7 @@ import schemathesis
 from config.wsgi import application
 from tests.fuzzing import fuzz, seed_house
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 
 
 @pytest.mark.django_db(transaction=True)
