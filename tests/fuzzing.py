@@ -24,6 +24,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
 
+from core.api.inputs import UNSAFE_TEXT_RE
+
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 MARKET = "0xf0220000000000000000000000000000000000000000000000000000000000001"
 
@@ -81,14 +83,28 @@ def known_values(credentials: Credentials) -> dict[str, str]:
     }
 
 
+def _safe(value: str, empty: str) -> str:
+    return UNSAFE_TEXT_RE.sub("", value) or empty
+
+
 def steer(case, credentials: Credentials):
+    """Half the cases: the seeded ids and values where the operation takes them, and no text the kernel
+    refuses (the document allows fields and parameters it does not name, and the API ignores them)."""
     known = known_values(credentials)
     if isinstance(case.body, dict):
+        for name, value in list(case.body.items()):
+            if UNSAFE_TEXT_RE.search(name) or not isinstance(value, str | int | bool | None):
+                del case.body[name]
+            elif isinstance(value, str):
+                case.body[name] = _safe(value, "x")
         for name, value in known.items():
             if name in case.body:
                 case.body[name] = value
-    for container in (case.path_parameters, case.query):
+    for container in (case.path_parameters, case.query, case.headers):
         if isinstance(container, dict):
+            for name, value in list(container.items()):
+                if isinstance(value, str):
+                    container[name] = _safe(value, "x")
             for name, value in known.items():
                 if name in container:
                     container[name] = value
@@ -127,6 +143,7 @@ class Report:
     statuses: Counter = field(default_factory=Counter)
     by_operation: Counter = field(default_factory=Counter)  # (operation, status) -> answers
     error_codes: Counter = field(default_factory=Counter)  # (operation, error code) -> answers
+    samples: dict = field(default_factory=dict)  # (operation, error code) -> the first case that got it (curl)
     findings: dict[tuple[str, str], Finding] = field(default_factory=dict)
     transport_errors: Counter = field(default_factory=Counter)
     server_errors: int = 0
@@ -202,7 +219,9 @@ def _fuzz_operation(operation, label, mode, headers, credentials, send, examples
         report.statuses[response.status_code] += 1
         report.by_operation[(label, response.status_code)] += 1
         if response.status_code >= 400:
-            report.error_codes[(label, _error_code(response))] += 1
+            code = _error_code(response)
+            report.error_codes[(label, code)] += 1
+            report.samples.setdefault((label, code), case.as_curl_command(headers=headers)[:500])
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)
         except BaseExceptionGroup as exc:  # schemathesis' FailureGroup: one per failed check

@@ -10,7 +10,7 @@ import schemathesis
 from config.wsgi import application
 from tests.fuzzing import fuzz, seed_house
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -20,6 +20,8 @@ def test_every_operation_answers_as_documented_to_generated_requests():
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
     report = fuzz(schema, credentials, send=lambda case, headers: case.call(headers=headers), examples=EXAMPLES, seed=0, progress=print)
     print(report.summary())
+    if os.environ.get("FUZZ_SAMPLES"):
+        print("\n".join(f"{key}: {curl}" for key, curl in report.samples.items()))
     assert len(report.operations) >= 30
     assert report.findings == {}, report.summary()
     assert report.server_errors == 0
