@@ -76,6 +76,7 @@ def known_values(credentials: Credentials) -> dict[str, str]:
         "marketId": MARKET,
         "midPrice": "50",
         "amount": "5",
+        "liquidity": "1000",
         "market_id": MARKET,
         "targetUserId": credentials.player_id,
         "userId": credentials.player_id,
@@ -173,8 +174,12 @@ def fuzz(
     response. ``seed`` fixes Hypothesis' randomness (None: random)."""
     report = Report()
     started = time.monotonic()
-    # Settling the seeded market ends its trading: the operations that can do it run last.
-    operations = sorted((result.ok() for result in schema.get_all_operations()), key=lambda op: "resol" in op.path)
+    # Staff operations run last: they reprice the seeded market (the steered trades' midPrice would then
+    # be "price moved"), change the risk settings, settle the market (ends its trading); settling last of all.
+    operations = sorted(
+        (result.ok() for result in schema.get_all_operations()),
+        key=lambda op: ("resol" in op.path, op.path.startswith("/api/casino/admin/")),
+    )
     for operation in operations:
         label = f"{operation.method.upper()} {operation.path}"
         report.operations.add(label)
