@@ -42,6 +42,7 @@ class Credentials:
 def seed_house(*, players: int = 3, balance: Decimal = Decimal("10000")) -> Credentials:
     """An internal operator with funded players, a tradeable market, a staff token; the risk limits
     lifted so that the fuzzer's trades reach the executor instead of the velocity wall."""
+    from casino.models import CasinoSettings
     from casino.services.credentials import operator_create, session_open, staff_token_create
     from casino.services.markets import reference_price_set
     from risk.services.config import risk_settings
@@ -53,6 +54,8 @@ def seed_house(*, players: int = 3, balance: Decimal = Decimal("10000")) -> Cred
         session = session_open(operator=operator.operator, external_player_id=f"fuzz-player-{number}-{uuid.uuid4().hex[:6]}")
         wallet_deposit(player=session.player, amount=balance)
         sessions.append(session)
+    # A run lasts minutes: the seeded reference price stays fresh for it (as bench/seed.py does).
+    CasinoSettings.objects.update_or_create(pk=1, defaults={"price_max_age_seconds": 7 * 86400})
     reference_price_set(market_id=MARKET, outcome="yes", mid_price=Decimal("50"), title="Fuzz market", category="crypto")
     row = risk_settings()
     row.max_trades_per_minute = 2_000_000_000
