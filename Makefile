@@ -1,4 +1,4 @@
-.PHONY: run test lint audit bench bench-risk bench-settlement bench-reversal bench-feed bench-reports bench-webhooks bench-operator-reads
+.PHONY: run test lint audit fuzz bench bench-risk bench-settlement bench-reversal bench-feed bench-reports bench-webhooks bench-operator-reads
 
 # Set up and run the product on the embedded default (SQLite, eager Celery, local cache).
 run:
@@ -16,6 +16,11 @@ lint:
 # note when the vulnerability service cannot be reached; a known vulnerability fails.
 audit:
 	scripts/bootstrap requirements-dev.txt && .venv/bin/python -m pytest -rs -q tests/test_dependency_audit.py
+
+# Schema fuzzing (SPEC §15): >= 5,000 schemathesis cases over every operation, with real credentials, against
+# gunicorn + PostgreSQL + Redis; writes its figures to bench/RESULTS.md (bench/fuzz.py; a short run is in make test).
+fuzz:
+	scripts/bootstrap requirements-dev.txt && scripts/with-services .venv/bin/python bench/fuzz.py --write
 
 # HTTP trade benchmark against gunicorn + PostgreSQL, and the pgbench raw-SQL ceiling.
 bench:

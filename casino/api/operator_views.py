@@ -56,7 +56,7 @@ class AdminBalanceView(HouseAPIView):
 
     @extend_schema(
         request=s.AdminBalanceRequestSerializer,
-        responses={200: s.AdminBalanceResponseSerializer, 400: ErrorSerializer},
+        responses={200: s.AdminBalanceResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
         parameters=[IDEMPOTENCY_HEADER],
         summary="Staff balance adjustment (deposit or withdraw)",
     )

@@ -5,6 +5,7 @@ from django.http import HttpResponse
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.inputs import require_safe_text
 from core.api.rendering import JSONNegotiation, dumps
 from core.api.throttling import PerUserRateThrottle
 from core.errors import HouseError
@@ -22,6 +23,24 @@ class HouseAPIView(APIView):
     content_negotiation_class = JSONNegotiation
     rate_group: str = ""
     rate: str | None = None
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.check_request_text(request, kwargs)
+
+    @staticmethod
+    def check_request_text(request, path_params: dict) -> None:
+        """The query string, the path's parameters and the headers the house stores (Idempotency-Key)
+        hold no control characters: a 400 here, for every endpoint, not a 500 from the database.
+        (JSON bodies are checked by the parser.)"""
+        for key, values in request.query_params.lists():
+            require_safe_text(key)
+            for value in values:
+                require_safe_text(value)
+        for value in path_params.values():
+            if isinstance(value, str):
+                require_safe_text(value)
+        require_safe_text(request.headers.get("Idempotency-Key", ""))
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

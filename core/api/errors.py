@@ -3,6 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -28,6 +29,11 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.Throttled):
         headers = {"Retry-After": str(int(exc.wait or 1))}
         return error_response("Rate limit exceeded", code="rate_limited", status_code=429, headers=headers)
+    if isinstance(exc, RequestDataTooBig):  # Content-Length past DATA_UPLOAD_MAX_MEMORY_SIZE (Django's request.body)
+        return error_response("Request body too large", code="body_too_large", status_code=413)
+    if isinstance(exc, SuspiciousOperation):  # Django's refusals of a malformed request: a 400, as Django answers them
+        log.warning("suspicious request: %s", exc)
+        return error_response("Bad request", code="bad_request", status_code=400)
     if isinstance(exc, exceptions.ParseError):
         return error_response("Malformed JSON", code="malformed_json", status_code=400)
     if isinstance(exc, exceptions.UnsupportedMediaType):

@@ -11,6 +11,44 @@ from core.errors import HouseError, invalid, missing_fields
 
 MARKET_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}$")
 MAX_TEXT = 500
+# Characters no text input of the house may carry, whatever the field: the C0 controls but tab, line
+# feed and carriage return, DEL, and lone UTF-16 surrogates (JSON's "\ud800" escape decodes to one).
+# PostgreSQL refuses NUL in text and JSON columns and a surrogate cannot be encoded to UTF-8, so
+# either would fail deep inside a write (a 500) instead of here (a 400).
+UNSAFE_TEXT_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# No request body of the API nests deeper than a few levels; a deeper one is refused before any code
+# walks it recursively (the idempotency fingerprint, a serializer).
+MAX_JSON_DEPTH = 32
+# A number literal longer than this is refused by the JSON parser: money has 14 digits and 6 places.
+MAX_NUMBER_LENGTH = 40
+
+
+def unsafe_text() -> HouseError:
+    return HouseError("Control characters are not allowed", code="invalid_characters")
+
+
+def require_safe_text(value: str) -> str:
+    if UNSAFE_TEXT_RE.search(value):
+        raise unsafe_text()
+    return value
+
+
+def require_safe_json(data) -> None:
+    """Every string (keys too) of a parsed body free of unsafe characters, and the nesting at most
+    MAX_JSON_DEPTH deep; walked without recursion."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            require_safe_text(value)
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise HouseError("JSON nested too deeply", code="json_too_deep")
+            if isinstance(value, dict):
+                stack.extend((key, depth) for key in value)
+                stack.extend((item, depth + 1) for item in value.values())
+            else:
+                stack.extend((item, depth + 1) for item in value)
 
 
 def require_object(data) -> dict:

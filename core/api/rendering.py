@@ -5,23 +5,53 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import simplejson
+from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
+
+from core.api.inputs import MAX_NUMBER_LENGTH, require_safe_json
+from core.errors import HouseError
 
 
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a number")
 
 
+def _number_too_long() -> HouseError:
+    return HouseError("Number too long", code="number_too_long")
+
+
+def _parse_decimal(literal: str) -> Decimal:
+    if len(literal) > MAX_NUMBER_LENGTH:
+        raise _number_too_long()
+    return Decimal(literal)
+
+
+def _parse_int(literal: str) -> int:
+    if len(literal) > MAX_NUMBER_LENGTH:
+        raise _number_too_long()
+    return int(literal)
+
+
 class DecimalJSONParser(JSONParser):
+    """The one JSON parser of the API: exact numbers, and what no field may hold refused here, for
+    every endpoint at once (core.api.inputs.require_safe_json): control characters, lone surrogates,
+    deep nesting, number literals beyond any amount."""
+
     def parse(self, stream, media_type=None, parser_context=None):
+        # DRF hands the parser the raw stream, past Django's own DATA_UPLOAD_MAX_MEMORY_SIZE check of
+        # request.body: the same limit is kept here, reading no more than one byte past it.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = (stream.read(limit + 1) if limit is not None else stream.read()) if stream is not None else b""
+        if limit is not None and len(raw) > limit:
+            raise HouseError("Request body too large", code="body_too_large", status=413)
         try:
-            raw = stream.read() if stream is not None else b""
-            data = json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=_refuse_constant)
+            data = json.loads(raw.decode("utf-8"), parse_float=_parse_decimal, parse_int=_parse_int, parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ParseError("Malformed JSON") from exc
+        require_safe_json(data)
         return data
 
 

@@ -88,7 +88,7 @@ class ResolveView(HouseAPIView):
                 "reason": serializers.CharField(required=False, help_text="Required to reverse"),
             },
         ),
-        responses={200: _RESOLVE_RESPONSE, 400: ErrorSerializer},
+        responses={200: _RESOLVE_RESPONSE, 400: ErrorSerializer, 404: ErrorSerializer},
         summary="Resolve, void or reverse (the latest settlement) a market (staff); payouts and reversals run in the background",
     )
     def post(self, request):
@@ -179,7 +179,7 @@ class ResolutionConfirmView(HouseAPIView):
     permission_classes = [IsStaff]
     rate_group, rate = "resolve", "10/m"
 
-    @extend_schema(request=None, responses={200: _RESOLVE_RESPONSE, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+    @extend_schema(request=None, responses={200: _RESOLVE_RESPONSE, 400: ErrorSerializer, 404: ErrorSerializer},
                    summary="Confirm a resolution proposal: settles the market exactly as POST resolve")  # fmt: skip
     def post(self, request, proposal_id: str):
         proposal_id = inputs.uuid_field(proposal_id, "id")
