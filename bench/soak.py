@@ -426,6 +426,7 @@ class Soak:
             "recovery_passes": passes,
             "checks": checks,
             "server_errors": self.server_errors[:5],
+            "command": " ".join(sys.argv),
         }
 
     def recover(self) -> int:
@@ -487,6 +488,7 @@ class Soak:
         check("risk counters rebuilt equal the database", self.check_risk_counters)
         check("daily report rollup equals its recomputation", self.check_rollup)
         check("one trade.executed event per trade", self.check_events)
+        check("no request answered 500 (an unhandled error)", self.check_no_500)
         return results
 
     def check_internal_ledgers(self) -> str:
@@ -529,21 +531,35 @@ class Soak:
         return f"{len(players)} players, wallet total {self.wallet.total_balance()}"
 
     def check_no_double_apply(self) -> str:
+        """Each payout, refund and reversal item moved money at most once: at the wallet server (its standing
+        applied transactions, traced to the item through the house's operation of that id) and in the house's
+        ledger (its rows traced the same way); and the house's own rows say one payout per position."""
         from django.db.models import Count
 
-        from wallets.models import LedgerEntry
+        from settlement.models import Payout
+        from wallets.models import LedgerEntry, WalletOperation
 
         kinds = ("payout", "refund", "payout_reversal", "refund_reversal")
-        standing = Counter()
-        for tx in self.wallet.transactions.values():
-            if tx["applied"] and not tx["rolled_back"] and tx["type"] in kinds:
-                standing[(tx["user_id"], tx["type"], tx["round_id"])] += 1
-        twice = {key: n for key, n in standing.items() if n > 1}
-        assert not twice, f"applied more than once at the wallet server (user, type, round): {twice}"
-        house = LedgerEntry.objects.filter(type__in=kinds).values("player_id", "type", "round_id").annotate(n=Count("id")).filter(n__gt=1)
-        assert not list(house), f"applied more than once in the house's ledger: {list(house)[:5]}"
-        applied = Counter(key[1] for key in standing)
-        return f"wallet server: {dict(applied)}; ledger rows: {LedgerEntry.objects.filter(type__in=kinds).count()}"
+        applied = {
+            tid: tx["type"]
+            for tid, tx in self.wallet.transactions.items()
+            if tx["applied"] and not tx["rolled_back"] and tx["type"] in kinds
+        }
+        item_of = {
+            str(op_id): payload.get("payout_id") or payload.get("item_id")
+            for op_id, payload in WalletOperation.objects.filter(type__in=kinds).values_list("id", "payload")
+        }
+        unknown = [tid for tid in applied if not item_of.get(tid)]
+        assert not unknown, f"applied at the wallet server, unknown to the house: {unknown[:5]}"
+        twice = {item: n for item, n in Counter(item_of[tid] for tid in applied).items() if n > 1}
+        assert not twice, f"applied more than once at the wallet server (payout or reversal item: times): {twice}"
+        rows = LedgerEntry.objects.filter(type__in=kinds, operator=self.s2s_operator).values_list("id", flat=True)
+        in_ledger = Counter(item_of.get(str(row)) for row in rows)
+        twice = {item: n for item, n in in_ledger.items() if n > 1}
+        assert not twice, f"more than one ledger row for one payout or reversal item: {twice}"
+        per_position = Payout.objects.values("position_id", "settlement_id").annotate(n=Count("id")).filter(n__gt=1)
+        assert not per_position.exists(), f"two payouts for one position: {list(per_position)[:5]}"
+        return f"wallet server: {dict(Counter(applied.values()))}; {LedgerEntry.objects.filter(type__in=kinds).count()} ledger rows"
 
     def check_no_pending(self) -> str:
         from wallets.models import FINAL_STATUSES, WalletOperation
@@ -632,6 +648,10 @@ class Soak:
             pass
         assert live == rebuilt, f"live {live} != rebuilt {rebuilt}"
         return f"{len(live)} operator-days"
+
+    def check_no_500(self) -> str:
+        assert not self.server_errors, f"{len(self.server_errors)} answers 500: {self.server_errors[:3]}"
+        return f"{sum(n for key, n in self.trades.items() if key.startswith('error:'))} 5xx, all the wallet's (502/503/504)"
 
     def check_events(self) -> str:
         from django.db.models import Count
