@@ -575,8 +575,26 @@ class Soak:
 
         settlements = dict(Counter(Settlement.objects.values_list("status", flat=True)))
         reversals = dict(Counter(Reversal.objects.values_list("status", flat=True)))
-        assert "settling" not in settlements and "reversing" not in reversals, (settlements, reversals)
+        if "settling" in settlements or "reversing" in reversals:
+            raise AssertionError(f"{settlements}, {reversals}; {self.settlement_backlog()}")
         return f"settlements {settlements}, reversals {reversals}"
+
+    def settlement_backlog(self) -> str:
+        """What an unfinished settlement waits for: its payouts by status, and the operator's last answers."""
+        from settlement.models import Payout, Settlement
+        from wallets.models import WalletOperation
+
+        parts = []
+        for settlement in Settlement.objects.filter(status="settling"):
+            payouts = Counter(Payout.objects.filter(settlement=settlement).values_list("status", flat=True))
+            stuck = Payout.objects.filter(settlement=settlement).exclude(status__in=["paid", "nothing_due"])
+            answers = Counter(
+                WalletOperation.objects.filter(payload__payout_id__in=[str(p) for p in stuck.values_list("id", flat=True)]).values_list(
+                    "status", "operator_status", "last_error"
+                )
+            )
+            parts.append(f"settlement {settlement.action} payouts {dict(payouts)}; their operations {dict(answers)}")
+        return "; ".join(parts)
 
     def check_exposure(self) -> str:
         from casino.models import MarketExposure
