@@ -410,10 +410,13 @@ class Soak:
             if not worker.alive():
                 worker.start()
         time.sleep(self.args.settle_seconds)
+        stopping = time.monotonic()
         stop_all([self.gunicorn, *self.workers, self.beat])
+        log(f"processes stopped in {time.monotonic() - stopping:.1f} s")
         recovery_started = time.monotonic()
         passes = self.recover()
         recovery = time.monotonic() - recovery_started
+        log(f"recovery took {recovery:.1f} s ({passes} passes)")
         checks = self.check()
         self.wallet_stop()
         return {
