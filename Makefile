@@ -52,5 +52,6 @@ bench-operator-reads:
 # players trading on an internal and an S2S operator, a settlement, its reversal and a void, and a chaos loop
 # SIGKILLing workers; then recovery and the money invariants (bench/soak.py; SOAK_MINUTES=1 for a quick run).
 SOAK_MINUTES ?= 10
+SOAK_ARGS ?=
 soak:
-	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/soak.py --minutes $(SOAK_MINUTES) --progress --write
+	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/soak.py --minutes $(SOAK_MINUTES) --progress --write $(SOAK_ARGS)

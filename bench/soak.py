@@ -530,8 +530,44 @@ class Soak:
             operator = self.wallet.balance(player.external_id)
             if house != operator:
                 bad.append((player.external_id, str(house), str(operator)))
-        assert not bad, f"(player, house view, wallet server): {bad}"
+        if bad:
+            by_id = {player.external_id: player for kind, player, _ in self.players if kind == "s2s"}
+            raise AssertionError(f"(player, house view, wallet server): {bad}; {[self.movements_apart(by_id[b[0]]) for b in bad]}")
         return f"{len(players)} players, wallet total {self.wallet.total_balance()}"
+
+    def movements_apart(self, player) -> dict:
+        """The movements on which the wallet server and the house's ledger disagree for one player, by
+        transaction id (a rolled-back debit nets to zero on both sides)."""
+        from wallets.models import LedgerEntry
+
+        wallet = Counter()
+        for tid, tx in self.wallet.transactions.items():
+            if tx["user_id"] != player.external_id or not tx["applied"] or tx["operation"] == "rollback":
+                continue
+            amount = Decimal(str(tx["amount"]))
+            wallet[tid] += Decimal("0") if tx["rolled_back"] else (-amount if tx["operation"] == "debit" else amount)
+        house = Counter()
+        for row_id, kind, amount, reference in LedgerEntry.objects.filter(player=player).values_list(
+            "id", "type", "amount", "reference_id"
+        ):
+            house[str(reference if kind == "rollback" and reference else row_id)] += amount
+        apart = {
+            tid: (str(house.get(tid, 0)), str(wallet.get(tid, 0)))
+            for tid in set(wallet) | set(house)
+            if house.get(tid, 0) != wallet.get(tid, 0)
+        }
+        ops = {}
+        if apart:
+            from wallets.models import WalletOperation
+
+            for op in WalletOperation.objects.filter(pk__in=list(apart)):
+                ops[str(op.pk)] = (op.kind, op.type, op.status, op.operator_status, op.last_error, op.settled_locally, str(op.amount))
+        return {
+            "player": player.external_id,
+            "apart (house, wallet)": apart,
+            "operations": ops,
+            "wallet": {tid: self.wallet.transactions[tid] for tid in apart if tid in self.wallet.transactions},
+        }
 
     def check_no_double_apply(self) -> str:
         """Each payout, refund and reversal item moved money at most once: at the wallet server (its standing
