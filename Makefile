@@ -1,4 +1,4 @@
-.PHONY: run test lint audit fuzz bench bench-risk bench-settlement bench-reversal bench-feed bench-reports bench-webhooks bench-operator-reads
+.PHONY: run test lint audit fuzz bench bench-risk bench-settlement bench-reversal bench-feed bench-reports bench-webhooks bench-operator-reads soak
 
 # Set up and run the product on the embedded default (SQLite, eager Celery, local cache).
 run:
@@ -57,3 +57,11 @@ bench-webhooks:
 # The operator's read lists with 1,000,000 trades: pages of 1,000 trades and transactions, p50/p99 (bench/operator_reads.py).
 bench-operator-reads:
 	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/operator_reads.py --write
+
+# Soak (SPEC §15, not part of CI): gunicorn, Celery workers and beat, the reference wallet server injecting faults,
+# players trading on an internal and an S2S operator, a settlement, its reversal and a void, and a chaos loop
+# SIGKILLing workers; then recovery and the money invariants (bench/soak.py; SOAK_MINUTES=1 for a quick run).
+SOAK_MINUTES ?= 10
+SOAK_ARGS ?=
+soak:
+	scripts/bootstrap requirements-dev.txt && PG_DURABLE=1 scripts/with-services .venv/bin/python bench/soak.py --minutes $(SOAK_MINUTES) --progress --write $(SOAK_ARGS)

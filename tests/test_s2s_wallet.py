@@ -267,6 +267,57 @@ def test_process_killed_after_the_credit_finishes_the_sell(world, monkeypatch):
     world.assert_books_balance()
 
 
+def _settle(action: str) -> None:
+    from settlement.models import Settlement
+    from settlement.services.decide import market_settle
+    from settlement.services.payouts import settlement_advance
+
+    settlement = market_settle(market_id=MARKET, action=action, outcome="yes" if action == "resolve" else None)
+    for _ in range(20):
+        if settlement_advance(settlement_id=settlement.pk):
+            break
+    assert Settlement.objects.get(pk=settlement.pk).status == "completed"
+
+
+@pytest.mark.parametrize("action", ["resolve", "void"])
+@pytest.mark.parametrize("side", ["buy", "sell"])
+def test_a_trade_finished_after_its_market_settled_leaves_the_settled_book_at_zero(world, monkeypatch, side, action):
+    """Found by the soak: a trade killed during its wallet call and finished by recovery after its market
+    settled (a buy compensated, a sell recorded) changed the book the settlement had cleared."""
+    from casino.services.trade_executor import operator_wallet
+
+    player, api = world.player()
+    assert api.post("trade", buy_body(amount="64.00")).status_code == 200  # 100 YES shares
+    real = operator_wallet._record_remote_trade
+
+    def crash_on(operation, **kwargs):
+        if operation.kind == ("debit" if side == "buy" else "credit"):
+            raise SimulatedCrash()
+        return real(operation, **kwargs)
+
+    monkeypatch.setattr(operator_wallet, "_record_remote_trade", crash_on)
+    with pytest.raises(SimulatedCrash):
+        api.post("trade", buy_body() if side == "buy" else _sell(25))
+    monkeypatch.undo()
+    _settle(action)
+    assert exposure_book(market_id=MARKET) == exposure_book(market_id="0xnone")  # cleared: all zero
+
+    recover_stalled(older_than_seconds=0)
+    for op in WalletOperation.objects.filter(status__in=[OperationStatus.PENDING, OperationStatus.UNKNOWN]):
+        operation_settle(operation=op)  # the buy's rollback
+    assert not WalletOperation.objects.filter(status__in=[OperationStatus.PENDING, OperationStatus.UNKNOWN]).exists()
+    assert not WalletOperation.objects.filter(settled_locally=False, payload__handler="trade").exists()
+    book = exposure_book(market_id=MARKET)
+    assert (book.yes_shares, book.no_shares, book.cash_in) == (0, 0, 0)
+    # The money: the buy's stake given back; the sale paid, the settlement on the 75 shares left.
+    if side == "buy":  # the 100 shares bought first are paid (1.00 each, or the 64.00 stake back when voided)
+        expected = START - Decimal("64.00") + {"resolve": Decimal("100.00"), "void": Decimal("64.00")}[action]
+    else:  # 25 shares sold for 15.00; the 75 left are paid (75.00, or their 48.00 cost back when voided)
+        expected = START - Decimal("64.00") + Decimal("15.00") + {"resolve": Decimal("75.00"), "void": Decimal("48.00")}[action]
+    assert world.server.balance(player.external_id) == expected
+    world.assert_books_balance()
+
+
 @requires_postgres
 def test_concurrent_s2s_trading_with_random_faults_keeps_every_cent(world):
     rng_faults = [

@@ -76,6 +76,24 @@ def test_refused_payout_is_visible_and_paid_after_a_retry(world):
     world.assert_books_balance()
 
 
+@pytest.mark.parametrize("action, kind", [("resolve", "payout"), ("void", "refund")])
+def test_a_payout_answered_temporary_error_is_retried_not_parked_for_staff(world, action, kind):
+    """SPEC §9: TEMPORARY_ERROR is retryable. Found by the soak: a payout so answered was marked failed
+    and its settlement waited for staff; it is retried under the same id and paid once."""
+    players = _winners(world, 2)
+    world.server.add_fault("refuse", endpoint="credit", status="TEMPORARY_ERROR", user_id=players[0].external_id, times=2)
+    settlement = market_settle(market_id=MARKET, action=action, outcome="yes" if action == "resolve" else None)
+    assert _advance_until_done(settlement)
+    assert not Payout.objects.filter(status=PayoutStatus.FAILED).exists()
+    assert Settlement.objects.get().status == "completed" and Settlement.objects.get().failed_count == 0
+    paid = Decimal("114.06") if kind == "payout" else Decimal("100.00")
+    assert world.server.balance(players[0].external_id) == paid
+    credits = WalletOperation.objects.filter(player=players[0], kind="credit", type=kind)
+    assert [(op.status, op.attempts) for op in credits] == [("ok", 3)]  # one id: two TEMPORARY_ERROR, then OK
+    assert LedgerEntry.objects.filter(player=players[0], type=kind).count() == 1
+    world.assert_books_balance()
+
+
 def test_payouts_queue_while_the_breaker_is_open_and_drain_after(world):
     players = _winners(world, 2)
     OperatorWallet.objects.filter(operator=world.operator).update(breaker_failures=1, breaker_cooldown_seconds=1)

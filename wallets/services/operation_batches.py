@@ -34,7 +34,7 @@ from wallets.selectors import operations_due_or_done
 from wallets.services.breaker import breaker_record
 from wallets.services.debts import recovery_undo
 from wallets.services.ledger import LedgerRow, ledger_append_bulk, operation_ledger_rows
-from wallets.services.operations import WalletTarget, _backoff, _flag_if_past_cutoff
+from wallets.services.operations import WalletTarget, _backoff, _flag_if_past_cutoff, refused_for_good
 
 DONE_STATUSES = (*FINAL_STATUSES, OperationStatus.MANUAL)
 
@@ -296,7 +296,7 @@ def _answer(op: WalletOperation, reply: WalletReply) -> None:
         op.operator_transaction_id = reply.operator_transaction_id[:128]
     if reply.ok:
         op.status, op.balance_after, op.next_attempt_at = OperationStatus.OK, reply.balance, None
-    elif reply.refused:
+    elif refused_for_good(op, reply):
         op.status, op.last_error, op.next_attempt_at = OperationStatus.REFUSED, reply.status, None
     else:
         op.status, op.last_error = OperationStatus.UNKNOWN, reply.status[:500]

@@ -155,6 +155,22 @@ def operation_lookup(*, operation: WalletOperation, target: WalletTarget | None 
     return target.client().call("transaction", {"transaction_id": str(operation.id)})
 
 
+# SPEC §9: TEMPORARY_ERROR is retryable, not a definite refusal. A trade's own movement answered so is
+# refused (nothing moved; the player sees a 503 and may trade again), but a movement the house makes on
+# its own (a payout, a refund, a reversal's debit) has nobody to try it again: it is retried under the
+# same id, like an unknown outcome, until the operator answers definitely (found by the soak: such a
+# payout was parked as failed and its settlement waited for staff).
+RETRYABLE_STATUSES = frozenset({"TEMPORARY_ERROR"})
+TRADE_TYPES = (LedgerType.TRADE_DEBIT, LedgerType.TRADE_CREDIT)
+
+
+def refused_for_good(op: WalletOperation, reply: WalletReply) -> bool:
+    """Whether ``reply`` definitely refuses ``op`` (else it is retried, unless it was OK)."""
+    if not reply.refused:
+        return False
+    return op.type in TRADE_TYPES or reply.status not in RETRYABLE_STATUSES
+
+
 def _backoff(attempts: int) -> timedelta:
     base, cap = settings.HOUSE_WALLET_RETRY_BASE_SECONDS, settings.HOUSE_WALLET_RETRY_MAX_SECONDS
     delay = min(cap, base * (2 ** max(0, attempts - 1)))
@@ -176,7 +192,7 @@ def _operation_record(operation_id, reply: WalletReply) -> None:
             op.status = OperationStatus.OK
             op.balance_after = reply.balance
             _ledger_row(op, balance_after=reply.balance)
-        elif reply.refused:
+        elif refused_for_good(op, reply):
             op.status = OperationStatus.REFUSED
             op.last_error = reply.status
             recovery_undo(player_id=op.player_id, currency=op.currency, credit_id=op.pk, payload=op.payload)

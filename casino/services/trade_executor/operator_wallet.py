@@ -220,11 +220,11 @@ def _write_remote_trade(op: WalletOperation) -> TradeResult:
     realized = None
     if buy:
         position = _position_add(op, position, shares, price)
-        exposure_reduce(market_id=p["market_id"], outcome=p["outcome"], shares_delta=Decimal("0"), cash_delta=cost)
+        _book_reduce(market_id=p["market_id"], outcome=p["outcome"], shares_delta=Decimal("0"), cash_delta=cost)
     else:
         realized = money.realized_pnl(shares, price, Decimal(p["avg_price"]))
         _position_finish_sell(position, realized)
-        exposure_reduce(market_id=p["market_id"], outcome=p["outcome"], shares_delta=-shares, cash_delta=Decimal("0"))
+        _book_reduce(market_id=p["market_id"], outcome=p["outcome"], shares_delta=-shares, cash_delta=Decimal("0"))
     trade = Trade.objects.create(
         id=uuid.UUID(p["trade_id"]),
         player_id=op.player_id,
@@ -332,13 +332,28 @@ def _result_from_trade(op: WalletOperation) -> TradeResult:
     )
 
 
+# The book of a settled market was cleared by its settlement (exposure_clear_market), and a reversed one's
+# rebuilt from its records (exposure_restore_market): a reservation made before either is no longer in it,
+# so what finishes that reservation later (recording or releasing it) leaves the book alone. Found by the
+# soak: a buy killed during its wallet call and compensated after its market settled left the settled
+# market's book at minus its shares. The market row is read FOR SHARE, so a settlement's status change
+# (with its clear, in one transaction) either waits for this change or is seen by it.
+_BOOK_REBUILT = (MarketStatus.RESOLVED, MarketStatus.VOIDED, MarketStatus.CLOSED)
+
+
+def _book_reduce(*, market_id: str, outcome: str, shares_delta: Decimal, cash_delta: Decimal) -> None:
+    if market_lock_for_trading(market_id=market_id)[0] in _BOOK_REBUILT:
+        return
+    exposure_reduce(market_id=market_id, outcome=outcome, shares_delta=shares_delta, cash_delta=cash_delta)
+
+
 def _release_reservations(op: WalletOperation) -> None:
     p = op.payload
     shares, cost = Decimal(p["shares"]), Decimal(p["cost"])
     if p["side"] == Side.BUY:
-        exposure_reduce(market_id=p["market_id"], outcome=p["outcome"], shares_delta=-shares, cash_delta=Decimal("0"))
+        _book_reduce(market_id=p["market_id"], outcome=p["outcome"], shares_delta=-shares, cash_delta=Decimal("0"))
     else:
-        exposure_reduce(market_id=p["market_id"], outcome=p["outcome"], shares_delta=Decimal("0"), cash_delta=cost)
+        _book_reduce(market_id=p["market_id"], outcome=p["outcome"], shares_delta=Decimal("0"), cash_delta=cost)
         Position.objects.filter(player_id=op.player_id, market_id=p["market_id"], outcome=p["outcome"]).update(
             shares=F("shares") + shares, version=F("version") + 1, updated_at=timezone.now()
         )
