@@ -9,7 +9,7 @@ from casino.models import Market, MarketPricePoint, MarketStatus, Outcome, Playe
 from casino.services.exposure import Book
 from casino.services.markets import casino_settings
 from core.api.pagination import Page, PageParams, keyset_page
-from core.db import reads
+from core.db import filter_given, reads
 from core.db_rows import uuids_as_text
 from core.money import HUNDRED, cents_down
 
@@ -47,15 +47,13 @@ def operator_player_pk(*, operator, external_id: str):
 
 def operator_trades_page(*, operator, params: PageParams, player_pk=None, market_id: str | None = None, since=None, until=None) -> Page:
     """The operator's trades, newest first; ``since`` inclusive, ``until`` exclusive."""
-    trades = Trade.objects.using(reads()).filter(operator_id=operator.pk)
-    if player_pk is not None:
-        trades = trades.filter(player_id=player_pk)
-    if market_id is not None:
-        trades = trades.filter(market_id=market_id)
-    if since is not None:
-        trades = trades.filter(created_at__gte=since)
-    if until is not None:
-        trades = trades.filter(created_at__lt=until)
+    trades = filter_given(
+        Trade.objects.using(reads()).filter(operator_id=operator.pk),
+        player_id=player_pk,
+        market_id=market_id,
+        created_at__gte=since,
+        created_at__lt=until,
+    )
     with uuids_as_text(using=trades.db):
         return keyset_page(_rows(trades), ordering=NEWEST_FIRST, params=params, scope="operator.trades")
 
@@ -64,13 +62,9 @@ def operator_positions_page(
     *, operator, params: PageParams, player_pk=None, market_id: str | None = None, status: str | None = None
 ) -> Page:
     """The operator's positions, newest first (by when they were opened: a position's place in the list never moves)."""
-    positions = Position.objects.using(reads()).filter(operator_id=operator.pk)
-    if player_pk is not None:
-        positions = positions.filter(player_id=player_pk)
-    if market_id is not None:
-        positions = positions.filter(market_id=market_id)
-    if status is not None:
-        positions = positions.filter(status=status)
+    positions = filter_given(
+        Position.objects.using(reads()).filter(operator_id=operator.pk), player_id=player_pk, market_id=market_id, status=status
+    )
     with uuids_as_text(using=positions.db):
         return keyset_page(_rows(positions), ordering=NEWEST_FIRST, params=params, scope="operator.positions")
 

@@ -11,3 +11,9 @@ def reads() -> str:
     """The alias for reads that may lag the primary by the replica's replay delay (never for a read
     that a write then depends on)."""
     return REPLICA if getattr(settings, "DATABASE_REPLICA_READS", False) and REPLICA in settings.DATABASES else PRIMARY
+
+
+def filter_given(queryset, **lookups):
+    """``queryset`` filtered on each lookup whose value was given (None: that filter is not asked for)."""
+    given = {lookup: value for lookup, value in lookups.items() if value is not None}
+    return queryset.filter(**given) if given else queryset

@@ -10,6 +10,9 @@ from core.db import reads
 from reports.models import DailyRollup
 
 MAX_DAYS = 366
+# The rollup's columns, as DailyFigures names them.
+MONEY_FIGURES = ("stakes", "sale_proceeds", "payouts", "refunds", "reversals")
+FIGURES = ("trades", "players", *MONEY_FIGURES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +29,7 @@ class DailyFigures:
 
     @property
     def ggr(self) -> Decimal:
-        """What the house kept: stakes less what it paid back, plus what reversals took back."""
-        return self.stakes - self.sale_proceeds - self.payouts - self.refunds + self.reversals
+        return ggr(**{name: getattr(self, name) for name in MONEY_FIGURES})
 
 
 def daily_report(*, operator_id, start: datetime.date, end: datetime.date, using: str | None = None) -> list[DailyFigures]:
@@ -37,31 +39,10 @@ def daily_report(*, operator_id, start: datetime.date, end: datetime.date, using
         DailyRollup.objects.using(using or reads())
         .filter(operator_id=operator_id, day__gte=start, day__lte=end)
         .values("day", "currency")
-        .annotate(
-            n_trades=Sum("trades"),
-            n_players=Sum("players"),
-            s_stakes=Sum("stakes"),
-            s_sale_proceeds=Sum("sale_proceeds"),
-            s_payouts=Sum("payouts"),
-            s_refunds=Sum("refunds"),
-            s_reversals=Sum("reversals"),
-        )
+        .annotate(**_sums(*FIGURES))
         .order_by("day", "currency")
     )
-    return [
-        DailyFigures(
-            date=row["day"],
-            currency=row["currency"],
-            trades=row["n_trades"],
-            players=row["n_players"],
-            stakes=row["s_stakes"],
-            sale_proceeds=row["s_sale_proceeds"],
-            payouts=row["s_payouts"],
-            refunds=row["s_refunds"],
-            reversals=row["s_reversals"],
-        )
-        for row in rows
-    ]
+    return [DailyFigures(date=row["day"], currency=row["currency"], **{name: row[name] for name in FIGURES}) for row in rows]
 
 
 def daily_totals_by_operator(*, day: datetime.date, using: str | None = None) -> list[dict]:
@@ -70,15 +51,7 @@ def daily_totals_by_operator(*, day: datetime.date, using: str | None = None) ->
         DailyRollup.objects.using(using or reads())
         .filter(day=day)
         .values("operator_id", "currency")
-        .annotate(
-            trades=Sum("trades"),
-            players=Sum("players"),
-            stakes=Sum("stakes"),
-            sale_proceeds=Sum("sale_proceeds"),
-            payouts=Sum("payouts"),
-            refunds=Sum("refunds"),
-            reversals=Sum("reversals"),
-        )
+        .annotate(**_sums(*FIGURES))
         .order_by("-stakes", "operator_id")
     )
     return [{**row, "ggr": _ggr(row)} for row in rows]
@@ -90,17 +63,19 @@ def daily_series(*, start: datetime.date, end: datetime.date, using: str | None 
         DailyRollup.objects.using(using or reads())
         .filter(day__gte=start, day__lte=end)
         .values("day")
-        .annotate(
-            trades=Sum("trades"),
-            stakes=Sum("stakes"),
-            sale_proceeds=Sum("sale_proceeds"),
-            payouts=Sum("payouts"),
-            refunds=Sum("refunds"),
-            reversals=Sum("reversals"),
-        )
+        .annotate(**_sums("trades", *MONEY_FIGURES))
     )
     return {row["day"]: {"trades": row["trades"], "ggr": _ggr(row)} for row in rows}
 
 
+def _sums(*names: str) -> dict:
+    return {name: Sum(name) for name in names}
+
+
+def ggr(*, stakes: Decimal, sale_proceeds: Decimal, payouts: Decimal, refunds: Decimal, reversals: Decimal) -> Decimal:
+    """What the house kept: stakes less what it paid back, plus what reversals took back."""
+    return stakes - sale_proceeds - payouts - refunds + reversals
+
+
 def _ggr(row: dict) -> Decimal:
-    return row["stakes"] - row["sale_proceeds"] - row["payouts"] - row["refunds"] + row["reversals"]
+    return ggr(**{name: row[name] for name in MONEY_FIGURES})

@@ -6,7 +6,7 @@ from django.db.models import F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from core.api.pagination import Page, PageParams, keyset_page
-from core.db import reads
+from core.db import filter_given, reads
 from core.db_rows import uuids_as_text
 from wallets.models import FINAL_STATUSES, LedgerEntry, OperationStatus, WalletOperation
 
@@ -41,17 +41,7 @@ def _rows(queryset, *extra: str):
 
 
 def _filtered(rows, *, player_pk, type, round_id, since, until):
-    if player_pk is not None:
-        rows = rows.filter(player_id=player_pk)
-    if type is not None:
-        rows = rows.filter(type=type)
-    if round_id is not None:
-        rows = rows.filter(round_id=round_id)
-    if since is not None:
-        rows = rows.filter(created_at__gte=since)
-    if until is not None:
-        rows = rows.filter(created_at__lt=until)
-    return rows
+    return filter_given(rows, player_id=player_pk, type=type, round_id=round_id, created_at__gte=since, created_at__lt=until)
 
 
 def operator_ledger_page(
