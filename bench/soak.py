@@ -22,7 +22,8 @@ deadline; then the invariants are checked and the run FAILS (exit 1) if any is b
 internal ledgers sum to balances (and debts to their entries); every S2S player's balance at the
 wallet server equals the house's view (starting balance + the player's ledger); no payout, refund or
 reversal applied twice (at the wallet server by transaction, and in the house's ledger); no wallet
-operation left pending/unknown/manual; every settlement and reversal finished; the exposure book of
+operation left pending/unknown/manual; every S2S trade's movement applied at the operator (a sale
+never stands without its proceeds); every settlement and reversal finished; the exposure book of
 every market equals what its positions and trades imply, and the global bound the sum of the market
 shards' worst cases; the risk counters (operator open exposure) rebuilt equal the database; the
 daily-report rollup equals its recomputation; one ``trade.executed`` event per trade.
@@ -486,6 +487,7 @@ class Soak:
         check("operator-side S2S balances equal the house's view", self.check_s2s_balances)
         check("no payout, refund or reversal applied twice", self.check_no_double_apply)
         check("no wallet operation left pending, unknown or manual", self.check_no_pending)
+        check("every S2S trade recorded has its movement applied at the operator", self.check_trades_applied)
         check("every settlement and reversal finished", self.check_settlements_finished)
         check("exposure book equals what positions and trades imply", self.check_exposure)
         check("risk counters rebuilt equal the database", self.check_risk_counters)
@@ -608,6 +610,18 @@ class Soak:
         unsettled = Counter(_unsettled_locally().values_list("kind", "type"))
         assert not unsettled, f"operations OK at the operator but their trade never finished locally: {dict(unsettled)}"
         return f"{WalletOperation.objects.count()} operations: {dict(Counter(WalletOperation.objects.values_list('status', flat=True)))}"
+
+    def check_trades_applied(self) -> str:
+        """A sale is recorded on an unknown credit answer and its credit retried: a credit left refused
+        would leave the sale standing without its proceeds, which both balances agree on."""
+        from casino.models import Trade
+        from wallets.models import OperationStatus, WalletOperation
+
+        s2s = Trade.objects.filter(operator__wallet_mode="s2s")
+        ops = WalletOperation.objects.filter(pk__in=s2s.values("wallet_transaction_id"))
+        wrong = Counter(ops.exclude(status=OperationStatus.OK).values_list("kind", "status"))
+        assert not wrong, f"trades whose movement is not applied at the operator: {dict(wrong)}"
+        return f"{s2s.count()} S2S trades, every movement OK"
 
     def check_settlements_finished(self) -> str:
         from settlement.models import Reversal, Settlement

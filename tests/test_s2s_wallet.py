@@ -267,16 +267,22 @@ def test_process_killed_after_the_credit_finishes_the_sell(world, monkeypatch):
     world.assert_books_balance()
 
 
-def _settle(action: str) -> None:
-    from settlement.models import Settlement
+def _settle(action: str, *, expect: str = "completed"):
     from settlement.services.decide import market_settle
-    from settlement.services.payouts import settlement_advance
 
     settlement = market_settle(market_id=MARKET, action=action, outcome="yes" if action == "resolve" else None)
+    return _advance(settlement, expect=expect)
+
+
+def _advance(settlement, *, expect: str = "completed"):
+    from settlement.models import Settlement
+    from settlement.services.payouts import settlement_advance
+
     for _ in range(20):
         if settlement_advance(settlement_id=settlement.pk):
             break
-    assert Settlement.objects.get(pk=settlement.pk).status == "completed"
+    assert Settlement.objects.get(pk=settlement.pk).status == expect
+    return settlement
 
 
 @pytest.mark.parametrize("action", ["resolve", "void"])
@@ -299,7 +305,15 @@ def test_a_trade_finished_after_its_market_settled_leaves_the_settled_book_at_ze
     with pytest.raises(SimulatedCrash):
         api.post("trade", buy_body() if side == "buy" else _sell(25))
     monkeypatch.undo()
-    _settle(action)
+    if side == "sell":
+        # The sale's shares are off the position until its credit is decided: the settlement pays the
+        # position only once the sale is recorded (or given back), here by recovery.
+        settlement = _settle(action, expect="settling")
+        assert Position.objects.get(player=player).status == "open"
+        recover_stalled(older_than_seconds=0)
+        _advance(settlement)
+    else:
+        _settle(action)
     assert exposure_book(market_id=MARKET) == exposure_book(market_id="0xnone")  # cleared: all zero
 
     recover_stalled(older_than_seconds=0)
@@ -486,4 +500,108 @@ def test_the_retry_task_drives_a_failed_rollback_to_a_definite_answer(world, mon
     assert world.server.balance(player.external_id) == Decimal("75.00")  # debited, not yet given back
     assert wallet_operation_retry.apply(args=[str(rollback.pk)]).get() == OperationStatus.OK
     assert world.server.balance(player.external_id) == START
+    world.assert_books_balance()
+
+
+# ----- A sale's credit: an answer that decides nothing never drops the proceeds (issue 13) -----------------
+
+
+def _sell_with_first_credit_lost(world, api, *, then: dict):
+    """100 YES shares bought for 64.00, then 50 sold for 30.00 whose first credit answer is lost (a 503
+    the operator did not apply): the sale stands, its credit is retried under the same id and answered
+    ``then`` (a fault rule) first."""
+    assert api.post("trade", buy_body(amount="64.00")).status_code == 200
+    world.server.add_fault("http_error", endpoint="credit", http_status=503, apply="never", times=1)
+    world.server.add_fault("refuse", endpoint="credit", **then)
+    sold = api.post("trade", _sell(50))
+    assert sold.status_code == 200 and decimal_json(sold)["walletPending"] is True
+    return WalletOperation.objects.get(kind="credit")
+
+
+def test_a_sale_whose_credit_retry_is_answered_temporary_error_is_retried_until_paid(world):
+    """Before: TEMPORARY_ERROR on the retry marked the credit refused for good, and the recorded sale stood
+    without its proceeds (both books agreed, so only the player lost the 30.00)."""
+    player, api = world.player()
+    credit = _sell_with_first_credit_lost(world, api, then={"status": "TEMPORARY_ERROR", "times": 2})
+    for _ in range(5):
+        credit.refresh_from_db()
+        if credit.status == OperationStatus.OK:
+            break
+        assert credit.status == OperationStatus.UNKNOWN, credit.status  # retried, never final
+        operation_settle(operation=credit)
+    assert credit.status == OperationStatus.OK
+    assert [e.endpoint for e in world.server.request_log].count("credit") == 4  # lost, two TEMPORARY_ERROR, paid
+    assert world.server.balance(player.external_id) == START - Decimal("64.00") + Decimal("30.00")
+    assert LedgerEntry.objects.filter(player=player, type="trade_credit").count() == 1
+    assert Position.objects.get(player=player).shares == 50
+    world.assert_books_balance()
+
+
+def test_the_proceeds_of_a_recorded_sale_refused_for_good_go_to_staff(world):
+    from core.models import Event
+
+    player, api = world.player()
+    credit = _sell_with_first_credit_lost(world, api, then={"status": "WRONG_CURRENCY", "times": 1})
+    for _ in range(3):
+        credit.refresh_from_db()
+        if credit.status != OperationStatus.UNKNOWN:
+            break
+        operation_settle(operation=credit)
+    assert credit.status == OperationStatus.MANUAL
+    assert credit.last_error == "WRONG_CURRENCY: the sale stands, its proceeds were refused"
+    assert Trade.objects.filter(side="sell").count() == 1 and Position.objects.get(player=player).shares == 50
+    event = Event.objects.get(type="wallet.manual_intervention")
+    assert event.data["transactionId"] == str(credit.pk) and event.data["amount"] == Decimal("30.00")
+    world.assert_books_balance()  # nothing moved at either end: the 30.00 is owed, in front of staff
+
+
+def test_recovery_does_not_give_back_a_sale_on_an_answer_that_decides_nothing(world, monkeypatch):
+    """A sale whose process died around its credit call: on recovery's repeat, TEMPORARY_ERROR says nothing
+    about the first call (the operator may have applied it), so the sale is recorded and the credit retried."""
+    from casino.services.trade_executor import operator_wallet
+
+    player, api = world.player()
+    assert api.post("trade", buy_body(amount="64.00")).status_code == 200
+    monkeypatch.setattr(operator_wallet, "operation_send", lambda **kwargs: (_ for _ in ()).throw(SimulatedCrash()))
+    with pytest.raises(SimulatedCrash):
+        api.post("trade", _sell(50))
+    monkeypatch.undo()
+    world.server.add_fault("refuse", endpoint="credit", status="TEMPORARY_ERROR", times=1)
+    recover_stalled(older_than_seconds=0)
+    credit = WalletOperation.objects.get(kind="credit")
+    assert credit.settled_locally and credit.status in (OperationStatus.UNKNOWN, OperationStatus.OK)
+    assert Trade.objects.filter(side="sell").count() == 1
+    world.settle_everything()
+    assert world.server.balance(player.external_id) == START - Decimal("64.00") + Decimal("30.00")
+    assert Position.objects.get(player=player).shares == 50
+    world.assert_books_balance()
+
+
+def test_a_settlement_pays_a_position_only_once_its_sale_in_flight_is_decided(world, monkeypatch):
+    """Before: a settlement decided during a sale's credit call paid the position without the shares being
+    sold; the credit refused, the shares came back to a position already paid, and were never paid."""
+    from casino.services.trade_executor import operator_wallet
+    from settlement.models import Payout
+
+    player, api = world.player()
+    assert api.post("trade", buy_body(amount="64.00")).status_code == 200  # 100 YES shares
+    real = operator_wallet._move_money
+    during = {}
+
+    def settle_during_the_call(ctx, operation):
+        # The market resolves while the credit is in flight: no position paid yet, the settlement waits.
+        during["settlement"] = _settle("resolve", expect="settling")
+        during["open"] = Position.objects.get(player=player).status
+        world.server.add_fault("refuse", endpoint="credit", status="USER_DISABLED", times=1)
+        return real(ctx, operation)
+
+    monkeypatch.setattr(operator_wallet, "_move_money", settle_during_the_call)
+    refused = api.post("trade", _sell(50))
+    monkeypatch.undo()
+    assert refused.status_code == 403 and refused.json()["code"] == "wallet_user_disabled"
+    assert during["open"] == "open" and not Payout.objects.exists()
+    _advance(during["settlement"])
+    payout = Payout.objects.get()
+    assert (payout.shares, payout.amount) == (Decimal("100"), Decimal("100.00"))  # the 50 given back are paid too
+    assert world.server.balance(player.external_id) == START - Decimal("64.00") + Decimal("100.00")
     world.assert_books_balance()

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.fields.json import KeyTextTransform
 
 from core.crypto import secret_open, secret_seal
 
@@ -231,6 +232,12 @@ class WalletOperation(models.Model):
             # The S2S operator's reconciliation list (SPEC §13), newest first in keyset pages, all or one player's.
             models.Index(fields=["operator", "-created_at", "-id"], name="wallet_op_operator_recent"),
             models.Index(fields=["player", "-created_at", "-id"], name="wallet_op_player_recent"),
+            # Sales whose credit is being decided, by market: a settlement pays their positions once they are done.
+            models.Index(
+                KeyTextTransform("market_id", "payload"),
+                name="wallet_op_sale_in_flight",
+                condition=Q(settled_locally=False, type="trade_credit"),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="wallet_op_amount_positive"),

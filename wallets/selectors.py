@@ -3,12 +3,13 @@
 from decimal import Decimal
 
 from django.db.models import F, OuterRef, Q, Subquery, Sum
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from core.api.pagination import Page, PageParams, keyset_page
 from core.db import filter_given, reads
 from core.db_rows import uuids_as_text
-from wallets.models import FINAL_STATUSES, LedgerEntry, OperationStatus, WalletOperation
+from wallets.models import FINAL_STATUSES, LedgerEntry, LedgerType, OperationStatus, WalletOperation
 
 
 def ledger_recent(*, player, limit: int = 50) -> list[LedgerEntry]:
@@ -76,3 +77,14 @@ def operator_operations_page(
     ).annotate(ledger_balance_after=Subquery(ledger))
     with uuids_as_text(using=rows.db):
         return keyset_page(_rows(rows, "ledger_balance_after"), ordering=NEWEST_FIRST, params=params, scope="operator.transactions.s2s")
+
+
+def sales_in_flight(*, market_id: str) -> bool:
+    """An S2S sale on the market whose shares are off their position while its credit is decided (its
+    local side not yet recorded or given back). Index: wallet_op_sale_in_flight (only such sales)."""
+    return (
+        WalletOperation.objects.filter(settled_locally=False, type=LedgerType.TRADE_CREDIT)
+        .alias(sale_market=KeyTextTransform("market_id", "payload"))
+        .filter(sale_market=market_id)
+        .exists()
+    )

@@ -40,6 +40,7 @@ from settlement.services.events import settlement_completed_record
 from settlement.services.payout_chunks import payouts_claim, payouts_from_positions, settlement_share
 from settlement.services.payouts_house import house_payouts_pay
 from settlement.services.payouts_operator import OperatorBatch, operator_payouts_hold, operator_payouts_send
+from wallets.selectors import sales_in_flight
 from wallets.services.operations import operation_requeue
 
 log = logging.getLogger("house.settlement")
@@ -55,6 +56,11 @@ def settlement_advance(*, settlement_id, chunk: int = CHUNK) -> bool:
     settlement = Settlement.objects.get(pk=settlement_id)
     if settlement.status != SettlementStatus.SETTLING:
         return True
+    if sales_in_flight(market_id=settlement.market_id):
+        # An S2S sale's shares are off its position while its credit is decided; a refused credit gives
+        # them back. The position is paid once the sale is recorded or given back (the decision stopped
+        # new ones: this waits a wallet timeout at most, or for recovery after a crash).
+        return False
     taken = _chunk_take(settlement, chunk)
     if taken is None:
         return True  # no longer settling: taken over (a reversal) or completed meanwhile
@@ -143,11 +149,12 @@ class Backlog:
     open_positions: int
     pending: int
     sending: int
+    sales_in_flight: bool = False
 
     @property
     def waiting_only(self) -> bool:
-        """Only answers or retries of S2S credits are left (nothing a worker can take at once)."""
-        return self.open_positions == 0 and self.pending == 0
+        """Only answers or retries of S2S credits are left, or sales being decided (nothing a worker can take at once)."""
+        return self.sales_in_flight or (self.open_positions == 0 and self.pending == 0)
 
 
 def settlement_backlog(*, settlement_id) -> Backlog:
@@ -159,7 +166,9 @@ def settlement_backlog(*, settlement_id) -> Backlog:
         .annotate(n=Count("pk"))
     )
     positions = Position.objects.filter(market_id=settlement.market_id, status=PositionStatus.OPEN).count()
-    return Backlog(positions, counts.get(PayoutStatus.PENDING, 0), counts.get(PayoutStatus.SENDING, 0))
+    return Backlog(
+        positions, counts.get(PayoutStatus.PENDING, 0), counts.get(PayoutStatus.SENDING, 0), sales_in_flight(market_id=settlement.market_id)
+    )
 
 
 def _outstanding(settlement: Settlement) -> bool:

@@ -139,13 +139,18 @@ def _request_body(op: WalletOperation, *, session_token: str = "") -> tuple[str,
     return "rollback", body
 
 
-def operation_send(*, operation: WalletOperation, target: WalletTarget | None = None, session_token: str = "") -> WalletReply:
-    """Make (or repeat, same transaction id) the call and record its outcome in a short transaction."""
+def operation_send(
+    *, operation: WalletOperation, target: WalletTarget | None = None, session_token: str = "", first_call: bool = False
+) -> WalletReply:
+    """Make (or repeat, same transaction id) the call and record its outcome in a short transaction.
+
+    ``first_call``: the trade's own call, made once by the request that recorded the intent (nothing
+    about the movement is unknown yet), so a TEMPORARY_ERROR refuses the trade (refused_for_good)."""
     target = target or WalletTarget.for_operator(operation.operator_id)
     endpoint, body = _request_body(operation, session_token=session_token)
     reply = target.client().call(endpoint, body)
     breaker_record(config=target, success=not reply.unknown)
-    _operation_record(operation.pk, reply)
+    _operation_record(operation.pk, reply, first_call=first_call)
     operation.refresh_from_db()
     return reply
 
@@ -155,20 +160,24 @@ def operation_lookup(*, operation: WalletOperation, target: WalletTarget | None 
     return target.client().call("transaction", {"transaction_id": str(operation.id)})
 
 
-# SPEC §9: TEMPORARY_ERROR is retryable, not a definite refusal. A trade's own movement answered so is
-# refused (nothing moved; the player sees a 503 and may trade again), but a movement the house makes on
-# its own (a payout, a refund, a reversal's debit) has nobody to try it again: it is retried under the
-# same id, like an unknown outcome, until the operator answers definitely (found by the soak: such a
-# payout was parked as failed and its settlement waited for staff).
+# SPEC §9: TEMPORARY_ERROR is retryable, not a definite refusal. A trade's own first call answered so is
+# refused (nothing moved; the player sees a 503 and may trade again). Every other call is retried under
+# the same id, like an unknown outcome, until the operator answers definitely: a movement the house makes
+# on its own (a payout, a refund, a reversal's debit) has nobody to try it again (found by the soak: such a
+# payout was parked as failed), and a repeated call follows one whose outcome is unknown, which the
+# operator may have applied (a sale's credit refused so on its retry left the sale standing without
+# its proceeds).
 RETRYABLE_STATUSES = frozenset({"TEMPORARY_ERROR"})
 TRADE_TYPES = (LedgerType.TRADE_DEBIT, LedgerType.TRADE_CREDIT)
 
 
-def refused_for_good(op: WalletOperation, reply: WalletReply) -> bool:
+def refused_for_good(op: WalletOperation, reply: WalletReply, *, first_call: bool = False) -> bool:
     """Whether ``reply`` definitely refuses ``op`` (else it is retried, unless it was OK)."""
     if not reply.refused:
         return False
-    return op.type in TRADE_TYPES or reply.status not in RETRYABLE_STATUSES
+    if reply.status in RETRYABLE_STATUSES:
+        return first_call and op.type in TRADE_TYPES
+    return True
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -177,7 +186,7 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=delay * random.uniform(0.8, 1.2))
 
 
-def _operation_record(operation_id, reply: WalletReply) -> None:
+def _operation_record(operation_id, reply: WalletReply, *, first_call: bool = False) -> None:
     with transaction.atomic():
         op = WalletOperation.objects.select_for_update().select_related("player").get(pk=operation_id)
         if op.status in FINAL_STATUSES or op.status == OperationStatus.MANUAL:
@@ -192,10 +201,19 @@ def _operation_record(operation_id, reply: WalletReply) -> None:
             op.status = OperationStatus.OK
             op.balance_after = reply.balance
             _ledger_row(op, balance_after=reply.balance)
-        elif refused_for_good(op, reply):
-            op.status = OperationStatus.REFUSED
-            op.last_error = reply.status
-            recovery_undo(player_id=op.player_id, currency=op.currency, credit_id=op.pk, payload=op.payload)
+        elif refused_for_good(op, reply, first_call=first_call):
+            if op.type == LedgerType.TRADE_CREDIT and op.settled_locally:
+                # The sale was recorded on an unknown answer (a credit is never rolled back): it stands, and
+                # its proceeds are owed. A refusal cannot undo it: staff settle it with the operator.
+                op.status = OperationStatus.MANUAL
+                op.last_error = f"{reply.status}: the sale stands, its proceeds were refused"[:500]
+                WALLET_MANUAL.labels(kind=op.kind).inc()
+                log.error("wallet operation %s: the operator refused the proceeds of a recorded sale (%s)", op.pk, reply.status)
+                manual_intervention_record(op)
+            else:
+                op.status = OperationStatus.REFUSED
+                op.last_error = reply.status
+                recovery_undo(player_id=op.player_id, currency=op.currency, credit_id=op.pk, payload=op.payload)
         else:
             op.status = OperationStatus.UNKNOWN
             op.last_error = reply.status[:500]

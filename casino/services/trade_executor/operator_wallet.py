@@ -168,7 +168,7 @@ def _trade_payload(ctx: TradeContext, idempotency) -> dict:
 
 def _move_money(ctx: TradeContext, operation: WalletOperation):
     """Step 8 for S2S: the wallet call, with no database transaction open."""
-    return operation_send(operation=operation, target=ctx.adapter.target, session_token=ctx.session_token)
+    return operation_send(operation=operation, target=ctx.adapter.target, session_token=ctx.session_token, first_call=True)
 
 
 class _MarketClosedDuringCall(Exception):
