@@ -12,8 +12,8 @@ test:
 lint:
 	scripts/bootstrap requirements-dev.txt && .venv/bin/ruff check . && .venv/bin/lint-imports --no-cache pyproject.toml
 
-# The pinned requirements against the known vulnerabilities (pip-audit; also part of make test). Skips with a
-# note when the vulnerability service cannot be reached; a known vulnerability fails.
+# The pinned requirements against the known vulnerabilities (also part of make test): offline against the advisory
+# snapshot security/advisories.json, and online with pip-audit (skipped with a note when unreachable).
 audit:
 	scripts/bootstrap requirements-dev.txt && .venv/bin/python -m pytest -rs -q tests/test_dependency_audit.py
 

@@ -1,9 +1,12 @@
-"""The pinned requirements audited for known vulnerabilities (SPEC §15): pip-audit on requirements-dev.txt
-(which includes requirements.txt), exact pins only (``--no-deps``: the versions this repository chose).
+"""The pinned requirements audited for known vulnerabilities (SPEC §15), twice:
 
-pip-audit asks a vulnerability service (PyPI's JSON API) over the network. A CI runner that cannot reach it
-gets a skip with a clear note, not a failure; a known vulnerability in a pin fails. ``make audit`` runs
-the same check on its own.
+* offline, always (CI has no network): every pin of requirements.txt and requirements-dev.txt against
+  security/advisories.json, a snapshot of the PyPA advisory database (OSV) for the pinned packages, refreshed
+  by scripts/advisories_snapshot.py (its date is printed; refresh it with every change of pins);
+* online, pip-audit on requirements-dev.txt (exact pins, ``--no-deps``) against PyPI's live vulnerability
+  service. A runner that cannot reach it gets a skip with a clear note, not a failure.
+
+A known vulnerability in a pin fails either. ``make audit`` runs the same checks on their own.
 """
 
 import json
@@ -12,8 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.version import InvalidVersion, Version
 
 ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOT = ROOT / "security" / "advisories.json"
 PIP_AUDIT = Path(sys.executable).parent / "pip-audit"
 # Errors that mean "the service was not reached", as opposed to "pip-audit is broken".
 UNREACHABLE = ("ConnectionError", "NameResolutionError", "Max retries exceeded", "Timeout", "timed out", "Temporary failure")
@@ -65,6 +70,68 @@ def test_pinned_requirements_have_no_known_vulnerabilities():
     if verdict == "skip":
         pytest.skip(note)
     assert verdict == "pass", note
+
+
+# -- offline: the pins against the advisory snapshot ------------------------------------------------------
+
+
+def _affected(version: str, advisory: dict) -> bool:
+    """OSV semantics: listed explicitly, or inside an ECOSYSTEM range (introduced <= v < fixed, or <= last_affected)."""
+    if version in advisory["versions"]:
+        return True
+    try:
+        v = Version(version)
+    except InvalidVersion:
+        return False
+    for events in advisory["ranges"]:
+        low = None
+        for event in events:
+            if "introduced" in event:
+                low = Version("0") if event["introduced"] == "0" else Version(event["introduced"])
+            elif low is not None and "fixed" in event:
+                if low <= v < Version(event["fixed"]):
+                    return True
+                low = None
+            elif low is not None and "last_affected" in event:
+                if low <= v <= Version(event["last_affected"]):
+                    return True
+                low = None
+        if low is not None and v >= low:  # introduced, never fixed
+            return True
+    return False
+
+
+def snapshot_findings(pins: dict[str, str], snapshot: dict) -> list[str]:
+    return [
+        f"{name}=={version}: {advisory['id']} ({', '.join(advisory['aliases']) or 'no alias'})"
+        for name, version in sorted(pins.items())
+        for advisory in snapshot["packages"].get(name, [])
+        if _affected(version, advisory)
+    ]
+
+
+def test_pinned_requirements_have_no_advisory_in_the_offline_snapshot():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from advisories_snapshot import pinned
+    finally:
+        sys.path.pop(0)
+    pins = pinned(ROOT / "requirements.txt", ROOT / "requirements-dev.txt")
+    snapshot = json.loads(SNAPSHOT.read_text())
+    missing = sorted(set(pins) - set(snapshot["packages"]))
+    assert not missing, f"pins not in {SNAPSHOT.name}: run scripts/advisories_snapshot.py ({missing})"
+    findings = snapshot_findings(pins, snapshot)
+    print(f"{len(pins)} pins checked against the advisory database of {snapshot['date']} ({snapshot['commit'][:12]})")
+    assert not findings, "known vulnerabilities in pinned requirements:\n" + "\n".join(findings)
+
+
+def test_the_snapshot_check_finds_a_known_vulnerable_pin():
+    snapshot = json.loads(SNAPSHOT.read_text())
+    # PYSEC-2024-70 (CVE-2024-42005): Django 5.0 before 5.0.8 and 4.2 before 4.2.15.
+    assert "django==4.2.14: PYSEC-2024-70 (CVE-2024-42005)" in snapshot_findings({"django": "4.2.14"}, snapshot)
+    assert not [f for f in snapshot_findings({"django": "4.2.15"}, snapshot) if "PYSEC-2024-70" in f]
+    introduced_only = {"packages": {"x": [{"id": "X-1", "aliases": [], "versions": [], "ranges": [[{"introduced": "0"}]]}]}}
+    assert snapshot_findings({"x": "9.9"}, introduced_only) == ["x==9.9: X-1 (no alias)"]
 
 
 # -- the verdict itself, on pip-audit's report shapes --------------------------------------------------
