@@ -605,3 +605,29 @@ def test_a_settlement_pays_a_position_only_once_its_sale_in_flight_is_decided(wo
     assert (payout.shares, payout.amount) == (Decimal("100"), Decimal("100.00"))  # the 50 given back are paid too
     assert world.server.balance(player.external_id) == START - Decimal("64.00") + Decimal("100.00")
     world.assert_books_balance()
+
+
+def test_a_debit_not_found_by_a_look_up_is_compensated_so_its_late_arrival_is_refused(world, monkeypatch):
+    """A process dies after its debit's answer was lost, and reconciliation asks the operator before
+    recovery runs: TRANSACTION_NOT_FOUND only means "not yet". Before: the debit was marked refused, the
+    stalled request then landed and took the stake, and nothing ever gave it back (the player short)."""
+    from casino.services.trade_executor import operator_wallet
+
+    player, api = world.player()
+    world.server.add_fault("timeout", endpoint="debit", seconds=float(CLIENT_TIMEOUT) + 0.8, apply="after", times=1)
+    monkeypatch.setattr(operator_wallet, "_trade_compensate", lambda *a, **k: (_ for _ in ()).throw(SimulatedCrash()))
+    with pytest.raises(SimulatedCrash):
+        api.post("trade", buy_body())
+    monkeypatch.undo()
+    debit = WalletOperation.objects.get(kind="debit")
+    assert debit.status == OperationStatus.UNKNOWN and not WalletOperation.objects.filter(kind="rollback").exists()
+    operation_settle(operation=debit)  # reconciliation, while the debit is still on its way
+    assert WalletOperation.objects.get(kind="rollback").operator_status == "TRANSACTION_NOT_FOUND"
+    time.sleep(1.2)  # the late arrival lands, and meets the tombstone
+    assert world.server.balance(player.external_id) == START
+    recover_stalled(older_than_seconds=0)  # the trade's local side: reservations given back
+    world.settle_everything()
+    assert WalletOperation.objects.get(kind="debit").status == OperationStatus.REFUSED
+    assert Trade.objects.count() == 0 and exposure_book(market_id=MARKET).yes_shares == 0
+    assert world.server.balance(player.external_id) == START
+    world.assert_books_balance()

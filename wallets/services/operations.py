@@ -309,12 +309,20 @@ def operation_settle(*, operation: WalletOperation) -> WalletOperation:
 
 
 def _debit_reconcile(debit: WalletOperation) -> None:
-    """A debit left without a rollback: ask the operator what it knows and record that answer."""
+    """A debit left without a rollback: ask the operator what it knows and record that answer.
+
+    TRANSACTION_NOT_FOUND is not a refusal: the debit may still be on its way (the process that sent it
+    died, its request stalled in the network) and land after this look-up. It is compensated instead: the
+    rollback of an unknown id leaves a tombstone at the operator, so a late arrival is refused there."""
     reply = operation_lookup(operation=debit)
     if reply.ok and (reply.body or {}).get("rolled_back") is not True:
         _operation_record(debit.pk, reply)
-    elif reply.status in ("TRANSACTION_NOT_FOUND", "TRANSACTION_ROLLED_BACK"):
+    elif reply.status == "TRANSACTION_ROLLED_BACK":
         _operation_record(debit.pk, WalletReply("refused", reply.status))
+    elif reply.status == "TRANSACTION_NOT_FOUND":
+        with transaction.atomic():
+            rollback = rollback_open(debit=WalletOperation.objects.select_for_update().get(pk=debit.pk), reason="not found by a look-up")
+        operation_send(operation=rollback)
     else:
         _operation_record(debit.pk, WalletReply(UNKNOWN, reply.status))
 
