@@ -13,12 +13,18 @@ from settlement.models import LossNotice, LossNoticeStatus, Payout, PayoutStatus
 from settlement.services.decide import market_settle
 from settlement.services.loss_notices import loss_notices_send
 from settlement.services.payouts import settlement_advance
-from tests.conftest import MARKET, buy_body
+from tests.conftest import MARKET, buy_body, requires_postgres
 from tests.test_settlement_s2s import SimulatedCrash, _advance_until_done, _winners
 from tests.test_settlement_s2s import world as world  # noqa: F401 - the fixture
 from wallets.models import LedgerEntry, WalletOperation
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_rate_limits", "no_velocity_limits")]
+# PostgreSQL (scripts/test, with a broker): without one (SQLite, make run) Celery runs eagerly and the chunk's
+# on-commit kick sends the notices at once, where these tests drive the sender themselves.
+pytestmark = [
+    requires_postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("no_rate_limits", "no_velocity_limits"),
+]
 
 
 def _losers(world, n=3):
