@@ -4,6 +4,7 @@ settlement; exactly once under re-runs and killed workers, retried on timeouts, 
 operators, none when the operator's switch is off, none for a void; not a money movement."""
 
 import time
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -277,3 +278,32 @@ def test_reversed_then_resettled_the_other_way(world, monkeypatch):
     rounds = sorted((n["user_id"], n["round_id"]) for n in world.server.loss_notifications)
     assert len(rounds) == 2 and (yes_holders[0].external_id, str(second.pk)) in rounds
     world.assert_books_balance()
+
+
+def test_the_reference_wallet_server_takes_a_loss_only_as_a_zero_credit(world):
+    from wallets.services.operations import WalletTarget
+
+    player, _ = world.player()
+    client = WalletTarget.for_operator(world.operator.pk).client()
+
+    def credit(endpoint="credit", **fields):
+        body = {"transaction_id": str(uuid.uuid4()), "user_id": player.external_id, "currency": "USD", "round_id": "r-1", **fields}
+        return client.call(endpoint, body)
+
+    assert credit(amount="1.00", type="loss").status == "UNKNOWN_ERROR"  # a loss moves nothing
+    assert credit(amount="0.00", type="payout").status == "UNKNOWN_ERROR"  # nothing else may be zero
+    assert credit("debit", amount="0.00", type="loss", session_token="t").status == "UNKNOWN_ERROR"
+    ok = credit(amount="0.00", type="loss", description="Loss: 10 shares NO in m")
+    assert ok.ok and ok.balance == Decimal("100.00")
+    assert world.server.loss_notifications == [
+        {
+            "transaction_id": world.server.loss_notifications[0]["transaction_id"],
+            "user_id": player.external_id,
+            "round_id": "r-1",
+            "amount": "0.00",
+            "currency": "USD",
+            "description": "Loss: 10 shares NO in m",
+        }
+    ]
+    assert world.server.state()["loss_notifications"] == world.server.loss_notifications
+    assert world.server.balance(player.external_id) == Decimal("100.00")
