@@ -133,7 +133,8 @@ seed=None, max_skew=60, clock=time.time)``; ``set_player(user_id, balance=, curr
 disabled=, tokens=, expired_tokens=, debit_limit=)``, ``expire_token``, ``balance(user_id)``,
 ``player(user_id)``, ``total_balance()``, ``add_fault(FaultRule | kind, **fields)``,
 ``clear_faults()``, ``faults``, ``seed(n)``, ``transactions`` / ``tombstones`` (read-only
-snapshots), ``loss_notifications`` (the loss notifications received, once per id), ``peak_in_flight`` / ``reset_peak_in_flight()``, ``request_log``
+snapshots), ``loss_notifications`` (the loss notifications received, once per id),
+``peak_in_flight`` / ``reset_peak_in_flight()``, ``request_log``
 (``LogEntry(endpoint, transaction_id, status, http_status)``; ``status`` None when the request
 was not handled), ``request_ids`` (``ReceivedRequestId(endpoint, transaction_id, request_id)``:
 the ``X-Request-Id`` each wallet request arrived with), ``state()``, ``reset()``.
