@@ -4,7 +4,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -39,10 +39,25 @@ class Operator(models.Model):
     currency = models.CharField(max_length=3, default="USD")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # ----- issue 14 (SPEC §16): loss notifications and the revenue share -----
+    notify_losses = models.BooleanField(
+        default=True,
+        help_text="S2S wallets: report each losing position at settlement as a 0.00 credit of type loss (closes the round).",
+    )
+    operator_share_pct = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("70"),
+        validators=[NONNEGATIVE, MaxValueValidator(Decimal("100"))],
+        help_text="The operator's contract share of GGR, in percent (0-100); the house keeps the rest.",
+    )
 
     class Meta:
         db_table = "casino_operators"
-        constraints = [models.CheckConstraint(condition=Q(wallet_mode__in=["internal", "s2s"]), name="operator_wallet_mode_valid")]
+        constraints = [
+            models.CheckConstraint(condition=Q(wallet_mode__in=["internal", "s2s"]), name="operator_wallet_mode_valid"),
+            models.CheckConstraint(condition=Q(operator_share_pct__gte=0, operator_share_pct__lte=100), name="operator_share_pct_range"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -175,6 +175,8 @@ CELERY_BEAT_SCHEDULE = {
     "risk-sharp-scores": {"task": "risk.tasks.sharp_scores_recompute_task", "schedule": 300.0},
     "risk-operator-open-exposure-rebuild": {"task": "risk.tasks.operator_open_exposure_rebuild", "schedule": 300.0},
     "settlements-resume": {"task": "settlement.tasks.settlements_resume", "schedule": 60.0},
+    # Loss notifications to S2S wallets (SPEC §16) due for a retry, or left by a stopped worker.
+    "settlement-loss-notices": {"task": "settlement.tasks.loss_notices_send_task", "schedule": 30.0},
     "marketdata-auto-confirm": {"task": "marketdata.tasks.resolutions_auto_confirm", "schedule": 60.0},
     "marketdata-price-history": {"task": "marketdata.tasks.price_history_retention", "schedule": 3600.0},
     # Undispatched events and due retries (the on-commit kick makes delivery prompt; this catches the rest).

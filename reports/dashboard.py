@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from casino.models import MarketExposure, Operator
 from marketdata.status import feed_status
-from reports.selectors import daily_series, daily_totals_by_operator
+from reports.selectors import daily_series, daily_totals_by_operator, monthly_totals_by_operator, revenue_share
 from settlement.models import ProposalStatus, ResolutionProposal, Reversal, ReversalStatus, Settlement, SettlementStatus
 from wallets.models import OperationStatus, WalletOperation
 from webhooks.models import WebhookEndpoint
@@ -30,7 +30,9 @@ def dashboard_context() -> dict:
     today = timezone.now().astimezone(datetime.UTC).date()
     return {
         "today": today,
-        "operators_today": _operators_today(today),
+        "operators_today": _with_shares(_operators_today(today)),
+        "operators_month": _operators_month(today),
+        "month_start": today.replace(day=1),
         "liability": _liability(),
         "chart": _chart(today),
         "settlements": list(
@@ -148,3 +150,33 @@ def _svg(days: list[datetime.date], trades: list[int], ggr: list[Decimal]) -> Sa
         "</svg>",
     ]
     return mark_safe("".join(parts))  # noqa: S308 - built from numbers and escaped dates above
+
+
+# ----- issue 14 (SPEC §16): the revenue share per operator, today and month to date --------------
+
+
+def _with_shares(rows: list[dict]) -> list[dict]:
+    """Each row with its operator's share percent (now) and the operator's and the house's share of its GGR."""
+    pcts = dict(Operator.objects.filter(pk__in=[r["operator_id"] for r in rows]).values_list("pk", "operator_share_pct"))
+    out = []
+    for row in rows:
+        pct = pcts.get(row["operator_id"], Decimal("0"))
+        operator_share, house_share = revenue_share(row["ggr"], pct)
+        out.append({**row, "share_pct": pct, "operator_share": operator_share, "house_share": house_share})
+    return out
+
+
+def _operators_month(today: datetime.date) -> list[dict]:
+    """Every operator's GGR of the month so far and its split (the monthly report's figures, per operator)."""
+    rows = monthly_totals_by_operator(month=today)
+    names = dict(Operator.objects.filter(pk__in=[r["operator_id"] for r in rows]).values_list("pk", "name"))
+    return _with_shares(
+        [
+            {
+                **row,
+                "name": names.get(row["operator_id"], str(row["operator_id"])),
+                "url": reverse("admin:casino_operator_change", args=[quote(row["operator_id"])]),
+            }
+            for row in rows
+        ]
+    )

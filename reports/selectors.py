@@ -4,10 +4,11 @@ import datetime
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Sum
+from django.db.models import Count, Sum
 
+from core import money
 from core.db import reads
-from reports.models import DailyRollup
+from reports.models import DailyPlayer, DailyRollup
 
 MAX_DAYS = 366
 # The rollup's columns, as DailyFigures names them.
@@ -79,3 +80,82 @@ def ggr(*, stakes: Decimal, sale_proceeds: Decimal, payouts: Decimal, refunds: D
 
 def _ggr(row: dict) -> Decimal:
     return ggr(**{name: row[name] for name in MONEY_FIGURES})
+
+
+# ----- issue 14 (SPEC §16): the operator's revenue share, and the month's totals -----------------
+
+HUNDRED = Decimal("100")
+
+
+def revenue_share(ggr_amount: Decimal, pct: Decimal) -> tuple[Decimal, Decimal]:
+    """(operator share, house share) of a GGR: the operator's ``pct`` percent rounded down to the cent
+    (towards minus infinity, so a negative GGR too rounds in the house's favour), the house the rest;
+    the two always sum to the GGR exactly."""
+    operator = money.cents_down(ggr_amount * pct / HUNDRED)
+    return operator, ggr_amount - operator
+
+
+@dataclass(frozen=True, slots=True)
+class MonthlyFigures:
+    currency: str
+    trades: int
+    players: int  # distinct players who traded in the month
+    stakes: Decimal
+    sale_proceeds: Decimal
+    payouts: Decimal
+    refunds: Decimal
+    reversals: Decimal
+
+    @property
+    def ggr(self) -> Decimal:
+        return ggr(**{name: getattr(self, name) for name in MONEY_FIGURES})
+
+
+def month_bounds(month: datetime.date) -> tuple[datetime.date, datetime.date]:
+    """The first and last UTC day of the month ``month`` falls in."""
+    first = month.replace(day=1)
+    following = (first + datetime.timedelta(days=32)).replace(day=1)
+    return first, following - datetime.timedelta(days=1)
+
+
+def monthly_report(*, operator_id, month: datetime.date, using: str | None = None) -> list[MonthlyFigures]:
+    """The operator's totals for the month (one row per currency with activity): the rollup's days summed,
+    players counted once in the month. Read from the replica when one is configured."""
+    start, end = month_bounds(month)
+    db = using or reads()
+    days = (
+        DailyRollup.objects.using(db)
+        .filter(operator_id=operator_id, day__gte=start, day__lte=end)
+        .values("currency")
+        .annotate(**_sums(*FIGURES))
+        .order_by("currency")
+    )
+    players = dict(
+        DailyPlayer.objects.using(db)
+        .filter(operator_id=operator_id, day__gte=start, day__lte=end)
+        .values("currency")
+        .annotate(n=Count("player_id", distinct=True))
+        .values_list("currency", "n")
+    )
+    return [
+        MonthlyFigures(
+            currency=row["currency"],
+            trades=row["trades"],
+            players=players.get(row["currency"], 0),
+            **{name: row[name] for name in MONEY_FIGURES},
+        )
+        for row in days
+    ]
+
+
+def monthly_totals_by_operator(*, month: datetime.date, using: str | None = None) -> list[dict]:
+    """Every operator's GGR of the month per currency (the staff dashboard), biggest GGR first."""
+    start, end = month_bounds(month)
+    rows = (
+        DailyRollup.objects.using(using or reads())
+        .filter(day__gte=start, day__lte=end)
+        .values("operator_id", "currency")
+        .annotate(**_sums("trades", *MONEY_FIGURES))
+    )
+    out = [{**row, "ggr": _ggr(row)} for row in rows]
+    return sorted(out, key=lambda row: (-row["ggr"], str(row["operator_id"]), row["currency"]))

@@ -33,6 +33,7 @@ from core.errors import HouseError
 from core.money import CENT, ZERO
 from settlement.models import (
     LIVE_SETTLEMENT,
+    LossNotice,
     Payout,
     PayoutStatus,
     ProposalStatus,
@@ -567,3 +568,25 @@ class ReversalItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["player__external_id", "=player__id", "=transaction_id", "=payout__transaction_id", "reversal__settlement__market__id"]
     list_select_related = ["reversal__settlement__market", "player"]
     ordering = ["-updated_at"]
+
+
+# ----- issue 14 (SPEC §16): loss notifications to S2S wallets -----
+
+
+@admin.register(LossNotice)
+class LossNoticeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Each losing position reported to its S2S operator (a 0.00 credit of type loss): sent once, retried by
+    the beat task until the operator answers; nothing for staff to do but look."""
+
+    list_display = [
+        "updated_at", "settlement", "player_external_id", "operator", "outcome", "shares", "status", "attempts", "operator_status",
+        "last_error", "transaction_id",
+    ]  # fmt: skip
+    list_filter = ["status", "operator"]
+    search_fields = ["player__external_id", "=player__id", "settlement__market__id", "=transaction_id", "=id"]
+    list_select_related = ["settlement__market", "player", "operator"]
+    ordering = ["-updated_at"]
+
+    @admin.display(description="player", ordering="player__external_id")
+    def player_external_id(self, obj):
+        return obj.player.external_id

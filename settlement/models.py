@@ -222,3 +222,47 @@ class ResolutionProposal(models.Model):
     def __str__(self) -> str:
         decision = f"resolve {self.outcome.upper()}" if self.action == SettlementAction.RESOLVE else "void"
         return f"{decision} {self.market_id} ({self.status})"
+
+
+# ----- issue 14 (SPEC §16): loss notifications to S2S wallets -----
+
+
+class LossNoticeStatus(models.TextChoices):
+    PENDING = "pending", "Pending (to send, or waiting for a definite answer)"
+    SENT = "sent", "Sent (the operator answered OK)"
+    REFUSED = "refused", "Refused by the operator (nothing to retry: a 0.00 credit moves nothing)"
+    CANCELLED = "cancelled", "Cancelled (the settlement was reversed before it was sent)"
+
+
+class LossNotice(models.Model):
+    """A losing position at an S2S operator reported to its wallet at settlement (SPEC §16): a ``credit``
+    of amount 0.00, type ``loss``, round id = the settlement (as the winners' payouts), so the operator
+    can close the round. Created in the chunk's transaction that closes the position (one per position
+    and settlement), sent after it commits under ``transaction_id`` (the idempotency id, re-sent until
+    the operator answers definitely). Not a money movement: no ledger row, no WalletOperation."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    transaction_id = models.UUIDField(default=uuid.uuid4, unique=True)
+    settlement = models.ForeignKey(Settlement, on_delete=models.PROTECT, related_name="loss_notices", db_index=False)
+    position = models.ForeignKey("casino.Position", on_delete=models.PROTECT, related_name="loss_notices", db_index=False)
+    player = models.ForeignKey("casino.Player", on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False)
+    operator = models.ForeignKey("casino.Operator", on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False)
+    outcome = models.CharField(max_length=3)
+    shares = models.DecimalField(max_digits=20, decimal_places=6)
+    status = models.CharField(max_length=10, choices=LossNoticeStatus.choices, default=LossNoticeStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # Held by a sender until then (a lease: a killed sender's hold lapses), or backing off until then.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    operator_status = models.CharField(max_length=32, blank=True, default="")
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "settlement_loss_notices"
+        # The sender takes pending notices in id order; the partial index holds only those.
+        indexes = [models.Index(fields=["next_attempt_at", "id"], name="loss_notice_due", condition=Q(status="pending"))]
+        constraints = [models.UniqueConstraint(fields=["position", "settlement"], name="loss_notice_once_per_position")]
+
+    def __str__(self) -> str:
+        return f"loss notice {self.transaction_id} ({self.status})"

@@ -5,6 +5,7 @@ import logging
 from celery import shared_task
 
 from settlement.models import Reversal, ReversalItem, ReversalItemStatus, ReversalStatus, Settlement, SettlementStatus
+from settlement.services.loss_notices import loss_notices_send
 from settlement.services.payouts import settlement_advance, settlement_backlog
 from settlement.services.reversal import reversal_advance
 
@@ -61,3 +62,21 @@ def _reversal_open(reversal_id) -> int:
 
 def _reversal_pending(reversal_id) -> bool:
     return ReversalItem.objects.filter(reversal_id=reversal_id, status=ReversalItemStatus.PENDING).exists()
+
+
+# ----- issue 14 (SPEC §16): loss notifications ---------------------------------------------------
+
+LOSS_NOTICE_PASSES = 100
+
+
+@shared_task(acks_late=True)
+def loss_notices_send_task() -> int:
+    """Send the due loss notices, a pass at a time, until a pass finds none due (queued after each
+    chunk that recorded some; the beat runs it too, for retries and after restarts)."""
+    total = 0
+    for _ in range(LOSS_NOTICE_PASSES):
+        sent = loss_notices_send()
+        total += sent
+        if not sent:
+            break
+    return total

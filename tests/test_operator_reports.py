@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 import pytest
 from django.core.management import call_command
@@ -72,6 +72,7 @@ def expected_days(operator) -> list[dict]:
     out = []
     for (date, currency), d in sorted(days.items()):
         ggr = d["stakes"] - d["saleProceeds"] - d["payouts"] - d["refunds"] + d["reversals"]
+        operator_share = (ggr * operator.operator_share_pct / 100).quantize(Decimal("0.01"), rounding=ROUND_FLOOR)  # SPEC §16
         out.append(
             {
                 "date": date,
@@ -80,6 +81,8 @@ def expected_days(operator) -> list[dict]:
                 "players": len(d["players"]),
                 **{k: d[k] for k in MONEY_FIELDS[:-1]},
                 "ggr": ggr,
+                "operatorShare": operator_share,
+                "houseShare": ggr - operator_share,
             }
         )
     return out
@@ -182,8 +185,11 @@ def test_csv_body_is_exact_and_another_operator_sees_nothing(book):
     issued = book["internal"]
     day = expected_days(issued.operator)[0]
     api = Api({"X-Operator-Key": issued.api_key})
-    header = "date,currency,trades,players,stakes,saleProceeds,payouts,refunds,reversals,ggr\r\n"
-    line = ",".join([day["date"], day["currency"], str(day["trades"]), str(day["players"])] + [f"{day[f]:.2f}" for f in MONEY_FIELDS])
+    header = "date,currency,trades,players,stakes,saleProceeds,payouts,refunds,reversals,ggr,operatorShare,houseShare\r\n"
+    line = ",".join(
+        [day["date"], day["currency"], str(day["trades"]), str(day["players"])]
+        + [f"{day[f]:.2f}" for f in (*MONEY_FIELDS, "operatorShare", "houseShare")]
+    )
     for response in (
         api.get("operator/reports/daily", {"from": today(), "to": today()}, headers={"Accept": "text/csv"}),
         api.get("operator/reports/daily", {"from": today(), "to": today(), "format": "csv"}),

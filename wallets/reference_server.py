@@ -22,7 +22,8 @@ Wire protocol, including the choices made where SPEC §9 is silent
   Non-business failures are not HTTP 200: unknown path 404, wrong method 405 (JSON
   ``{"error": ...}``, unsigned).
 * Malformed requests (body not a JSON object; a required field missing or of the wrong type;
-  ``amount`` not a decimal *string* with exactly 2 dp and > 0, e.g. ``"10.00"``; ``currency`` not
+  ``amount`` not a decimal *string* with exactly 2 dp and > 0, e.g. ``"10.00"``, except a loss
+  notification below; ``currency`` not
   3 upper-case letters) answer HTTP 200 ``UNKNOWN_ERROR`` with ``error``, change nothing and are
   not recorded (the same id may be sent again, corrected).
   Required fields: balance ``user_id``; debit ``transaction_id, user_id, amount, currency,
@@ -58,6 +59,10 @@ Wire protocol, including the choices made where SPEC §9 is silent
 * Credit: tombstoned id → ``TRANSACTION_ROLLED_BACK``; unknown player → ``UNKNOWN_ERROR`` (or
   auto-created); ``WRONG_CURRENCY``; else ``OK``. A disabled player is still credited (money
   owed is paid).
+* Loss notification (SPEC §16): a credit of type ``loss`` and amount ``"0.00"`` (exactly; a
+  ``loss`` with another amount, or on another endpoint, is malformed). Answered and recorded like
+  any credit (``OK``, replayed by id), moves nothing; listed by ``loss_notifications`` and in
+  ``GET /_state`` as ``loss_notifications``.
 * Rollback (debits only): an unknown ``reference_transaction_id`` answers
   ``TRANSACTION_NOT_FOUND`` and leaves a tombstone, so a debit (or credit) arriving later with
   that id answers ``TRANSACTION_ROLLED_BACK`` and is not applied. A known debit is marked rolled
@@ -128,7 +133,8 @@ seed=None, max_skew=60, clock=time.time)``; ``set_player(user_id, balance=, curr
 disabled=, tokens=, expired_tokens=, debit_limit=)``, ``expire_token``, ``balance(user_id)``,
 ``player(user_id)``, ``total_balance()``, ``add_fault(FaultRule | kind, **fields)``,
 ``clear_faults()``, ``faults``, ``seed(n)``, ``transactions`` / ``tombstones`` (read-only
-snapshots), ``peak_in_flight`` / ``reset_peak_in_flight()``, ``request_log``
+snapshots), ``loss_notifications`` (the loss notifications received, once per id),
+``peak_in_flight`` / ``reset_peak_in_flight()``, ``request_log``
 (``LogEntry(endpoint, transaction_id, status, http_status)``; ``status`` None when the request
 was not handled), ``request_ids`` (``ReceivedRequestId(endpoint, transaction_id, request_id)``:
 the ``X-Request-Id`` each wallet request arrived with), ``state()``, ``reset()``.
@@ -195,6 +201,9 @@ UNRECORDED_STATUSES = frozenset({TEMPORARY_ERROR, UNKNOWN_ERROR, INVALID_SIGNATU
 
 FAULT_KINDS = ("latency", "http_error", "refuse", "timeout", "bad_signature", "unsigned", "malformed_body")
 APPLY_MODES = ("before", "after", "never")
+
+# A loss notification (SPEC §16): a credit of "0.00" with this type, recorded like any credit (moves nothing).
+LOSS = "loss"
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -371,8 +380,10 @@ def _parse_request(endpoint: str, data: dict) -> _Request:
     if amount is None:
         if money_moves:
             raise _BadRequest("amount is required")
-    elif not isinstance(amount, str) or not _AMOUNT.fullmatch(amount) or Decimal(amount) <= 0:
+    elif not isinstance(amount, str) or not _AMOUNT.fullmatch(amount) or (Decimal(amount) <= 0 and not _is_loss_notice(endpoint, data)):
         raise _BadRequest('amount must be a positive decimal string with 2 decimal places, e.g. "10.00"')
+    if data.get("type") == LOSS and (endpoint != "credit" or amount != "0.00"):
+        raise _BadRequest('a loss notification is a credit of amount "0.00"')
     currency = data.get("currency")
     if currency is None:
         if money_moves:
@@ -547,6 +558,14 @@ class ReferenceWalletServer:
     def tombstones(self) -> MappingProxyType:
         with self._lock:
             return MappingProxyType({tid: asdict(stone) for tid, stone in self._tombstones.items()})
+
+    @property
+    def loss_notifications(self) -> list[dict]:
+        """The loss notifications received (SPEC §16: a credit of 0.00, type ``loss``), once per
+        transaction id, in arrival order: ``transaction_id``, ``user_id``, ``round_id``, ``amount``,
+        ``currency``, ``description``."""
+        with self._lock:
+            return [_loss_view(tx) for tx in self._transactions.values() if _is_loss(tx)]
 
     @property
     def request_log(self) -> list[LogEntry]:
@@ -999,6 +1018,7 @@ class ReferenceWalletServer:
                 "players": {uid: _player_view(player) for uid, player in self._players.items()},
                 "transactions": transactions,
                 "tombstones": {tid: asdict(stone) for tid, stone in self._tombstones.items()},
+                "loss_notifications": [_loss_view(tx) for tx in self._transactions.values() if _is_loss(tx)],
                 "faults": [asdict(rule) for rule in self._faults],
                 "request_log": [entry._asdict() for entry in self._log],
                 "request_ids": [entry._asdict() for entry in self._request_ids],
@@ -1012,6 +1032,25 @@ def _player_view(player: Player) -> dict:
     view["tokens"] = None if player.tokens is None else sorted(player.tokens)
     view["expired_tokens"] = sorted(player.expired_tokens)
     return view
+
+
+def _is_loss_notice(endpoint: str, data: dict) -> bool:
+    return endpoint == "credit" and data.get("type") == LOSS
+
+
+def _is_loss(tx: Transaction) -> bool:
+    return tx.operation == "credit" and tx.type == LOSS and tx.status == OK
+
+
+def _loss_view(tx: Transaction) -> dict:
+    return {
+        "transaction_id": tx.transaction_id,
+        "user_id": tx.user_id,
+        "round_id": tx.round_id,
+        "amount": _money(tx.amount),
+        "currency": tx.currency,
+        "description": tx.description,
+    }
 
 
 def _transaction_view(tx: Transaction) -> dict:

@@ -56,7 +56,17 @@ def rotate_api_keys(modeladmin, request, queryset):
 
 @admin.register(Operator)
 class OperatorAdmin(admin.ModelAdmin):
-    list_display = ["name", "id", "wallet_mode", "currency", "is_active", "api_key_prefix", "created_at"]
+    list_display = [
+        "name",
+        "id",
+        "wallet_mode",
+        "currency",
+        "is_active",
+        "operator_share_pct",
+        "notify_losses",
+        "api_key_prefix",
+        "created_at",
+    ]
     list_filter = ["wallet_mode", "is_active", "currency"]
     search_fields = ["name", "id"]
     ordering = ["name"]
@@ -71,7 +81,10 @@ class OperatorAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["name", "wallet_mode", "currency", "wallet_url"]
-        return ["id", "name", "wallet_mode", "currency", "is_active", "api_key_prefix", "wallet_settings", "created_at"]
+        return [
+            "id", "name", "wallet_mode", "currency", "is_active", "notify_losses", "operator_share_pct", "api_key_prefix",
+            "wallet_settings", "created_at",
+        ]  # fmt: skip
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:

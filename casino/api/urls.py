@@ -23,6 +23,7 @@ urlpatterns = [
     path("operator/players", operator_players.OperatorPlayersView.as_view(), name="operator-players"),
     path("operator/players/<str:playerId>", operator_players.OperatorPlayerView.as_view(), name="operator-player"),
     path("operator/reports/daily", operator_reports.DailyReportView.as_view(), name="operator-reports-daily"),
+    path("operator/reports/monthly", operator_reports.MonthlyReportView.as_view(), name="operator-reports-monthly"),
     path("operator/webhooks", WebhooksView.as_view(), name="operator-webhooks"),
     path("operator/webhooks/<str:webhook_id>", WebhookView.as_view(), name="operator-webhook"),
     path("operator/webhooks/<str:webhook_id>/rotate-secret", WebhookRotateView.as_view(), name="operator-webhook-rotate"),

@@ -82,6 +82,7 @@ class FromPositions:
 
     payouts: list[ClaimedPayout]
     full: bool
+    notices: int = 0  # loss notices recorded (SPEC §16): sent after the chunk commits
 
 
 def payouts_from_positions(*, settlement: Settlement, chunk: int) -> FromPositions:
@@ -95,12 +96,14 @@ def payouts_from_positions(*, settlement: Settlement, chunk: int) -> FromPositio
     created = payouts_create(settlement=settlement, chunk=chunk, after=after)
     made, claimed, last = list(created.payouts), created.claimed, created.last_position_id
     duplicates = created.duplicates
+    notices = created.notices
     if claimed < chunk and after is not None:
         wrapped = payouts_create(settlement=settlement, chunk=chunk - claimed, up_to=after)
         made += wrapped.payouts
         claimed += wrapped.claimed
         last = wrapped.last_position_id or last
         duplicates += wrapped.duplicates
+        notices += wrapped.notices
     if claimed:
         _claimed_up_to[settlement.pk] = last
     else:
@@ -129,7 +132,7 @@ def payouts_from_positions(*, settlement: Settlement, chunk: int) -> FromPositio
         for payout_id, transaction_id, due in made
         if due.operator_id not in blocked
     ]
-    return FromPositions(payouts, full=claimed == chunk)
+    return FromPositions(payouts, full=claimed == chunk, notices=notices)
 
 
 _FIELDS = (

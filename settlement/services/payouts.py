@@ -37,6 +37,7 @@ from casino.services.exposure import exposure_clear_market
 from core.metrics import SETTLEMENTS
 from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction, SettlementStatus
 from settlement.services.events import settlement_completed_record
+from settlement.services.loss_notices import loss_notices_kick
 from settlement.services.payout_chunks import payouts_claim, payouts_from_positions, settlement_share
 from settlement.services.payouts_house import house_payouts_pay
 from settlement.services.payouts_operator import OperatorBatch, operator_payouts_hold, operator_payouts_send
@@ -101,6 +102,8 @@ def _chunk_take(settlement: Settlement, chunk: int) -> tuple[list[OperatorBatch]
         retrying = payouts_claim(settlement_id=settlement.pk, status=PayoutStatus.SENDING, chunk=chunk)
         house_payouts_pay(settlement=settlement, payouts=[p for p in pending if not p.at_operator])
         held = operator_payouts_hold(settlement=settlement, pending=[p for p in pending if p.at_operator], retrying=retrying)
+        if fresh.notices:  # losing positions at S2S operators: their notices go out on their own (SPEC §16)
+            transaction.on_commit(loss_notices_kick)
         return held, fresh.full
 
 

@@ -24,7 +24,7 @@ from django.utils import timezone
 from casino.models import Operator, Position, PositionStatus, WalletMode
 from core import money
 from core.arrays import pg_array
-from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction
+from settlement.models import LossNotice, LossNoticeStatus, Payout, PayoutStatus, Settlement, SettlementAction
 
 ZERO = Decimal("0")
 CHUNK = 1000
@@ -138,6 +138,7 @@ class Created:
     claimed: int
     last_position_id: uuid.UUID | None
     duplicates: int = 0  # open positions that already had a payout of this settlement (left alone)
+    notices: int = 0  # loss notices recorded for losing positions at S2S operators (SPEC §16), to send after the commit
 
 
 # The whole of it in one statement on PostgreSQL: the market's open positions claimed in id order, a payout
@@ -171,13 +172,22 @@ WITH claimed AS MATERIALIZED (
 ), closed AS (
     UPDATE casino_positions SET status = %(closed)s, version = version + 1, updated_at = %(at)s
     WHERE id = ANY(ARRAY(SELECT id FROM claimed))
+), notices AS (
+    INSERT INTO settlement_loss_notices (id, transaction_id, settlement_id, position_id, player_id, operator_id, outcome, shares, status,
+                                         attempts, next_attempt_at, operator_status, last_error, created_at, updated_at)
+    SELECT gen_random_uuid(), gen_random_uuid(), %(settlement)s, c.id, c.player_id, c.operator_id, c.outcome, c.shares, %(notice)s,
+           0, NULL, '', '', %(at)s, %(at)s
+    FROM claimed c
+    WHERE NOT %(void)s AND c.outcome <> %(outcome)s AND c.shares > 0 AND c.operator_id = ANY(%(notify)s::uuid[])
+    ON CONFLICT (position_id, settlement_id) DO NOTHING
+    RETURNING 1
 )
 SELECT i.id, i.transaction_id, i.position_id, i.player_id, i.operator_id, i.outcome, i.shares, i.cost_basis, i.amount, NULL,
-       pl.external_id, pl.currency, NULL::bigint, NULL::bigint
+       pl.external_id, pl.currency, NULL::bigint, NULL::bigint, NULL::bigint
 FROM inserted i JOIN casino_players pl ON pl.id = i.player_id
 UNION ALL
 SELECT NULL, NULL, (SELECT id FROM claimed ORDER BY id DESC LIMIT 1), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       (SELECT count(*) FROM claimed), (SELECT count(*) FROM due) - (SELECT count(*) FROM inserted)
+       (SELECT count(*) FROM claimed), (SELECT count(*) FROM due) - (SELECT count(*) FROM inserted), (SELECT count(*) FROM notices)
 """
 
 
@@ -189,6 +199,7 @@ def payouts_create(*, settlement: Settlement, chunk: int, after=None, up_to=None
     if connection.vendor != "postgresql":
         return _create_orm(settlement, chunk, after, up_to, closed)
     s2s = operators_s2s()
+    notify = operators_notified(settlement, s2s)
     params = {
         **_params(settlement.market_id, settlement.action, settlement.outcome),
         "chunk": chunk,
@@ -200,12 +211,14 @@ def payouts_create(*, settlement: Settlement, chunk: int, after=None, up_to=None
         "paid": PayoutStatus.PAID,
         "sending": PayoutStatus.SENDING,
         "s2s": pg_array(s2s),
+        "notify": pg_array(notify),
+        "notice": LossNoticeStatus.PENDING,
     }
     bounds = (" AND p.id > %(after)s" if after is not None else "") + (" AND p.id <= %(up_to)s" if up_to is not None else "")
     with connection.cursor() as cursor:
         cursor.execute(_CREATE_SQL.format(bounds=bounds), params)
         rows = cursor.fetchall()
-    *paid, (_, _, last, *_, claimed, duplicates) = rows
+    *paid, (_, _, last, *_, claimed, duplicates, notices) = rows
     payouts = [
         (
             payout_id,
@@ -223,9 +236,9 @@ def payouts_create(*, settlement: Settlement, chunk: int, after=None, up_to=None
                 cur,
             ),
         )  # fmt: skip
-        for payout_id, transaction_id, pid, player, operator, outcome, shares, cost, amount, _, user, cur, _, _ in paid
+        for payout_id, transaction_id, pid, player, operator, outcome, shares, cost, amount, _, user, cur, _, _, _ in paid
     ]
-    return Created(payouts, claimed, last, duplicates)
+    return Created(payouts, claimed, last, duplicates, notices)
 
 
 def operators_s2s() -> set:
@@ -243,8 +256,9 @@ def _create_orm(settlement: Settlement, chunk: int, after, up_to, closed: str) -
         status, attempts = (PayoutStatus.SENDING if position.wallet_mode == WalletMode.S2S else PayoutStatus.PAID), 1
         rows.append(NewPayout(uuid.uuid4(), uuid.uuid4(), position, status, attempts))
     inserted = _insert_orm(settlement, claimed, rows, closed) if claimed else set()
+    notices = _notices_orm(settlement, claimed) if claimed else 0
     payouts = [(row.id, row.transaction_id, row.position) for row in rows if row.position.position_id in inserted]
-    return Created(payouts, len(claimed), claimed[-1].position_id if claimed else None, len(rows) - len(inserted))
+    return Created(payouts, len(claimed), claimed[-1].position_id if claimed else None, len(rows) - len(inserted), notices)
 
 
 # ----- the same rules in Python (SQLite) ------------------------------------------------------------
@@ -336,3 +350,42 @@ def _preview_orm(market_id: str, action: str, outcome: str | None, *, by_operato
             row["positions"] += 1
             row["payout"] += amount
     return totals
+
+
+# ----- issue 14 (SPEC §16): loss notices, recorded with the positions they close -------------------
+
+
+def operators_notified(settlement: Settlement, s2s: set) -> set:
+    """The S2S operators whose losing positions are reported (``notify_losses``); none for a void (no
+    losing side). Read per chunk with the S2S set, so a change of the switch counts from the next chunk."""
+    if settlement.action == SettlementAction.VOID or not s2s:
+        return set()
+    return set(Operator.objects.filter(pk__in=s2s, notify_losses=True).values_list("pk", flat=True))
+
+
+def _notices_orm(settlement: Settlement, claimed: list[DuePosition]) -> int:
+    """The same as the statement's ``notices`` part: one notice per losing position with shares at a notified operator."""
+    notify = operators_notified(settlement, {p.operator_id for p in claimed if p.wallet_mode == WalletMode.S2S})
+    losers = [p for p in claimed if p.operator_id in notify and p.outcome != settlement.outcome and p.shares > 0]
+    if not losers:
+        return 0
+    taken = set(
+        LossNotice.objects.filter(settlement=settlement, position_id__in=[p.position_id for p in losers]).values_list(
+            "position_id", flat=True
+        )
+    )
+    fresh = [p for p in losers if p.position_id not in taken]
+    LossNotice.objects.bulk_create(
+        [
+            LossNotice(
+                settlement=settlement,
+                position_id=p.position_id,
+                player_id=p.player_id,
+                operator_id=p.operator_id,
+                outcome=p.outcome,
+                shares=p.shares,
+            )
+            for p in fresh
+        ]
+    )
+    return len(fresh)
