@@ -375,3 +375,20 @@ def player_spread_extra(*, player) -> Decimal:
 def market_exposure_cap(*, market_id: str) -> Decimal:
     """The market's own cap if it has one, else the house default."""
     return risk_config().market_cap(market_id)
+
+
+# --- Issue 14, pricing (SPEC §16): what quotes and the catalogue need of the risk configuration ---
+
+
+def player_spread_extras(*, player) -> tuple[Decimal, Decimal]:
+    """(tierExtra, sharpExtra) of a player, in points; (0, 0) for an anonymous caller (None).
+    The trade takes the same figures from its ticket (tier.extra_spread, spread_extra)."""
+    if player is None:
+        return ZERO, ZERO
+    tier = risk_config().tier(player.tier)
+    return (tier.extra_spread if tier is not None else ZERO), player_spread_extra(player=player)
+
+
+def pricing_rules():
+    """The pricing parameters (the RiskSettings row, cached with the walls' configuration)."""
+    return risk_config().settings
