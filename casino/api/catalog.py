@@ -20,7 +20,7 @@ from core.api.pagination import page_params
 from core.api.rendering import iso
 from core.errors import HouseError
 from core.money import plain
-from risk.services.assessment import market_exposure_cap, player_spread_extras, pricing_rules
+from risk.services.assessment import pricing_view
 
 CATEGORY_RE = r"^[a-z0-9][a-z0-9 _&/.-]{0,63}$"
 
@@ -65,10 +65,10 @@ class CatalogMarketDetailSerializer(CatalogMarketSerializer):
 def _pricing(request, markets) -> dict:
     """What catalog_market needs to price as a quote would: the caller's tier and sharp widening,
     the pricing rules, and per market its exposure book and cap (the skew), books in one query."""
-    tier_extra, sharp_extra = player_spread_extras(player=request.user.player if isinstance(request.user, PlayerPrincipal) else None)
+    view = pricing_view(player=request.user.player if isinstance(request.user, PlayerPrincipal) else None)
     books = exposure_books(market_ids=[m.pk for m in markets])
-    common = {"casino": casino_settings(), "rules": pricing_rules(), "tier_extra": tier_extra, "sharp_extra": sharp_extra}
-    return {m.pk: {**common, "book": books.get(m.pk), "cap": market_exposure_cap(market_id=m.pk)} for m in markets}
+    common = {"casino": casino_settings(), "rules": view.rules, "tier_extra": view.tier_extra, "sharp_extra": view.sharp_extra}
+    return {m.pk: {**common, "book": books.get(m.pk), "cap": view.market_cap(m.pk)} for m in markets}
 
 
 class CatalogView(HouseAPIView):

@@ -19,7 +19,7 @@ from core.api.base import HouseAPIView
 from core.api.openapi import BAD_REQUEST, IDEMPOTENCY_HEADER, ErrorSerializer
 from core.errors import HouseError
 from core.money import money, plain
-from risk.services.assessment import market_exposure_cap, player_spread_extras, pricing_rules
+from risk.services.assessment import pricing_view
 from wallets.selectors import ledger_recent
 from wallets.services.balances import wallet_balance
 from wallets.services.transfers import wallet_deposit, wallet_withdraw
@@ -79,27 +79,25 @@ class QuoteView(HouseAPIView):
         liquidity = inputs.decimal_field(params["liquidity"], "liquidity") if params.get("liquidity") else None
         if liquidity is not None and liquidity < 0:
             raise errors.invalid("liquidity")
-        market = book = cap = None
+        market = book = None
         if params.get("marketId"):
             market, ref, book = market_price_book(market_id=inputs.market_id_field(params["marketId"]), outcome=outcome)
             if mid is None:
                 mid = reference_mid(market, ref)
-            if market is not None:
-                cap = market_exposure_cap(market_id=market.pk)
-        tier_extra, sharp_extra = player_spread_extras(player=request.user.player if isinstance(request.user, PlayerPrincipal) else None)
+        view = pricing_view(player=request.user.player if isinstance(request.user, PlayerPrincipal) else None)
         quote = quote_price(
             side=side,
             outcome=outcome,
             amount=amount,
             mid_price=mid,
             casino=casino_settings(),
-            rules=pricing_rules(),
+            rules=view.rules,
             market=market,
             liquidity=liquidity,
-            tier_extra=tier_extra,
-            sharp_extra=sharp_extra,
+            tier_extra=view.tier_extra,
+            sharp_extra=view.sharp_extra,
             book=book,
-            cap=cap,
+            cap=view.market_cap(market.pk) if market is not None else None,
         )
         return Response(presenters.quote(quote))
 

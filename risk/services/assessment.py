@@ -380,15 +380,26 @@ def market_exposure_cap(*, market_id: str) -> Decimal:
 # --- Issue 14, pricing (SPEC §16): what quotes and the catalogue need of the risk configuration ---
 
 
-def player_spread_extras(*, player) -> tuple[Decimal, Decimal]:
-    """(tierExtra, sharpExtra) of a player, in points; (0, 0) for an anonymous caller (None).
-    The trade takes the same figures from its ticket (tier.extra_spread, spread_extra)."""
-    if player is None:
-        return ZERO, ZERO
-    tier = risk_config().tier(player.tier)
-    return (tier.extra_spread if tier is not None else ZERO), player_spread_extra(player=player)
+@dataclass(frozen=True)
+class PricingView:
+    """What a quote or the catalogue needs of the risk configuration, read once (one check of the
+    config version): the pricing parameters, the caller's tierExtra and sharpExtra, the market caps."""
+
+    rules: object
+    tier_extra: Decimal
+    sharp_extra: Decimal
+    market_cap: object  # market_id -> Decimal
 
 
-def pricing_rules():
-    """The pricing parameters (the RiskSettings row, cached with the walls' configuration)."""
-    return risk_config().settings
+def pricing_view(*, player) -> PricingView:
+    """``player`` None (an anonymous caller): no tier and no sharp extra. The trade takes the same
+    figures from its ticket (tier.extra_spread, spread_extra, market_cap)."""
+    config = risk_config()
+    s = config.settings
+    tier_extra = sharp_extra = ZERO
+    if player is not None:
+        tier = config.tier(player.tier)
+        tier_extra = tier.extra_spread if tier is not None else ZERO
+        if _has_profile(player) and player.risk_profile.sharp_score >= s.sharp_spread_widen_at:
+            sharp_extra = s.sharp_extra_spread
+    return PricingView(rules=s, tier_extra=tier_extra, sharp_extra=sharp_extra, market_cap=config.market_cap)
