@@ -298,6 +298,11 @@ def test_admin_risk_pricing_refuses_bad_values_and_changes_nothing(staff_api, bo
     error = decimal_json(response)
     assert (error["code"], error["field"]) == ("invalid_risk_config", field)
     assert error["error"].startswith(f"Invalid risk configuration: {field} ")
+    if field == "pricing.spread":
+        assert error["error"].endswith(
+            "(expected one of: minSpread, maxSpread, extremeZone, extremeWidening, liquidityReference, "
+            "liquidityWidening, skewStart, skewMax, defaultSpread)"
+        )
     assert decimal_json(staff_api.get("admin/risk")) == before
 
 

@@ -222,6 +222,10 @@ def pricing_split(patch: dict) -> tuple[dict, dict]:
     if not isinstance(section, dict):
         return patch, {}
     wires = {setting.wire for setting in PRICING_CASINO_FIELDS}
+    known = [setting.wire for setting in (*SETTINGS_SECTIONS["pricing"], *PRICING_CASINO_FIELDS)]
+    for key in section:
+        if key not in known:
+            raise invalid_config(f"pricing.{key}", f"is not a known key (expected one of: {', '.join(known)})")
     casino_part = {k: v for k, v in section.items() if k in wires}
     if not casino_part:
         return patch, {}
