@@ -68,7 +68,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='risksettings',
             name='skew_start',
-            field=models.DecimalField(decimal_places=4, default=Decimal('0.25'), help_text="Share of the market's exposure cap (worst case) from which buys of the adverse side skew ...", max_digits=6),
+            field=models.DecimalField(decimal_places=4, default=Decimal('0.25'), help_text="Share of the market's cap (worst case) from which buys of the adverse side skew ...", max_digits=6),
         ),
         migrations.AddField(
             model_name='tier',
