@@ -4,9 +4,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from casino.services.markets import market_refusal
-from casino.services.pricing import spread_effective
+from casino.services.pricing import ZERO, side_prices, skew_for, spread_full
 from core.api.rendering import iso
-from core.money import HUNDRED, buy_price, money, plain, sell_price
+from core.money import HUNDRED, money, plain
 
 
 def trade_result(result) -> dict:
@@ -31,7 +31,7 @@ def quote(q) -> dict:
         "executionPrice": plain(q.execution_price),
         "shares": plain(q.shares),
         "cost": money(q.cost),
-        "spreadPct": plain(q.spread),
+        "spreadPct": plain(q.spread_applied),
         "payout": money(q.payout),
         "midPrice": plain(q.mid_price),
     }
@@ -97,10 +97,14 @@ def trade_event(t, *, player_id: str, wallet_mode: str) -> dict:
     return {**trade(t, wallet_mode=wallet_mode), "playerId": player_id, "userId": str(t.player_id)}
 
 
-def catalog_market(m, *, casino, sharp_extra: Decimal, now: datetime) -> dict:
+def catalog_market(
+    m, *, casino, sharp_extra: Decimal, now: datetime, rules=None, tier_extra: Decimal = ZERO, book=None, cap: Decimal | None = None
+) -> dict:
     """A listed market as the lobby shows it (SPEC §11). ``m`` carries ``yes_mid`` and
     ``price_at`` (casino.selectors.catalogue_page): ask/bid are the house's buy/sell execution
-    prices at the caller's spread; ``reason`` is why it cannot trade now."""
+    prices at the caller's spread (SPEC §16: the dynamic spread, and the exposure skew on the ask
+    of the adverse outcome, from ``book`` and ``cap``); ``reason`` is why it cannot trade now.
+    ``spreadPct``: the widest spread a buy pays here (twice the ask's distance from mid)."""
     fresh = m.price_at is not None and now - m.price_at <= timedelta(seconds=casino.price_max_age_seconds)
     if m.yes_mid is None:
         reason = "no_reference_price"
@@ -108,7 +112,12 @@ def catalog_market(m, *, casino, sharp_extra: Decimal, now: datetime) -> dict:
         reason = "reference_price_stale"
     else:
         reason = market_refusal(market=m, casino=casino, mid_price=m.yes_mid)
-    spread = spread_effective(casino=casino, market=m, sharp_extra=sharp_extra)
+    spread = spread_full(casino=casino, rules=rules, market=m, mid_price=m.yes_mid, tier_extra=tier_extra, sharp_extra=sharp_extra)
+    sides = {}
+    if m.yes_mid is not None:
+        for outcome, mid in (("yes", m.yes_mid), ("no", HUNDRED - m.yes_mid)):
+            skew = skew_for(rules=rules, book=book, cap=cap, side="buy", outcome=outcome)
+            sides[outcome] = side_prices(mid_price=mid, spread=spread, skew=skew)
     return {
         "marketId": m.pk,
         "title": m.title,
@@ -119,15 +128,15 @@ def catalog_market(m, *, casino, sharp_extra: Decimal, now: datetime) -> dict:
         "status": m.status,
         "tradeable": reason is None,
         "reason": reason,
-        "yes": _sides(m.yes_mid, spread),
-        "no": _sides(HUNDRED - m.yes_mid, spread) if m.yes_mid is not None else None,
-        "spreadPct": plain(spread),
+        "yes": _sides(sides.get("yes")),
+        "no": _sides(sides.get("no")),
+        "spreadPct": plain(max(p.buy_spread for p in sides.values())) if sides else plain(spread),
         "liquidity": plain(m.liquidity) if m.liquidity is not None else None,
         "priceUpdatedAt": iso(m.price_at) if m.price_at else None,
     }
 
 
-def _sides(mid: Decimal | None, spread: Decimal) -> dict | None:
-    if mid is None:
+def _sides(prices) -> dict | None:
+    if prices is None:
         return None
-    return {"mid": plain(mid), "bid": plain(sell_price(mid, spread)), "ask": plain(buy_price(mid, spread))}
+    return {"mid": plain(prices.mid), "bid": plain(prices.bid), "ask": plain(prices.ask)}

@@ -67,20 +67,51 @@ class RiskRulesForm(forms.ModelForm):
         return cleaned
 
 
-class RiskSettingsForm(RiskRulesForm):
+class KeepWhenOmittedMixin:
+    """Issue 14: fields added by SPEC §16 keep their current value when a form leaves them out
+    (a list edit or a script posting the older form); the rules still check any value sent."""
+
+    keep_when_omitted: tuple[str, ...] = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.keep_when_omitted:
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def clean(self):
+        for name in self.keep_when_omitted:
+            if name in self.fields and self.cleaned_data.get(name) is None and name not in self.errors:
+                self.cleaned_data[name] = getattr(self.instance, name)
+        return super().clean()
+
+
+PRICING_FIELDS = tuple(setting.field for setting in SETTINGS_SECTIONS["pricing"])
+
+
+class RiskSettingsForm(KeepWhenOmittedMixin, RiskRulesForm):
     rules = tuple(setting for settings in SETTINGS_SECTIONS.values() for setting in settings)
+    keep_when_omitted = PRICING_FIELDS
 
     class Meta:
         model = RiskSettings
         fields = [setting.field for settings in SETTINGS_SECTIONS.values() for setting in settings]
 
+    def clean(self):
+        cleaned = super().clean()
+        low, high = cleaned.get("min_spread"), cleaned.get("max_spread")
+        if low is not None and high is not None and low > high and "min_spread" not in self.errors:
+            self.add_error("min_spread", "Must be at most the maximum spread.")
+        return cleaned
 
-class TierForm(RiskRulesForm):
+
+class TierForm(KeepWhenOmittedMixin, RiskRulesForm):
     rules = TIER_FIELDS
+    keep_when_omitted = ("extra_spread",)
 
     class Meta:
         model = Tier
-        fields = ["name", "max_stake", "max_position_per_market", "max_daily_loss"]
+        fields = ["name", "max_stake", "max_position_per_market", "max_daily_loss", "extra_spread"]
 
     def clean_name(self):
         name = self.cleaned_data["name"]
@@ -145,6 +176,24 @@ class RiskSettingsAdmin(RulesInChangelistMixin, SingletonAdminMixin, admin.Model
                 "description": "Scores and factors are between 0 and 1. Tier limits and operator limits have their own pages.",
             },
         ),
+        (
+            "Pricing (SPEC §16 dynamic spread)",
+            {
+                "fields": [
+                    "min_spread",
+                    "max_spread",
+                    "extreme_zone",
+                    "extreme_widening",
+                    "liquidity_reference",
+                    "liquidity_widening",
+                    "skew_start",
+                    "skew_max",
+                ],
+                "description": "Full spread = clamp(base + extreme + liquidity + tier extra + sharp extra, min, max); "
+                "buys of the outcome the house stands to lose most on skew up to skew max at the market's cap. "
+                "The default spread is in the casino settings; each tier's extra spread on the tiers page.",
+            },
+        ),
         ("Record", {"fields": ["updated_at"]}),
     ]
 
@@ -160,8 +209,8 @@ class RiskSettingsAdmin(RulesInChangelistMixin, SingletonAdminMixin, admin.Model
 @admin.register(Tier)
 class TierAdmin(RulesInChangelistMixin, admin.ModelAdmin):
     form = TierForm
-    list_display = ["name", "max_stake", "max_position_per_market", "max_daily_loss", "players"]
-    list_editable = ["max_stake", "max_position_per_market", "max_daily_loss"]
+    list_display = ["name", "max_stake", "max_position_per_market", "max_daily_loss", "extra_spread", "players"]
+    list_editable = ["max_stake", "max_position_per_market", "max_daily_loss", "extra_spread"]
     ordering = ["name"]
 
     def get_queryset(self, request):

@@ -43,6 +43,27 @@ class RiskSettings(models.Model):
     )
     markout_horizons_seconds = models.JSONField(default=list, blank=True, help_text="Markout horizons, e.g. [60, 300, 3600].")
     updated_at = models.DateTimeField(auto_now=True)
+    # Issue 14, pricing (SPEC §16 "Dynamic spread"): the full spread and the exposure skew.
+    min_spread = models.DecimalField(max_digits=8, decimal_places=4, default=Decimal("1"), help_text="Narrowest full spread (points).")
+    max_spread = models.DecimalField(max_digits=8, decimal_places=4, default=Decimal("15"), help_text="Widest full spread (points).")
+    extreme_zone = models.DecimalField(
+        max_digits=8, decimal_places=4, default=Decimal("10"), help_text="A mid closer than this (points) to 0 or 100 widens the spread ..."
+    )
+    extreme_widening = models.DecimalField(
+        max_digits=8, decimal_places=4, default=Decimal("0.3"), help_text="... by this many points per point inside the zone."
+    )
+    liquidity_reference = models.DecimalField(
+        max_digits=20, decimal_places=2, default=Decimal("50000"), help_text="Liquidity from which thin markets are not widened ..."
+    )
+    liquidity_widening = models.DecimalField(
+        max_digits=8, decimal_places=4, default=Decimal("2"), help_text="... and the widening (points) of a market with no liquidity."
+    )
+    skew_start = models.DecimalField(
+        **SCORE, default=Decimal("0.25"), help_text="Share of the market's cap (worst case) from which buys of the adverse side skew ..."
+    )
+    skew_max = models.DecimalField(
+        max_digits=8, decimal_places=4, default=Decimal("2"), help_text="... up to this many points on the price at the cap."
+    )
 
     class Meta:
         db_table = "risk_settings"
@@ -69,6 +90,10 @@ class Tier(models.Model):
     max_stake = models.DecimalField(**MONEY, help_text="Largest stake of one buy.")
     max_position_per_market = models.DecimalField(**MONEY, help_text="Largest cost basis held in one market.")
     max_daily_loss = models.DecimalField(**MONEY, help_text="Largest net amount a player may put at risk in a UTC day.")
+    # Issue 14, pricing: the tier's own widening of the spread (SPEC §16 tierExtra).
+    extra_spread = models.DecimalField(
+        max_digits=8, decimal_places=4, default=Decimal("0"), help_text="Extra spread (points) for this tier."
+    )
 
     class Meta:
         db_table = "risk_tiers"

@@ -36,7 +36,7 @@ def operator_id(operator):
 
 def test_get_returns_every_section_with_the_defaults(staff_api):
     config = config_of(staff_api)
-    assert list(config) == ["global", "velocity", "tiers", "markets", "operators", "sharp", "feed"]
+    assert list(config) == ["global", "velocity", "tiers", "markets", "operators", "sharp", "feed", "pricing"]  # SPEC §16: "pricing"
     assert config["global"] == {"tradingEnabled": True, "exposureCap": Decimal("1000000"), "defaultMarketExposureCap": Decimal("50000")}
     assert config["velocity"] == {
         "maxTradesPerMinute": 15,
@@ -45,7 +45,7 @@ def test_get_returns_every_section_with_the_defaults(staff_api):
         "marketBurstWindowSeconds": 10,
     }
     assert set(config["tiers"]) == {"standard", "vip", "restricted"}
-    assert config["tiers"]["standard"] == {"maxStake": 1000, "maxPositionPerMarket": 5000, "maxDailyLoss": 2000}
+    assert config["tiers"]["standard"] == {"maxStake": 1000, "maxPositionPerMarket": 5000, "maxDailyLoss": 2000, "extraSpread": 0}
     assert config["markets"] == {} and config["operators"] == {}
     assert config["sharp"] == {
         "spreadWidenAt": Decimal("0.6"),
@@ -83,7 +83,7 @@ def test_patch_merges_a_partial_config_and_get_shows_it(staff_api, market, opera
     after = config_of(staff_api)
     assert after["velocity"] == {**before["velocity"], "maxTradesPerMinute": 3}
     assert after["tiers"]["vip"] == {**before["tiers"]["vip"], "maxStake": Decimal("123.45")}
-    assert after["tiers"]["gold"] == {"maxStake": 5000, "maxPositionPerMarket": 20000, "maxDailyLoss": 8000}
+    assert after["tiers"]["gold"] == {"maxStake": 5000, "maxPositionPerMarket": 20000, "maxDailyLoss": 8000, "extraSpread": 0}
     assert after["tiers"]["standard"] == before["tiers"]["standard"]
     assert after["markets"] == {market.pk: {"exposureCap": 777}}
     assert after["operators"] == {

@@ -144,7 +144,8 @@ def test_operators_set_the_tier_when_opening_a_session(operator_api, market):
 # -- wall 3: exposure caps ------------------------------------------------------------------------
 
 
-def test_market_cap_at_and_past_the_limit(make_player, market):
+def test_market_cap_at_and_past_the_limit(make_player, market, risk_limits):
+    risk_limits(skew_max=Decimal("0"))  # SPEC §16: the exposure skew would price the second buy above 64
     MarketRiskLimit.objects.create(market=market, exposure_cap=Decimal("36"))  # exactly two $32 buys at 64 (50 shares each)
     _, api = make_player(Decimal("100"))
     assert api.post("trade", buy_body(amount="32")).status_code == 200
@@ -238,7 +239,8 @@ def test_refusals_cost_the_player_nothing(make_player, market, risk_limits):
 
 @requires_postgres
 @pytest.mark.django_db(transaction=True)
-def test_fifty_simultaneous_trades_near_the_cap_never_pass_it(make_player, market, no_velocity_limits):
+def test_fifty_simultaneous_trades_near_the_cap_never_pass_it(make_player, market, no_velocity_limits, risk_limits):
+    risk_limits(skew_max=Decimal("0"))  # SPEC §16: the exposure skew would price the buys above 64
     cap = Decimal("300")
     MarketRiskLimit.objects.create(market=market, exposure_cap=cap)
     _, filler = make_player(Decimal("1000"))

@@ -2,7 +2,6 @@
 or a player's token to see that player's own spread."""
 
 from datetime import timedelta
-from decimal import Decimal
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -11,6 +10,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from casino import presenters, selectors
+from casino.services.exposure import exposure_books
 from casino.services.markets import casino_settings
 from core.api import inputs
 from core.api.auth import PlayerPrincipal
@@ -20,7 +20,7 @@ from core.api.pagination import page_params
 from core.api.rendering import iso
 from core.errors import HouseError
 from core.money import plain
-from risk.services.assessment import player_spread_extra
+from risk.services.assessment import pricing_view
 
 CATEGORY_RE = r"^[a-z0-9][a-z0-9 _&/.-]{0,63}$"
 
@@ -62,8 +62,13 @@ class CatalogMarketDetailSerializer(CatalogMarketSerializer):
     history = _PointSerializer(many=True)
 
 
-def _spread_extra(request) -> Decimal:
-    return player_spread_extra(player=request.user.player) if isinstance(request.user, PlayerPrincipal) else Decimal("0")
+def _pricing(request, markets) -> dict:
+    """What catalog_market needs to price as a quote would: the caller's tier and sharp widening,
+    the pricing rules, and per market its exposure book and cap (the skew), books in one query."""
+    view = pricing_view(player=request.user.player if isinstance(request.user, PlayerPrincipal) else None)
+    books = exposure_books(market_ids=[m.pk for m in markets])
+    common = {"casino": casino_settings(), "rules": view.rules, "tier_extra": view.tier_extra, "sharp_extra": view.sharp_extra}
+    return {m.pk: {**common, "book": books.get(m.pk), "cap": view.market_cap(m.pk)} for m in markets}
 
 
 class CatalogView(HouseAPIView):
@@ -88,10 +93,10 @@ class CatalogView(HouseAPIView):
             category = inputs.pattern_field(category.lower(), "category", CATEGORY_RE)
         query = inputs.text_field(params.get("q"), "q", max_length=100).strip() or None
         page = selectors.catalogue_page(category=category, query=query, params=page_params(params, default_limit=50, max_limit=200))
-        casino, extra, now = casino_settings(), _spread_extra(request), timezone.now()
+        pricing, now = _pricing(request, page.items), timezone.now()
         return Response(
             {
-                "markets": [presenters.catalog_market(m, casino=casino, sharp_extra=extra, now=now) for m in page.items],
+                "markets": [presenters.catalog_market(m, now=now, **pricing[m.pk]) for m in page.items],
                 "nextCursor": page.next_cursor,
             }
         )
@@ -111,7 +116,7 @@ class CatalogMarketView(HouseAPIView):
         if market is None:
             raise HouseError("Market not found", code="market_not_found", status=404)
         now = timezone.now()
-        body = presenters.catalog_market(market, casino=casino_settings(), sharp_extra=_spread_extra(request), now=now)
+        body = presenters.catalog_market(market, now=now, **_pricing(request, [market])[market.pk])
         points = selectors.price_points(market_id=market.pk, since=now - timedelta(hours=24))
         body["history"] = [{"t": iso(p.at), "mid": plain(p.yes_mid)} for p in points]
         return Response(body)

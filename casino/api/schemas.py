@@ -9,6 +9,7 @@ QUOTE_PARAMETERS = [
     OpenApiParameter("amount", str, required=True, description="USD (buy) or shares (sell)"),
     OpenApiParameter("midPrice", str, required=False, description="Mid price in cents, (0, 100); omitted: the house reference of marketId"),
     OpenApiParameter("marketId", str, required=False, description="Apply this market's custom spread (required without midPrice)"),
+    OpenApiParameter("liquidity", str, required=False, description="The market's liquidity as the client knows it (the house's wins)"),
 ]
 
 

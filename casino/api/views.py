@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from casino import presenters, selectors
 from casino.api import schemas as s
 from casino.models import PositionStatus
-from casino.services.markets import casino_settings, market_with_price, reference_mid
-from casino.services.pricing import quote_build, spread_effective
+from casino.services.markets import casino_settings, market_price_book, reference_mid
+from casino.services.pricing import quote_price
 from casino.services.trade_executor import TradeRequest, trade_execute
 from core import errors
 from core.api import inputs
@@ -19,7 +19,7 @@ from core.api.base import HouseAPIView
 from core.api.openapi import BAD_REQUEST, IDEMPOTENCY_HEADER, ErrorSerializer
 from core.errors import HouseError
 from core.money import money, plain
-from risk.services.assessment import player_spread_extra
+from risk.services.assessment import pricing_view
 from wallets.selectors import ledger_recent
 from wallets.services.balances import wallet_balance
 from wallets.services.transfers import wallet_deposit, wallet_withdraw
@@ -76,14 +76,30 @@ class QuoteView(HouseAPIView):
         if not params.get("midPrice") and not params.get("marketId"):
             raise errors.missing_fields()
         mid = inputs.mid_price_field(params["midPrice"]) if params.get("midPrice") else None
-        market = None
+        liquidity = inputs.decimal_field(params["liquidity"], "liquidity") if params.get("liquidity") else None
+        if liquidity is not None and liquidity < 0:
+            raise errors.invalid("liquidity")
+        market = book = None
         if params.get("marketId"):
-            market, ref = market_with_price(market_id=inputs.market_id_field(params["marketId"]), outcome=outcome)
+            market, ref, book = market_price_book(market_id=inputs.market_id_field(params["marketId"]), outcome=outcome)
             if mid is None:
                 mid = reference_mid(market, ref)
-        extra = player_spread_extra(player=request.user.player) if isinstance(request.user, PlayerPrincipal) else Decimal("0")
-        spread = spread_effective(casino=casino_settings(), market=market, sharp_extra=extra)
-        return Response(presenters.quote(quote_build(side=side, amount=amount, mid_price=mid, spread=spread)))
+        view = pricing_view(player=request.user.player if isinstance(request.user, PlayerPrincipal) else None)
+        quote = quote_price(
+            side=side,
+            outcome=outcome,
+            amount=amount,
+            mid_price=mid,
+            casino=casino_settings(),
+            rules=view.rules,
+            market=market,
+            liquidity=liquidity,
+            tier_extra=view.tier_extra,
+            sharp_extra=view.sharp_extra,
+            book=book,
+            cap=view.market_cap(market.pk) if market is not None else None,
+        )
+        return Response(presenters.quote(quote))
 
 
 class BalanceView(HouseAPIView):

@@ -8,8 +8,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from casino.models import CasinoSettings, Market, MarketStatus, Outcome, ReferencePrice
+from casino.services.exposure import Book, exposure_book
 from casino.services.market_state import ReferenceWrite, reference_prices_write
-from casino.services.pricing import DEFAULT_LIQUIDITY
+from casino.services.pricing import liquidity_known
 from core import errors
 from core.errors import HouseError
 from core.prepared import PreparedStatement
@@ -51,9 +52,12 @@ def reference_price_set(*, market_id: str, outcome: str, mid_price: Decimal, tit
 _MARKET_PRICE_SQL = """
 SELECT m.id, m.title, m.category, m.liquidity, m.status, m.outcome, m.disabled, m.custom_spread,
        m.end_date, m.listed, m.suspended_reason, m.suspended_until, m.created_at, m.updated_at,
-       r.id, r.mid_price, r.updated_at
+       r.id, r.mid_price, r.updated_at, b.yes_shares, b.no_shares, b.cash_in
   FROM casino_markets m
   LEFT JOIN casino_reference_prices r ON r.market_id = m.id AND r.outcome = %(outcome)s
+  CROSS JOIN LATERAL (SELECT coalesce(sum(e.yes_shares), 0) AS yes_shares, coalesce(sum(e.no_shares), 0) AS no_shares,
+                             coalesce(sum(e.cash_in), 0) AS cash_in
+                        FROM casino_exposure e WHERE e.market_id = m.id) b
  WHERE m.id = %(market)s
 """
 _MARKET_PRICE = PreparedStatement("market_with_price", _MARKET_PRICE_SQL, outcome="varchar", market="varchar")
@@ -66,25 +70,34 @@ _MARKET_FIELDS = [
 
 def market_with_price(*, market_id: str, outcome: str) -> tuple[Market | None, ReferencePrice | None]:
     """The market and the reference price of one outcome, in one narrow query (every trade runs it)."""
+    market, ref, _book = market_price_book(market_id=market_id, outcome=outcome)
+    return market, ref
+
+
+def market_price_book(*, market_id: str, outcome: str) -> tuple[Market | None, ReferencePrice | None, Book | None]:
+    """The market, the reference price of one outcome and the market's exposure book (the sum of its
+    shards, for the exposure skew of SPEC §16), in the one narrow query every trade runs. The
+    book is a snapshot read outside the trade's transaction: it tilts the price, the caps are
+    still checked exactly in the transaction."""
     if connection.vendor != "postgresql":
         ref = ReferencePrice.objects.select_related("market").filter(market_id=market_id, outcome=outcome).first()
-        if ref is not None:
-            return ref.market, ref
-        return Market.objects.filter(pk=market_id).first(), None
+        market = ref.market if ref is not None else Market.objects.filter(pk=market_id).first()
+        return market, ref, exposure_book(market_id=market_id) if market is not None else None
     with connection.cursor() as cursor:
         cursor.execute(_MARKET_PRICE.text(), {"outcome": outcome, "market": market_id})
         row = cursor.fetchone()
     if row is None:
-        return None, None
+        return None, None, None
     width = len(_MARKET_FIELDS)
     market = Market.from_db("default", _MARKET_FIELDS, list(row[:width]))
+    book = Book(*row[width + 3 : width + 6])
     if row[width] is None:
-        return market, None
+        return market, None, book
     ref = ReferencePrice.from_db(
-        "default", ["id", "market_id", "outcome", "mid_price", "updated_at"], [row[width], market.pk, outcome, *row[width + 1 :]]
+        "default", ["id", "market_id", "outcome", "mid_price", "updated_at"], [row[width], market.pk, outcome, *row[width + 1 : width + 3]]
     )
     ref.market = market
-    return market, ref
+    return market, ref, book
 
 
 _MARKET_LOCK_SQL = "SELECT status, disabled, suspended_reason FROM casino_markets WHERE id = %s FOR SHARE"
@@ -140,7 +153,7 @@ def market_refusal(
     blocked = {c.lower() for c in casino.blocked_categories}
     if blocked & {c.lower() for c in (market.category, category) if c}:
         return "category_blocked"
-    known = market.liquidity if market.liquidity is not None else (liquidity if liquidity is not None else DEFAULT_LIQUIDITY)
+    known = liquidity_known(market, liquidity)
     if known < casino.min_liquidity:
         return "liquidity_below_minimum"
     if not (casino.min_price <= mid_price <= casino.max_price):

@@ -28,6 +28,9 @@ class RiskTierSerializer(serializers.Serializer):
     maxStake = _money(required=False, help_text="All three are required for a new tier.")
     maxPositionPerMarket = _money(required=False)
     maxDailyLoss = _money(required=False)
+    extraSpread = serializers.DecimalField(
+        max_digits=8, decimal_places=4, coerce_to_string=False, required=False, help_text="Extra spread (points) of the tier; default 0."
+    )
 
 
 class RiskMarketSerializer(serializers.Serializer):
@@ -69,6 +72,24 @@ class RiskFeedSerializer(serializers.Serializer):
     allowedCategories = serializers.ListField(child=serializers.CharField(), required=False, help_text="Empty = every category.")
 
 
+def _points(**kwargs):
+    return serializers.DecimalField(max_digits=8, decimal_places=4, coerce_to_string=False, **kwargs)
+
+
+class RiskPricingSerializer(serializers.Serializer):
+    """Issue 14, SPEC §16 "Dynamic spread"."""
+
+    defaultSpread = _points(required=False, help_text="Base spread (points) of a market without its own.")
+    minSpread = _points(required=False, help_text="The full spread is clamped to [minSpread, maxSpread].")
+    maxSpread = _points(required=False)
+    extremeZone = _points(required=False, help_text="A mid this close (points) to 0 or 100 widens the spread ...")
+    extremeWidening = _points(required=False, help_text="... by this many points per point inside the zone.")
+    liquidityReference = _money(required=False, help_text="Liquidity from which a market is not widened (dollars, > 0).")
+    liquidityWidening = _points(required=False, help_text="Widening (points) of a market with no liquidity.")
+    skewStart = _score(required=False, help_text="Share of the market cap (worst case), in [0, 1), from which adverse buys skew.")
+    skewMax = _points(required=False, help_text="The skew (points on the buy price) at the cap.")
+
+
 class RiskConfigSerializer(serializers.Serializer):
     global_ = RiskGlobalSerializer(required=False)
     velocity = RiskVelocitySerializer(required=False)
@@ -77,6 +98,7 @@ class RiskConfigSerializer(serializers.Serializer):
     operators = serializers.DictField(child=RiskOperatorSerializer(allow_null=True), required=False, help_text="By operator id.")
     sharp = RiskSharpSerializer(required=False)
     feed = RiskFeedSerializer(required=False, help_text="The market-data feed's thresholds and listing rules (SPEC §11).")
+    pricing = RiskPricingSerializer(required=False, help_text="The dynamic spread and the exposure skew (SPEC §16).")
 
     def get_fields(self):
         fields = super().get_fields()

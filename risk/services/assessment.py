@@ -375,3 +375,31 @@ def player_spread_extra(*, player) -> Decimal:
 def market_exposure_cap(*, market_id: str) -> Decimal:
     """The market's own cap if it has one, else the house default."""
     return risk_config().market_cap(market_id)
+
+
+# --- Issue 14, pricing (SPEC §16): what quotes and the catalogue need of the risk configuration ---
+
+
+@dataclass(frozen=True)
+class PricingView:
+    """What a quote or the catalogue needs of the risk configuration, read once (one check of the
+    config version): the pricing parameters, the caller's tierExtra and sharpExtra, the market caps."""
+
+    rules: object
+    tier_extra: Decimal
+    sharp_extra: Decimal
+    market_cap: object  # market_id -> Decimal
+
+
+def pricing_view(*, player) -> PricingView:
+    """``player`` None (an anonymous caller): no tier and no sharp extra. The trade takes the same
+    figures from its ticket (tier.extra_spread, spread_extra, market_cap)."""
+    config = risk_config()
+    s = config.settings
+    tier_extra = sharp_extra = ZERO
+    if player is not None:
+        tier = config.tier(player.tier)
+        tier_extra = tier.extra_spread if tier is not None else ZERO
+        if _has_profile(player) and player.risk_profile.sharp_score >= s.sharp_spread_widen_at:
+            sharp_extra = s.sharp_extra_spread
+    return PricingView(rules=s, tier_extra=tier_extra, sharp_extra=sharp_extra, market_cap=config.market_cap)

@@ -181,6 +181,63 @@ FEED_FIELDS = (
 SECTIONS = ("global", "velocity", "tiers", "markets", "operators", "sharp", "feed")
 
 
+# --- Issue 14, pricing (SPEC §16 "Dynamic spread"): the "pricing" section --------------------------
+
+
+def _positive_money(value, path: str) -> Decimal:
+    amount = _number(value, path, places=2, what="a number of dollars > 0")
+    if amount <= 0:
+        raise invalid_config(path, "must be a number of dollars > 0")
+    return amount
+
+
+def _below_one(value, path: str) -> Decimal:
+    number = _number(value, path, places=4, what="a number >= 0 and < 1")
+    if not (ZERO <= number < ONE):
+        raise invalid_config(path, "must be a number >= 0 and < 1")
+    return number
+
+
+_points = _bounded(ZERO, Decimal("100"))
+SETTINGS_SECTIONS["pricing"] = (
+    Setting("minSpread", "min_spread", _points, plain),
+    Setting("maxSpread", "max_spread", _points, plain),
+    Setting("extremeZone", "extreme_zone", _bounded(ZERO, Decimal("50")), plain),
+    Setting("extremeWidening", "extreme_widening", _points, plain),
+    Setting("liquidityReference", "liquidity_reference", _positive_money, money),
+    Setting("liquidityWidening", "liquidity_widening", _points, plain),
+    Setting("skewStart", "skew_start", _below_one, plain),
+    Setting("skewMax", "skew_max", _points, plain),
+)
+# The house's default spread stays a casino setting (the casino admin edits it too); "pricing" shows and sets it.
+PRICING_CASINO_FIELDS = (Setting("defaultSpread", "default_spread", _points, plain),)
+TIER_FIELDS = (*TIER_FIELDS, Setting("extraSpread", "extra_spread", _points, plain))
+TIER_OPTIONAL = frozenset({"extra_spread"})  # a new tier without it: 0
+SECTIONS = (*SECTIONS, "pricing")
+
+
+def pricing_split(patch: dict) -> tuple[dict, dict]:
+    """(the patch without the casino's keys of "pricing", those keys parsed as casino field values)."""
+    section = patch.get("pricing")
+    if not isinstance(section, dict):
+        return patch, {}
+    wires = {setting.wire for setting in PRICING_CASINO_FIELDS}
+    known = [setting.wire for setting in (*SETTINGS_SECTIONS["pricing"], *PRICING_CASINO_FIELDS)]
+    for key in section:
+        if key not in known:
+            raise invalid_config(f"pricing.{key}", f"is not a known key (expected one of: {', '.join(known)})")
+    casino_part = {k: v for k, v in section.items() if k in wires}
+    if not casino_part:
+        return patch, {}
+    rest = {k: v for k, v in section.items() if k not in wires}
+    return {**patch, "pricing": rest}, _parse_fields(casino_part, PRICING_CASINO_FIELDS, "pricing")
+
+
+def spread_bounds_check(min_spread: Decimal, max_spread: Decimal, path: str = "pricing.minSpread") -> None:
+    if min_spread > max_spread:
+        raise invalid_config(path, "must be <= pricing.maxSpread")
+
+
 def _render(row, fields: tuple[Setting, ...]) -> dict:
     out = {}
     for setting in fields:
@@ -200,6 +257,7 @@ def risk_configuration() -> dict:
         str(limit.operator_id): _render(limit, OPERATOR_FIELDS) for limit in OperatorRiskLimit.objects.order_by("operator_id")
     }
     config["feed"] = _render(casino_settings(), FEED_FIELDS)
+    config["pricing"].update(_render(casino_settings(), PRICING_CASINO_FIELDS))
     return {name: config[name] for name in SECTIONS}
 
 
@@ -244,7 +302,7 @@ def _plan_tiers(section) -> list[Tier]:
         values = _parse_fields(body, TIER_FIELDS, path)
         tier = existing.get(name)
         if tier is None:
-            missing = [s.wire for s in TIER_FIELDS if s.field not in values]
+            missing = [s.wire for s in TIER_FIELDS if s.field not in values and s.field not in TIER_OPTIONAL]
             if missing:
                 raise invalid_config(path, f"is a new tier and needs every limit (missing: {', '.join(missing)})")
             tier = Tier(name=name)
@@ -322,7 +380,9 @@ def risk_configure(*, patch: dict, actor: str) -> dict:
     risk_settings()  # the row exists (with the defaults) before it is locked
     with transaction.atomic():
         row = RiskSettings.objects.select_for_update().get(pk=1)
-        settings_changes = _plan_settings(patch)
+        settings_patch, pricing_casino = pricing_split(patch)
+        settings_changes = _plan_settings(settings_patch)
+        spread_bounds_check(settings_changes.get("min_spread", row.min_spread), settings_changes.get("max_spread", row.max_spread))
         tiers = _plan_tiers(patch["tiers"]) if "tiers" in patch else []
         market_saves, market_removals = _plan_markets(patch["markets"]) if "markets" in patch else ([], [])
         operator_saves, operator_removals = _plan_operators(patch["operators"]) if "operators" in patch else ([], [])
@@ -334,9 +394,9 @@ def risk_configure(*, patch: dict, actor: str) -> dict:
             row.save()
         for obj in [*tiers, *market_saves, *operator_saves]:
             obj.save()
-        if feed_changes:
+        if feed_changes or pricing_casino:
             casino = CasinoSettings.objects.select_for_update().get(pk=casino_settings().pk)
-            for field, value in feed_changes.items():
+            for field, value in {**feed_changes, **pricing_casino}.items():
                 setattr(casino, field, value)
             casino.save()
         for limit in MarketRiskLimit.objects.filter(market_id__in=market_removals):

@@ -65,6 +65,7 @@ class TradeContext:
     exposure_locked: bool = False
     owes_debt: bool = False  # a sell by a player with a debt (a reversed settlement): the proceeds pay it first
     debt_recovered: Decimal = Decimal("0")
+    book: object = None  # Issue 14: the market's exposure book as step 1 read it (the exposure skew)
 
 
 class StepsSevenToTwelve(Protocol):

@@ -3,7 +3,7 @@
  1. _validate              inputs, and the client's midPrice against the house reference price
  2. _check_tradeability    market status, disabled markets, blocked categories, price/liquidity criteria
  3. _assess_risk           the five walls (risk/services/assessment.py); the ticket reserves exposure in step 11
- 4. _price                 spread-adjusted execution price (custom spread + sharp adjustment)
+ 4. _price                 execution price: the dynamic spread and the exposure skew (casino/services/pricing.py)
  5. _resolve_operator      the player's operator (multi-tenancy)
  6. _wallet_adapter        the operator's wallet adapter
  7-12. _steps_7_to_12      balance check, money movement, trade, position, exposure, wagering:
@@ -20,14 +20,15 @@ wallet call is in flight. If the trade does not happen, the walls' counters are 
 import logging
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from casino.models import Side, Trade
 from casino.services.exposure import ExposureNeedsLock
-from casino.services.markets import market_refusal, market_refusal_error, market_with_price
-from casino.services.pricing import quote_build, spread_effective
+from casino.services.markets import market_price_book, market_refusal, market_refusal_error
+from casino.services.pricing import quote_price
 from casino.services.trade_executor import house_wallet, house_wallet_sql, operator_wallet
 from casino.services.trade_executor.context import MAX_OPTIMISTIC_RETRIES, TradeContext, TradeRequest, TradeResult, too_many_races
 from core import errors
@@ -81,7 +82,7 @@ def _validate(ctx: TradeContext) -> None:
     config = risk_config(verify=False)  # verified against Redis by the walls' reservation in step 3
     ctx.config_version = config.version
     casino = config.casino
-    market, ref = market_with_price(market_id=req.market_id, outcome=req.outcome)
+    market, ref, ctx.book = market_price_book(market_id=req.market_id, outcome=req.outcome)
     if market is None:
         raise errors.market_not_tradeable("unknown_market")
     ctx.market = market
@@ -116,9 +117,23 @@ def _assess_risk(ctx: TradeContext) -> None:
 
 
 def _price(ctx: TradeContext) -> None:
-    """Step 4."""
-    spread = spread_effective(casino=ctx.casino, market=ctx.market, sharp_extra=ctx.risk.spread_extra)
-    quote = quote_build(side=ctx.request.side, amount=ctx.request.amount, mid_price=ctx.mid_price, spread=spread)
+    """Step 4: the dynamic spread and the exposure skew (SPEC §16), from what steps 1-3 read: the
+    market and its book (step 1's query), the tier and sharp widening and the cap (the ticket)."""
+    req, ticket = ctx.request, ctx.risk
+    quote = quote_price(
+        side=req.side,
+        outcome=req.outcome,
+        amount=req.amount,
+        mid_price=ctx.mid_price,
+        casino=ctx.casino,
+        rules=risk_config(verify=False).settings,
+        market=ctx.market,
+        liquidity=req.liquidity,
+        tier_extra=ticket.tier.extra_spread if ticket.tier is not None else Decimal("0"),
+        sharp_extra=ticket.spread_extra,
+        book=ctx.book,
+        cap=ticket.market_cap,
+    )
     if quote.side == Side.BUY and quote.shares <= 0:
         raise errors.HouseError("Amount too small", code="amount_too_small")
     if quote.side == Side.SELL and quote.cost <= 0:
