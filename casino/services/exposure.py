@@ -458,3 +458,15 @@ def exposure_category_move(*, market_id: str, category: str) -> None:
         locked = _category_shards_locked(key, was)
         _category_restore(locked[key], bound)
         _category_release(locked[was], bound)
+
+
+def exposure_categories_follow(*, categories: dict[str, str]) -> int:
+    """Markets whose category was just written (``{market id: category}``, inside the writer's
+    transaction): each book counted under another category moves there now (one read of the
+    books' shard 0, then exposure_category_move for the few that changed). Returns how many moved."""
+    keys = {market_id: category_key(category) for market_id, category in categories.items()}
+    recorded = MarketExposure.objects.filter(market_id__in=list(keys), shard=0).values_list("market_id", "category")
+    moving = sorted(market_id for market_id, category in recorded if category != keys[market_id])
+    for market_id in moving:  # one market at a time: its shards, then its two categories (the lock order)
+        exposure_category_move(market_id=market_id, category=keys[market_id])
+    return len(moving)
