@@ -23,7 +23,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from casino.models import MarketExposure, Player
-from casino.services.exposure import category_exposure_bound, global_exposure_bound
+from casino.services.exposure import category_exposure_bound, category_exposure_bounds, global_exposure_bound
 from core.admin import ReadOnlyAdminMixin, SingletonAdminMixin
 from risk.models import CategoryRiskLimit, MarketRiskLimit, OperatorRiskLimit, PlayerRiskProfile, RiskDecision, RiskSettings, Tier
 from risk.selectors import operator_open_exposure
@@ -213,6 +213,7 @@ class MarketRiskLimitAdmin(admin.ModelAdmin):
             "title": "Market exposure overview",
             "opts": self.model._meta,
             **exposure_overview(),
+            **category_overview(),
         }
         return TemplateResponse(request, EXPOSURE_OVERVIEW_TEMPLATE, context)
 
@@ -387,3 +388,17 @@ class CategoryRiskLimitAdmin(RulesInChangelistMixin, admin.ModelAdmin):
     @admin.display(description="% of cap")
     def used_pct(self, obj):
         return _percent(category_exposure_bound(category=obj.category), obj.exposure_cap)
+
+
+def category_overview() -> dict:
+    """Every category with a bound or its own cap, fullest first: the bound against the cap (the exposure overview)."""
+    settings_row = risk_settings()
+    own = dict(CategoryRiskLimit.objects.values_list("category", "exposure_cap"))
+    bounds = category_exposure_bounds()
+    rows = []
+    for category in set(own) | {c for c, b in bounds.items() if b}:
+        cap = own.get(category, settings_row.category_exposure_cap)
+        bound = bounds.get(category, Decimal("0"))
+        rows.append({"category": category, "bound": bound, "cap": cap, "own_cap": category in own, "cap_used_pct": _percent(bound, cap)})
+    rows.sort(key=lambda r: (-(r["cap_used_pct"] or Decimal("0")), r["category"]))
+    return {"category_rows": rows, "default_category_cap": settings_row.category_exposure_cap}

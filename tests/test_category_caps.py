@@ -264,6 +264,16 @@ def test_the_category_caps_admin(admin_client, crypto_markets, make_player):
     response = admin_client.post(add, {"category": "sports", "exposure_cap": "-1"})
     assert response.status_code == 200 and "exposure_cap" in response.context["adminform"].form.errors
     assert decimal_json(api.post("trade", buy_body(amount="32"))) == REFUSED  # 18 + 18 > 30
+    assert api.post("trade", buy_body(amount="32", market_id=SPORTS)).status_code == 200
+
+    # The exposure overview lists the categories, fullest first, against their caps.
+    overview = admin_client.get(reverse("admin:risk_exposure_overview"))
+    rows = [(r["category"], r["bound"], r["cap"], r["own_cap"], r["cap_used_pct"]) for r in overview.context["category_rows"]]
+    assert rows == [
+        ("crypto", EIGHTEEN, Decimal("30"), True, Decimal("60.0")),
+        ("sports", EIGHTEEN, Decimal("100000"), False, Decimal("0.0")),
+    ]
+    assert 'data-category="crypto"' in overview.content.decode()
 
 
 # -- concurrency ------------------------------------------------------------------------------------
