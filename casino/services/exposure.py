@@ -25,11 +25,12 @@ sum over the market shards counted under the category of their worst case, with 
 from the category's cap, kept exactly like the global bound (fast path: one conditional
 UPDATE of one category shard; locked path: every shard of the category, exact total, fresh
 quotas). Each market shard records the category its book is counted under (``category``,
-the same on all shards of a market); the fast path only takes a trade whose market is still
-in that category, so a market whose category changed is moved (its whole bound, from the old
-category's shards to the new one's) by the next locked pass over it: the next trade, or
-exposure_category_move. Settlement, void and reversal release and restore the bound of the
-category the book is recorded under. A sell is never refused by the category cap (it may
+the same on all shards of a market); when the feed, a price set or staff change a market's
+category, exposure_categories_follow moves its whole bound from the old category's shards to
+the new one's in the same transaction, and as a safety net the fast path only takes a trade
+whose market is still in the category its book is counted under, so a category written any
+other way is moved by the next trade's locked pass. Settlement, void and reversal release
+and restore the bound of the category the book is recorded under. A sell is never refused by the category cap (it may
 only be sent through the locked path), so near the cap a category's bound can stay above it
 until books shrink; buys that grow it are refused meanwhile.
 
@@ -40,10 +41,16 @@ Deadlock freedom: a transaction locks market shards (of one market), then catego
 then global shards, each set in shard order; when a market moves between two categories the
 two categories' shards are locked in the order of their keys. The fast path's UPDATEs go in
 the same order (market shard, category shard, global shard). A fast-path UPDATE that waited
-for a locked row and then failed its re-check still holds that row (PostgreSQL locks the newest row version before it re-evaluates the WHERE
-clause). So a failed fast path never goes on to lock other shards in the same transaction:
-it raises ExposureNeedsLock, the caller rolls the whole unit of work back (dropping every
-lock) and retries with ``locked=True``, which takes the shards in order while holding none.
+for a locked row and then failed its re-check still holds that row (PostgreSQL locks the
+newest row version before it re-evaluates the WHERE clause). So a failed fast path never goes
+on to lock other shards in the same transaction: it raises ExposureNeedsLock, the caller rolls
+the whole unit of work back (dropping every lock) and retries with ``locked=True``, which
+takes the shards in order while holding none. The unconditional reductions (exposure_reduce)
+keep the same order. exposure_categories_follow moves several markets in one transaction
+(category shards of one held while the next market's shards are locked), which is safe because
+its callers have just written those markets' rows: every other transaction that locks a
+market's shards holds its market row first (the trade shared, settlement for update), so
+none can hold the next market's shards meanwhile.
 """
 
 import random
