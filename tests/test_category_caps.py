@@ -346,3 +346,27 @@ def test_the_category_cap_holds_on_the_s2s_path(market, settings, risk_limits):
         assert_bounds_match_books()
     finally:
         world.stop()
+
+
+@pytest.mark.django_db
+def test_the_migration_counts_existing_books_under_their_category(make_player, crypto_markets):
+    import importlib
+
+    from django.apps import apps
+
+    _, api = make_player(Decimal("200"))
+    assert api.post("trade", buy_body(amount="32")).status_code == 200
+    assert api.post("trade", buy_body(amount="32", market_id=SPORTS)).status_code == 200
+    # The books as they were before the migration: no category on the shards, no category bounds.
+    MarketExposure.objects.update(category="")
+    CategoryExposure.objects.all().delete()
+    migration = importlib.import_module("casino.migrations.0012_category_exposure")
+    migration.books_into_categories(apps, None)
+    assert set(MarketExposure.objects.filter(market_id=MARKET).values_list("category", flat=True)) == {"crypto"}
+    assert category_exposure_bounds() == {"crypto": EIGHTEEN, "sports": EIGHTEEN}
+    assert list(CategoryExposure.objects.values_list("shard", "bound", "quota")) == [(0, EIGHTEEN, EIGHTEEN)] * 2
+    assert_bounds_match_books()
+    # The next trade cuts fresh quotas from the cap and goes on as usual.
+    assert api.post("trade", buy_body(amount="32", market_id=CRYPTO_2)).status_code == 200
+    assert category_exposure_bound(category="crypto") == 2 * EIGHTEEN
+    assert_bounds_match_books()
