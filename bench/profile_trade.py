@@ -245,6 +245,7 @@ def main() -> None:
         (orm, "_upsert_position", 2),
         (orm, "_update_exposure", 2),
         ("casino.services.exposure", "_market_fast", 3),
+        ("casino.services.exposure", "_category_fast", 3),
         ("casino.services.exposure", "_global_fast", 3),
         (orm, "_update_wagering_stats", 2),
         (orm, "_result", 2),

@@ -255,6 +255,7 @@ def _trigger_ab(args) -> dict:
     row.market_burst_trades = 10**6
     row.default_market_exposure_cap = Decimal("100000000")
     row.global_exposure_cap = Decimal("1000000000")
+    row.category_exposure_cap = Decimal("1000000000")
     row.save()
     casino = casino_settings()
     casino.price_max_age_seconds = 86400

@@ -49,6 +49,7 @@ def main() -> None:
     settings_row.market_burst_trades = 10**6
     settings_row.default_market_exposure_cap = Decimal("100000000")
     settings_row.global_exposure_cap = Decimal("1000000000")
+    settings_row.category_exposure_cap = Decimal("1000000000")
     settings_row.save()
     casino = casino_settings()
     casino.price_max_age_seconds = 86400

@@ -51,6 +51,7 @@ def migrate() -> None:
 NON_BINDING_RISK_SETTINGS = {
     "default_market_exposure_cap": CAP,
     "global_exposure_cap": CAP,
+    "category_exposure_cap": CAP,
     "max_trades_per_minute": 2_000_000_000,
     "max_stake_per_minute": CAP,
     "market_burst_trades": 2_000_000_000,

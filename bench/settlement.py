@@ -317,7 +317,7 @@ def _run_scenario(label: str, *, kind: str, operator, players, n: int, action: s
     from django.db.models import Count, Sum
 
     from casino.models import Market, Position
-    from casino.services.exposure import exposure_book, global_exposure_bound
+    from casino.services.exposure import category_exposure_bound, exposure_book, global_exposure_bound
     from settlement.models import Payout, Settlement
     from settlement.services.decide import market_settle
     from wallets.models import LedgerEntry, OperatorWallet, PlayerWallet, WalletOperation
@@ -326,6 +326,7 @@ def _run_scenario(label: str, *, kind: str, operator, players, n: int, action: s
     market_id, due = _seed_market(players, operator, n)
     seed_seconds = time.monotonic() - seed_started
     bound_with_market = global_exposure_bound()
+    category_bound_with_market = category_exposure_bound(category="")  # the seeded market has no category
     worst = exposure_book(market_id=market_id).worst_case_loss
     outcome = "yes" if action == "resolve" else None
     expected_n = due["yes_n"] if action == "resolve" else n
@@ -395,6 +396,7 @@ def _run_scenario(label: str, *, kind: str, operator, players, n: int, action: s
     book = exposure_book(market_id=market_id)
     check("market exposure zero", book.yes_shares == book.no_shares == book.cash_in == 0, str(book))
     check("global bound lowered by the market's worst case", global_exposure_bound() == bound_with_market - worst)
+    check("category bound lowered by the market's worst case", category_exposure_bound(category="") == category_bound_with_market - worst)
 
     return {
         "label": label,

@@ -24,9 +24,10 @@ wallet server equals the house's view (starting balance + the player's ledger); 
 reversal applied twice (at the wallet server by transaction, and in the house's ledger); no wallet
 operation left pending/unknown/manual; every S2S trade's movement applied at the operator (a sale
 never stands without its proceeds); every settlement and reversal finished; the exposure book of
-every market equals what its positions and trades imply, and the global bound the sum of the market
-shards' worst cases; the risk counters (operator open exposure) rebuilt equal the database; the
-daily-report rollup equals its recomputation; one ``trade.executed`` event per trade.
+every market equals what its positions and trades imply, and the global bound (and each category's
+bound) the sum of the market shards' worst cases (those counted under the category); the risk
+counters (operator open exposure) rebuilt equal the database; the daily-report rollup equals its
+recomputation; one ``trade.executed`` event per trade.
 
 ``--database-url`` runs against an existing, migrated database (the test suite's) with ``--no-migrate``.
 """
@@ -652,7 +653,13 @@ class Soak:
     def check_exposure(self) -> str:
         from casino.models import MarketExposure
         from casino.selectors import market_book_from_records
-        from casino.services.exposure import _worst, exposure_book, global_exposure_bound
+        from casino.services.exposure import (
+            _worst,
+            category_bounds_from_books,
+            category_exposure_bounds,
+            exposure_book,
+            global_exposure_bound,
+        )
         from settlement.models import LIVE_SETTLEMENT, Settlement
 
         bad = []
@@ -668,7 +675,10 @@ class Soak:
         shards = sum((_worst(s) for s in MarketExposure.objects.all()), Decimal("0"))
         bound = global_exposure_bound()
         assert bound == shards, f"global bound {bound} != sum of market shards' worst cases {shards}"
-        return f"{len(MARKETS)} markets, global bound {bound}"
+        categories = {c: b for c, b in category_exposure_bounds().items() if b}
+        expected_categories = {c: b for c, b in category_bounds_from_books().items() if b}
+        assert categories == expected_categories, f"category bounds {categories} != their market shards' worst cases {expected_categories}"
+        return f"{len(MARKETS)} markets, global bound {bound}, category bounds {categories}"
 
     def check_risk_counters(self) -> str:
         from casino.models import Operator

@@ -146,6 +146,7 @@ def bench_outbox(args, postmaster: int) -> dict:
     row.market_burst_trades = 10**7
     row.default_market_exposure_cap = Decimal("1000000000")
     row.global_exposure_cap = Decimal("10000000000")
+    row.category_exposure_cap = Decimal("10000000000")
     row.save()
     casino = casino_settings()
     casino.price_max_age_seconds = 86400 * 30

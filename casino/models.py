@@ -405,7 +405,36 @@ class MarketExposure(models.Model):
     quota = models.DecimalField(**MONEY, default=Decimal("0"))
     cap = models.DecimalField(**MONEY, default=Decimal("0"), help_text="The market cap the quotas were cut from.")
     updated_at = models.DateTimeField(auto_now=True)
+    # Issue 14, category caps: the category this book is counted under (casino/services/exposure.py;
+    # the same on every shard of a market; it follows the market's category under the shards' locks).
+    category = models.CharField(max_length=64, blank=True, default="", help_text="Category key the book is counted under.")
 
     class Meta:
         db_table = "casino_exposure"
         constraints = [models.UniqueConstraint(fields=["market", "shard"], name="exposure_shard_unique")]
+
+
+# --- Issue 14: category caps (SPEC §16) -----------------------------------------------------------
+
+
+class CategoryExposure(models.Model):
+    """Shards of the bound on the house's worst-case loss over one category's markets.
+
+    ``bound`` adds up, over every market exposure shard counted under the category, max(yes_i,
+    no_i) - cash_i; quotas are cut from the category's cap as the global ones are from the
+    global cap (casino/services/exposure.py). ``category`` is the key: the market's category,
+    trimmed and lowercased ("" for markets without one).
+    """
+
+    category = models.CharField(max_length=64)
+    shard = models.PositiveSmallIntegerField()
+    bound = models.DecimalField(max_digits=20, decimal_places=6, default=Decimal("0"))
+    quota = models.DecimalField(max_digits=20, decimal_places=6, default=Decimal("0"))
+    cap = models.DecimalField(**MONEY, default=Decimal("0"))
+
+    class Meta:
+        db_table = "casino_category_exposure"
+        constraints = [models.UniqueConstraint(fields=["category", "shard"], name="category_exposure_shard_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.category or '(no category)'} #{self.shard}"

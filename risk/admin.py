@@ -23,12 +23,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from casino.models import MarketExposure, Player
-from casino.services.exposure import global_exposure_bound
+from casino.services.exposure import category_exposure_bound, category_exposure_bounds, global_exposure_bound
 from core.admin import ReadOnlyAdminMixin, SingletonAdminMixin
-from risk.models import MarketRiskLimit, OperatorRiskLimit, PlayerRiskProfile, RiskDecision, RiskSettings, Tier
+from risk.models import CategoryRiskLimit, MarketRiskLimit, OperatorRiskLimit, PlayerRiskProfile, RiskDecision, RiskSettings, Tier
 from risk.selectors import operator_open_exposure
 from risk.services.config import risk_config, risk_settings
 from risk.services.configure import (
+    CATEGORY_FIELDS,
     MARKET_FIELDS,
     OPERATOR_FIELDS,
     SETTINGS_SECTIONS,
@@ -155,7 +156,7 @@ class RiskSettingsAdmin(RulesInChangelistMixin, SingletonAdminMixin, admin.Model
     change_form_template = "admin/risk/risksettings/change_form.html"
     fieldsets = [
         ("Kill switch", {"fields": ["trading_enabled"], "description": "Off: every trade gets 503 “Trading is disabled”."}),
-        ("Exposure caps (wall 3)", {"fields": ["default_market_exposure_cap", "global_exposure_cap"]}),
+        ("Exposure caps (wall 3)", {"fields": ["default_market_exposure_cap", "global_exposure_cap", "category_exposure_cap"]}),
         (
             "Velocity (wall 1)",
             {"fields": ["max_trades_per_minute", "max_stake_per_minute", "market_burst_trades", "market_burst_window_seconds"]},
@@ -261,6 +262,7 @@ class MarketRiskLimitAdmin(admin.ModelAdmin):
             "title": "Market exposure overview",
             "opts": self.model._meta,
             **exposure_overview(),
+            **category_overview(),
         }
         return TemplateResponse(request, EXPOSURE_OVERVIEW_TEMPLATE, context)
 
@@ -395,3 +397,57 @@ class PlayerRiskProfileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return format_html('<strong style="color:#ba2121">{}</strong>', "refused")
         parts = [label for label, at in (("wider spread", s.sharp_spread_widen_at), ("lower limits", s.sharp_limit_at)) if score >= at]
         return ", ".join(parts) or "-"
+
+
+# --- Issue 14: category caps (SPEC §16) -----------------------------------------------------------
+
+
+class CategoryRiskLimitForm(RiskRulesForm):
+    rules = CATEGORY_FIELDS
+
+    class Meta:
+        model = CategoryRiskLimit
+        fields = ["category", "exposure_cap"]
+
+    def clean_category(self):
+        category = self.cleaned_data["category"]
+        key = category.strip().lower() if isinstance(category, str) else category
+        if isinstance(key, str) and not (1 <= len(key) <= 64):
+            raise forms.ValidationError("A category name, 1 to 64 characters.")
+        return key
+
+
+@admin.register(CategoryRiskLimit)
+class CategoryRiskLimitAdmin(RulesInChangelistMixin, admin.ModelAdmin):
+    """A category's own cap on the worst-case loss summed over its markets (else the default in the risk settings)."""
+
+    form = CategoryRiskLimitForm
+    list_display = ["category", "exposure_cap", "bound_now", "used_pct"]
+    list_editable = ["exposure_cap"]
+    search_fields = ["category"]
+    ordering = ["category"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["category"] if obj is not None else []
+
+    @admin.display(description="worst-case bound now")
+    def bound_now(self, obj):
+        return category_exposure_bound(category=obj.category).quantize(Decimal("0.01"))
+
+    @admin.display(description="% of cap")
+    def used_pct(self, obj):
+        return _percent(category_exposure_bound(category=obj.category), obj.exposure_cap)
+
+
+def category_overview() -> dict:
+    """Every category with a bound or its own cap, fullest first: the bound against the cap (the exposure overview)."""
+    settings_row = risk_settings()
+    own = dict(CategoryRiskLimit.objects.values_list("category", "exposure_cap"))
+    bounds = category_exposure_bounds()
+    rows = []
+    for category in set(own) | {c for c, b in bounds.items() if b}:
+        cap = own.get(category, settings_row.category_exposure_cap)
+        bound = bounds.get(category, Decimal("0"))
+        rows.append({"category": category, "bound": bound, "cap": cap, "own_cap": category in own, "cap_used_pct": _percent(bound, cap)})
+    rows.sort(key=lambda r: (-(r["cap_used_pct"] or Decimal("0")), r["category"]))
+    return {"category_rows": rows, "default_category_cap": settings_row.category_exposure_cap}

@@ -16,3 +16,9 @@ class RiskConfig(AppConfig):
         for model in (RiskSettings, Tier, MarketRiskLimit, OperatorRiskLimit, CasinoSettings):
             post_save.connect(risk_config_changed, sender=model, dispatch_uid=f"risk-config-{model.__name__}-save")
             post_delete.connect(risk_config_changed, sender=model, dispatch_uid=f"risk-config-{model.__name__}-delete")
+
+        # Issue 14, category caps: a category's own cap is configuration too.
+        from risk.models import CategoryRiskLimit
+
+        post_save.connect(risk_config_changed, sender=CategoryRiskLimit, dispatch_uid="risk-config-CategoryRiskLimit-save")
+        post_delete.connect(risk_config_changed, sender=CategoryRiskLimit, dispatch_uid="risk-config-CategoryRiskLimit-delete")

@@ -6,6 +6,7 @@ what a new house starts with.
 
 from decimal import Decimal
 
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -63,6 +64,13 @@ class RiskSettings(models.Model):
     )
     skew_max = models.DecimalField(
         max_digits=8, decimal_places=4, default=Decimal("2"), help_text="... up to this many points on the price at the cap."
+    )
+    # Issue 14, category caps (SPEC §16): wall 3 over a category's markets.
+    category_exposure_cap = models.DecimalField(
+        **MONEY,
+        default=Decimal("100000"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Worst-case loss allowed over one category's markets unless the category has its own cap.",
     )
 
     class Meta:
@@ -176,3 +184,20 @@ class PlayerRiskProfile(models.Model):
     class Meta:
         db_table = "risk_player_profiles"
         indexes = [models.Index(fields=["-sharp_score"], name="risk_profile_score")]
+
+
+# --- Issue 14: category caps (SPEC §16) -----------------------------------------------------------
+
+
+class CategoryRiskLimit(models.Model):
+    """A category's own cap on the worst-case loss summed over its markets (else the house default)."""
+
+    category = models.CharField(max_length=64, primary_key=True, help_text="Category key: trimmed and lowercased.")
+    exposure_cap = models.DecimalField(**MONEY, validators=[MinValueValidator(Decimal("0"))])
+
+    class Meta:
+        db_table = "risk_category_limits"
+        constraints = [models.CheckConstraint(condition=Q(exposure_cap__gte=0), name="risk_category_cap_nonnegative")]
+
+    def __str__(self) -> str:
+        return self.category

@@ -158,6 +158,7 @@ def _settings_form(**overrides) -> dict:
         "sharp_min_trades": row.sharp_min_trades,
         "sharp_full_edge": row.sharp_full_edge,
         "markout_horizons_seconds": "[60, 300, 3600]",
+        "category_exposure_cap": row.category_exposure_cap,
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v != ""}
@@ -188,6 +189,7 @@ def test_risk_settings_form_groups_every_threshold_and_applies_to_the_walls(admi
         ("global_exposure_cap", "-1"),
         ("market_burst_window_seconds", "0"),
         ("markout_horizons_seconds", "[60, -5]"),
+        ("category_exposure_cap", "-1"),
     ],
 )
 def test_risk_settings_form_refuses_what_the_api_refuses(admin_client, field, value):

@@ -36,8 +36,14 @@ def operator_id(operator):
 
 def test_get_returns_every_section_with_the_defaults(staff_api):
     config = config_of(staff_api)
-    assert list(config) == ["global", "velocity", "tiers", "markets", "operators", "sharp", "feed", "pricing"]  # SPEC §16: "pricing"
-    assert config["global"] == {"tradingEnabled": True, "exposureCap": Decimal("1000000"), "defaultMarketExposureCap": Decimal("50000")}
+    assert list(config) == ["global", "velocity", "tiers", "markets", "operators", "sharp", "feed", "categories", "pricing"]  # SPEC §16
+    assert config["global"] == {
+        "tradingEnabled": True,
+        "exposureCap": Decimal("1000000"),
+        "defaultMarketExposureCap": Decimal("50000"),
+        "categoryExposureCap": Decimal("100000"),
+    }
+    assert config["categories"] == {}
     assert config["velocity"] == {
         "maxTradesPerMinute": 15,
         "maxStakePerMinute": Decimal("5000"),

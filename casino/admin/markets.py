@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from casino.models import CasinoSettings, Market, MarketEvent, MarketExposure, Outcome, ReferencePrice
-from casino.services.exposure import exposure_book
+from casino.services.exposure import exposure_book, exposure_categories_follow
 from casino.services.market_state import market_disabled_set
 from casino.services.markets import casino_settings, reference_price_set
 from core.admin import ReadOnlyAdminMixin, SingletonAdminMixin, copy_saved
@@ -140,6 +140,8 @@ class MarketAdmin(admin.ModelAdmin):
         if disabled_changed:
             obj.disabled = not wanted  # saved below through the service, with its event
         super().save_model(request, obj, form, change)
+        if change and "category" in form.changed_data:  # issue 14: the book follows to its new category's cap
+            exposure_categories_follow(categories={obj.pk: obj.category})
         if disabled_changed:
             market_disabled_set(market=obj, disabled=wanted, actor=request.user.get_username())
 

@@ -43,7 +43,7 @@ class PositionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class MarketExposureAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """One row per shard; the market totals are on the market page and the market list."""
 
-    list_display = ["market", "shard", "yes_shares", "no_shares", "cash_in", "shard_worst_case", "quota", "cap", "updated_at"]
+    list_display = ["market", "shard", "category", "yes_shares", "no_shares", "cash_in", "shard_worst_case", "quota", "cap", "updated_at"]
     search_fields = ["market__id", "market__title"]
     list_filter = ["market__status"]
     list_select_related = ["market"]

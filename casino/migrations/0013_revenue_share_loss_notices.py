@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('casino', '0011_operator_list_indexes'),
+        ('casino', '0012_category_exposure'),
     ]
 
     operations = [

@@ -25,6 +25,7 @@ from casino.models import (
     ReferencePrice,
     ReferencePriceTick,
 )
+from casino.services.exposure import exposure_categories_follow
 from core.api.rendering import iso
 from core.events import events_record_bulk
 
@@ -80,6 +81,8 @@ def markets_catalogue_upsert(*, entries: list[CatalogueEntry], at: datetime) -> 
                 if was is not None or e.listed:
                     events.append(MarketEvent(market_id=e.market_id, kind=kind, at=at))
         MarketEvent.objects.bulk_create(events)
+        # Issue 14: a book whose market changed category is counted under the new one's cap at once.
+        exposure_categories_follow(categories={e.market_id: e.category[:64] for e in entries if e.market_id in before})
     return {
         "created": sum(1 for e in entries if e.market_id not in before),
         "listed": sum(1 for ev in events if ev.kind == MarketEventKind.LISTED),

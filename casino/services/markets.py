@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from casino.models import CasinoSettings, Market, MarketStatus, Outcome, ReferencePrice
-from casino.services.exposure import Book, exposure_book
+from casino.services.exposure import Book, exposure_book, exposure_categories_follow
 from casino.services.market_state import ReferenceWrite, reference_prices_write
 from casino.services.pricing import liquidity_known
 from core import errors
@@ -44,6 +44,7 @@ def reference_price_set(*, market_id: str, outcome: str, mid_price: Decimal, tit
             market.title = title or market.title
             market.category = category or market.category
             market.save(update_fields=["title", "category", "updated_at"])
+            exposure_categories_follow(categories={market.pk: market.category})  # issue 14: its book follows
         # Prices, the tick the sharp-scoring task measures markout on, the catalogue's chart point.
         reference_prices_write(writes=[ReferenceWrite(market.pk, yes, tick=True)], at=now)
     return PriceSet(market=market, yes=yes, no=HUNDRED - yes)

@@ -15,6 +15,7 @@ class RiskGlobalSerializer(serializers.Serializer):
     tradingEnabled = serializers.BooleanField(required=False, help_text="Global kill switch: false = every trade gets 503.")
     exposureCap = _money(required=False, help_text="Worst-case loss allowed across all markets (dollars).")
     defaultMarketExposureCap = _money(required=False, help_text="Worst-case loss allowed per market without its own cap.")
+    categoryExposureCap = _money(required=False, help_text="Worst-case loss allowed over one category's markets without its own cap.")
 
 
 class RiskVelocitySerializer(serializers.Serializer):
@@ -35,6 +36,10 @@ class RiskTierSerializer(serializers.Serializer):
 
 class RiskMarketSerializer(serializers.Serializer):
     exposureCap = _money(required=False, allow_null=True, help_text="null (or a null market entry) removes the market's own cap.")
+
+
+class RiskCategorySerializer(serializers.Serializer):
+    exposureCap = _money(required=False, allow_null=True, help_text="null (or a null category entry) removes the category's own cap.")
 
 
 class RiskOperatorSerializer(serializers.Serializer):
@@ -99,6 +104,9 @@ class RiskConfigSerializer(serializers.Serializer):
     sharp = RiskSharpSerializer(required=False)
     feed = RiskFeedSerializer(required=False, help_text="The market-data feed's thresholds and listing rules (SPEC §11).")
     pricing = RiskPricingSerializer(required=False, help_text="The dynamic spread and the exposure skew (SPEC §16).")
+    categories = serializers.DictField(
+        child=RiskCategorySerializer(allow_null=True), required=False, help_text="By category (compared lowercased); SPEC §16."
+    )
 
     def get_fields(self):
         fields = super().get_fields()

@@ -5,7 +5,7 @@ Order: the kill switches (global, operator: 503), then
   2 tier        max stake per trade, max position per market, max daily loss (scaled down for sharp players);
                 and the limits the operator set on the player (SPEC §13: max stake per trade, max daily
                 stake, max daily loss), on top of the tier's, with the same definitions
-  3 exposure    the market's cap and the global cap on the house's worst-case loss
+  3 exposure    the market's cap, its category's cap and the global cap on the house's worst-case loss
   4 sharp       refusal above the refuse threshold (the spread widening and lower limits come from the same score)
   5 operator    the operator's caps on open exposure, daily turnover and daily net loss
 A player the operator blocked buys nothing (400 Player blocked, before the walls).
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from casino.services.exposure import exposure_apply
+from casino.services.exposure import CATEGORY_UNCAPPED, category_key, exposure_apply
 from core.errors import HouseError
 from risk import counters
 from risk.models import RiskDecision, Wall
@@ -63,6 +63,9 @@ class RiskTicket:
     reservations: list = field(default_factory=list)
     enabled: bool = True
     config_version: str | None = None
+    # Issue 14, category caps: the market's category (key) and its cap, set by category_bind.
+    category: str = ""
+    category_cap: Decimal | None = None
 
     def check_in_transaction(self, *, positions: list, stake: Decimal) -> None:
         """Wall 2, max position per market, exact: call with the player's positions in this market
@@ -86,7 +89,21 @@ class RiskTicket:
             cap=self.market_cap,
             global_cap=self.global_cap,
             locked=locked,
+            category=self.category,
+            category_cap=self.category_cap,
+            category_refuses=self.side == "buy",  # SPEC §16: a sell is never refused by a wall
         )
+
+    # --- Issue 14: category caps ---------------------------------------------------------------
+
+    def category_bind(self, category: str) -> None:
+        """The market's category as read by this trade, and its cap from the configuration the walls used."""
+        self.category = category_key(category)
+        self.category_cap = risk_config(verify=False).category_cap(self.category)
+
+    def category_params(self) -> dict:
+        """The category parameters of the trade's one-statement write (house_wallet_sql.py)."""
+        return {"category": self.category, "c_cap": CATEGORY_UNCAPPED if self.category_cap is None else self.category_cap}
 
     def release(self) -> None:
         for reservation in self.reservations:

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from casino.services.markets import casino_settings
 from risk import counters
-from risk.models import MarketRiskLimit, RiskSettings, Tier
+from risk.models import CategoryRiskLimit, MarketRiskLimit, RiskSettings, Tier
 
 
 @dataclass(frozen=True)
@@ -20,12 +20,17 @@ class RiskConfig:
     tiers: dict[str, Tier]
     market_caps: dict[str, Decimal]
     casino: object = None
+    category_caps: dict[str, Decimal] | None = None  # issue 14: a category's own cap, by key
 
     def market_cap(self, market_id: str) -> Decimal:
         return self.market_caps.get(market_id, self.settings.default_market_exposure_cap)
 
     def tier(self, name: str) -> Tier | None:
         return self.tiers.get(name) or self.tiers.get("standard")
+
+    def category_cap(self, category: str) -> Decimal:
+        """The category's own cap if it has one, else the house default (``category``: the key)."""
+        return (self.category_caps or {}).get(category, self.settings.category_exposure_cap)
 
 
 _lock = threading.Lock()
@@ -71,6 +76,7 @@ def _load(version: str | None) -> RiskConfig:
         tiers={t.name: t for t in Tier.objects.all()},
         market_caps=dict(MarketRiskLimit.objects.values_list("market_id", "exposure_cap")),
         casino=casino_settings(),
+        category_caps=dict(CategoryRiskLimit.objects.values_list("category", "exposure_cap")),
     )
     with _lock:
         _cached = config

@@ -15,7 +15,7 @@ from casino.models import CasinoSettings, Market, Operator
 from casino.services.markets import casino_settings
 from core.errors import HouseError
 from core.money import MAX_AMOUNT, money, plain
-from risk.models import MarketRiskLimit, OperatorRiskLimit, RiskSettings, Tier
+from risk.models import CategoryRiskLimit, MarketRiskLimit, OperatorRiskLimit, RiskSettings, Tier
 from risk.services.config import risk_config_changed, risk_settings
 
 log = logging.getLogger("house.risk")
@@ -137,6 +137,7 @@ SETTINGS_SECTIONS: dict[str, tuple[Setting, ...]] = {
         Setting("tradingEnabled", "trading_enabled", _boolean, bool),
         Setting("exposureCap", "global_exposure_cap", _money, money),
         Setting("defaultMarketExposureCap", "default_market_exposure_cap", _money, money),
+        Setting("categoryExposureCap", "category_exposure_cap", _money, money),  # issue 14
     ),
     "velocity": (
         Setting("maxTradesPerMinute", "max_trades_per_minute", _count(0), int),
@@ -178,7 +179,7 @@ FEED_FIELDS = (
     Setting("maxListedMarkets", "max_listed_markets", _count(0, 100_000), int),
     Setting("allowedCategories", "allowed_categories", _categories, list),
 )
-SECTIONS = ("global", "velocity", "tiers", "markets", "operators", "sharp", "feed")
+SECTIONS = ("global", "velocity", "tiers", "markets", "operators", "sharp", "feed", "categories")
 
 
 # --- Issue 14, pricing (SPEC §16 "Dynamic spread"): the "pricing" section --------------------------
@@ -258,6 +259,7 @@ def risk_configuration() -> dict:
     }
     config["feed"] = _render(casino_settings(), FEED_FIELDS)
     config["pricing"].update(_render(casino_settings(), PRICING_CASINO_FIELDS))
+    config["categories"] = {limit.category: _render(limit, CATEGORY_FIELDS) for limit in CategoryRiskLimit.objects.order_by("category")}
     return {name: config[name] for name in SECTIONS}
 
 
@@ -387,6 +389,7 @@ def risk_configure(*, patch: dict, actor: str) -> dict:
         market_saves, market_removals = _plan_markets(patch["markets"]) if "markets" in patch else ([], [])
         operator_saves, operator_removals = _plan_operators(patch["operators"]) if "operators" in patch else ([], [])
         feed_changes = _parse_fields(patch["feed"], FEED_FIELDS, "feed") if "feed" in patch else {}
+        category_saves, category_removals = _plan_categories(patch["categories"]) if "categories" in patch else ([], [])
 
         if settings_changes:
             for field, value in settings_changes.items():
@@ -403,9 +406,46 @@ def risk_configure(*, patch: dict, actor: str) -> dict:
             limit.delete()
         for limit in OperatorRiskLimit.objects.filter(operator_id__in=operator_removals):
             limit.delete()
+        for obj in category_saves:
+            obj.save()
+        for limit in CategoryRiskLimit.objects.filter(category__in=category_removals):
+            limit.delete()
         # The save signals fire before commit; a worker reloading in between could cache the old
         # rows under the new version, so the version is bumped again once the rows are visible.
         transaction.on_commit(risk_config_changed)
     risk_config_changed()
     log.info("risk configuration changed by %s: %s", actor, json.dumps(patch, default=str, sort_keys=True))
     return risk_configuration()
+
+
+# --- Issue 14: category caps (SPEC §16) -----------------------------------------------------------
+
+CATEGORY_FIELDS = (Setting("exposureCap", "exposure_cap", _money_or_none, money),)
+
+
+def _plan_categories(section) -> tuple[list[CategoryRiskLimit], list[str]]:
+    """(caps to save, category keys whose own cap goes). Keys are categories as markets carry them,
+    compared trimmed and lowercased (the key the exposure book counts them under)."""
+    section = _object(section, "categories")
+    keys = {}
+    for name in section:
+        path = f"categories.{name}"
+        if not isinstance(name, str) or not (1 <= len(name.strip()) <= 64):
+            raise invalid_config(path, "is not a category name (1 to 64 characters)")
+        keys[name] = name.strip().lower()
+    if len(set(keys.values())) < len(keys):  # "Sports" and "sports" are one category
+        raise invalid_config("categories", "names the same category more than once")
+    existing = CategoryRiskLimit.objects.select_for_update().in_bulk(list(keys.values()))
+    saves, removals = [], []
+    for name, body in section.items():
+        path, key = f"categories.{name}", keys[name]
+        values = {"exposure_cap": None} if body is None else _parse_fields(body, CATEGORY_FIELDS, path)
+        if "exposure_cap" not in values:
+            continue
+        if values["exposure_cap"] is None:
+            removals.append(key)
+            continue
+        limit = existing.get(key) or CategoryRiskLimit(category=key)
+        limit.exposure_cap = values["exposure_cap"]
+        saves.append(limit)
+    return saves, removals

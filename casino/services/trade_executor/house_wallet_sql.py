@@ -5,7 +5,7 @@ retry with the exposure shards locked), sent as a few prepared statements (core/
 
   1. BEGIN; lock the market (shared) and the player's wallet row; read the player's positions
   2. one data-modifying statement writing the balance, ledger row, trade, position (version
-     checked), exposure shard and global bound (within quota), wagering stats, the
+     checked), exposure shard, category bound and global bound (within quota), wagering stats, the
      idempotency record and the trade.executed event (the outbox); COMMIT
 
 A failed condition in the write calls house_refuse() (casino migration 0003), so the message
@@ -25,7 +25,14 @@ from django.utils import timezone
 
 from casino.models import Side, WalletMode
 from casino.presenters import trade_event
-from casino.services.exposure import GLOBAL_SHARD_UPDATE_SQL, MARKET_SHARD_UPDATE_SQL, WITHIN_QUOTA, ExposureNeedsLock, exposure_shard_pick
+from casino.services.exposure import (
+    CATEGORY_SHARD_UPDATE_SQL,
+    GLOBAL_SHARD_UPDATE_SQL,
+    MARKET_SHARD_UPDATE_SQL,
+    WITHIN_QUOTA,
+    ExposureNeedsLock,
+    exposure_shard_pick,
+)
 from casino.services.trade_executor.context import (
     TradeContext,
     TradeResult,
@@ -78,7 +85,8 @@ tra AS (INSERT INTO casino_trades (id, player_id, operator_id, market_id, market
                 %(price)s, %(half_spread)s, %(cost)s, %(before)s, %(after)s, %(pnl)s, %(ledger)s, %(now)s) RETURNING 1),
 pos AS ({position}),
 exp AS ({market_shard}),
-glo AS ({global_shard} AND EXISTS (SELECT 1 FROM exp) RETURNING 1),
+cat AS ({category_shard} AND EXISTS (SELECT 1 FROM exp) RETURNING 1),
+glo AS ({global_shard} AND EXISTS (SELECT 1 FROM cat) RETURNING 1),
 wag AS (UPDATE casino_players SET total_wagered = total_wagered + %(wager)s WHERE id = %(player)s AND %(wager)s > 0 RETURNING 1)
 {idempotency}{event}
 SELECT CASE WHEN (SELECT count(*) FROM pos) <> 1 THEN house_refuse('position_changed')
@@ -91,6 +99,9 @@ _EVENT_CTE = f""", evt AS ({EVENT_INSERT_CTE})"""
 _TYPES = {
     **dict.fromkeys(("player", "operator", "ledger", "trade", "position"), "uuid"),
     **dict.fromkeys(("market", "title", "p_title", "round", "l_type", "currency", "description", "side", "outcome"), "varchar"),
+    "category": "varchar",
+    "c_cap": "numeric",
+    "c_shard": "integer",
     **dict.fromkeys(("p_status", "i_scope", "i_key", "i_hash", "i_body", "e_type", "e_request"), "varchar"),
     "e_operator": "uuid",
     "e_data": "jsonb",
@@ -113,6 +124,9 @@ def _write_statement(*, update: bool, keyed: bool, event: bool) -> PreparedState
             idempotency=_IDEMPOTENCY_CTE if keyed else "",
             event=_EVENT_CTE if event else "",
             market_shard=MARKET_SHARD_UPDATE_SQL.format(condition=WITHIN_QUOTA).strip(),
+            category_shard=CATEGORY_SHARD_UPDATE_SQL.format(
+                growth="(SELECT growth FROM exp)", category="%(category)s", shard="%(c_shard)s", cap="%(c_cap)s"
+            ),
             global_shard=GLOBAL_SHARD_UPDATE_SQL.format(growth="(SELECT growth FROM exp)", shard="%(g_shard)s", cap="%(g_cap)s"),
         ),
         _TYPES,
@@ -256,6 +270,8 @@ def _compact_transaction(ctx: TradeContext, idempotency, cursor, begin: str, com
         "cap": ctx.risk.market_cap,
         "g_shard": exposure_shard_pick(),
         "g_cap": ctx.risk.global_cap,
+        **ctx.risk.category_params(),  # category, c_cap (the market's category and its cap)
+        "c_shard": exposure_shard_pick(),
         "wager": q.cost if buy else Decimal("0"),
     }
     if idempotency is not None:

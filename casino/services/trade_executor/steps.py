@@ -114,6 +114,7 @@ def _assess_risk(ctx: TradeContext) -> None:
     ctx.risk = risk_assess(
         player=ctx.player, market_id=req.market_id, side=req.side, outcome=req.outcome, amount=req.amount, mid_price=ctx.mid_price
     )
+    ctx.risk.category_bind(ctx.market.category)  # issue 14: the category cap of wall 3
 
 
 def _price(ctx: TradeContext) -> None:
