@@ -25,7 +25,17 @@ from django.utils.html import format_html
 from casino.models import MarketExposure, Player
 from casino.services.exposure import global_exposure_bound
 from core.admin import ReadOnlyAdminMixin, SingletonAdminMixin
-from risk.models import MarketRiskLimit, OperatorRiskLimit, PlayerRiskProfile, RiskDecision, RiskSettings, Tier
+from risk.models import (
+    RESTRICTED_TIER,
+    MarketRiskLimit,
+    OperatorRiskLimit,
+    PlayerRiskProfile,
+    RiskDecision,
+    RiskSettings,
+    Tier,
+    TierChange,
+    TierPromotionRule,
+)
 from risk.selectors import operator_open_exposure
 from risk.services.config import risk_config, risk_settings
 from risk.services.configure import (
@@ -143,6 +153,14 @@ class RiskSettingsAdmin(RulesInChangelistMixin, SingletonAdminMixin, admin.Model
                     "markout_horizons_seconds",
                 ],
                 "description": "Scores and factors are between 0 and 1. Tier limits and operator limits have their own pages.",
+            },
+        ),
+        (
+            "Player classes (SPEC §16)",
+            {
+                "fields": ["class_moderate_at", "class_sharp_at", "class_professional_at", "timing_move_points", "sizing_multiple"],
+                "description": "Class thresholds on the composite score (0-100); the sharp score of wall 4 is the composite / 100. "
+                "Timing: a favourable mid move (points) that counts as large; sizing: a stake this many times the player's median.",
             },
         ),
         ("Record", {"fields": ["updated_at"]}),
@@ -323,8 +341,15 @@ class PlayerRiskProfileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "results_edge",
         "trades_scored",
         "computed_at",
+        "player_class",
+        "composite_score",
+        "win_rate",
+        "edge",
+        "timing",
+        "sizing",
+        "diversity",
     ]
-    list_filter = ["player__tier", "player__operator"]
+    list_filter = ["player_class", "player__tier", "player__operator"]
     search_fields = ["player__external_id", "player__id"]
     list_select_related = ["player__operator"]
     ordering = ["-sharp_score", "player_id"]
@@ -346,3 +371,47 @@ class PlayerRiskProfileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return format_html('<strong style="color:#ba2121">{}</strong>', "refused")
         parts = [label for label, at in (("wider spread", s.sharp_spread_widen_at), ("lower limits", s.sharp_limit_at)) if score >= at]
         return ", ".join(parts) or "-"
+
+
+# --- Issue 14: tier promotion rules and the tier audit (SPEC §16) ------------------------------
+
+
+class TierPromotionRuleForm(forms.ModelForm):
+    class Meta:
+        model = TierPromotionRule
+        fields = ["from_tier", "to_tier", "min_account_age_days", "min_completed_trades", "enabled"]
+
+    def clean(self):
+        cleaned = super().clean()
+        source, target = cleaned.get("from_tier"), cleaned.get("to_tier")
+        if source is None or target is None:
+            return cleaned
+        if RESTRICTED_TIER in (source.pk, target.pk):
+            raise forms.ValidationError("The restricted tier is never left or entered by a promotion rule.")
+        if source.pk == target.pk:
+            raise forms.ValidationError("A rule promotes to another tier.")
+        return cleaned
+
+
+@admin.register(TierPromotionRule)
+class TierPromotionRuleAdmin(admin.ModelAdmin):
+    """From a tier to a higher one after an account age and a number of trades, for players with no
+    risk flags and a class below sharp; applied daily (risk.services.promotion)."""
+
+    form = TierPromotionRuleForm
+    list_display = ["__str__", "min_account_age_days", "min_completed_trades", "enabled", "created_at"]
+    list_editable = ["min_account_age_days", "min_completed_trades", "enabled"]
+    list_display_links = ["__str__"]
+    ordering = ["from_tier_id"]
+
+
+@admin.register(TierChange)
+class TierChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every tier change: by a promotion rule, by staff (player page) or by the operator (REST)."""
+
+    list_display = ["created_at", "player", "from_tier", "to_tier", "source", "rule", "actor"]
+    list_filter = ["source", "to_tier", "from_tier"]
+    search_fields = ["player__external_id", "player__id", "actor"]
+    list_select_related = ["player__operator", "rule"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at"]

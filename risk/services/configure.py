@@ -102,6 +102,16 @@ def _horizons(value, path: str) -> list[int]:
 
 
 _score = _bounded(ZERO, ONE)
+
+
+def _composite_score(value, path: str) -> Decimal:
+    """A player-class threshold on the composite score (0-100, 2 places)."""
+    number = _number(value, path, places=2, what="a number >= 0 and <= 100")
+    if not (ZERO <= number <= Decimal("100")):
+        raise invalid_config(path, "must be a number >= 0 and <= 100")
+    return number
+
+
 MAX_CATEGORIES = 100
 
 
@@ -153,6 +163,12 @@ SETTINGS_SECTIONS: dict[str, tuple[Setting, ...]] = {
         Setting("minTrades", "sharp_min_trades", _count(0), int),
         Setting("fullEdge", "sharp_full_edge", _bounded(ZERO, ONE, low_open=True), plain),
         Setting("markoutHorizonsSeconds", "markout_horizons_seconds", _horizons, list),
+        # Issue 14, player classes (SPEC §16): composite thresholds (0-100) and two component parameters.
+        Setting("classModerateAt", "class_moderate_at", _composite_score, plain),
+        Setting("classSharpAt", "class_sharp_at", _composite_score, plain),
+        Setting("classProfessionalAt", "class_professional_at", _composite_score, plain),
+        Setting("timingMovePoints", "timing_move_points", _bounded(ZERO, Decimal("100")), plain),
+        Setting("sizingMultiple", "sizing_multiple", _bounded(ONE, Decimal("1000")), plain),
     ),
 }
 TIER_FIELDS = (
