@@ -158,6 +158,11 @@ def _settings_form(**overrides) -> dict:
         "sharp_min_trades": row.sharp_min_trades,
         "sharp_full_edge": row.sharp_full_edge,
         "markout_horizons_seconds": "[60, 300, 3600]",
+        "class_moderate_at": row.class_moderate_at,
+        "class_sharp_at": row.class_sharp_at,
+        "class_professional_at": row.class_professional_at,
+        "timing_move_points": row.timing_move_points,
+        "sizing_multiple": row.sizing_multiple,
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v != ""}

@@ -56,6 +56,12 @@ def test_get_returns_every_section_with_the_defaults(staff_api):
         "minTrades": 10,
         "fullEdge": Decimal("0.1"),
         "markoutHorizonsSeconds": [60, 300, 3600],
+        # Issue 14 (SPEC §16): player classes
+        "classModerateAt": 40,
+        "classSharpAt": 60,
+        "classProfessionalAt": 80,
+        "timingMovePoints": 5,
+        "sizingMultiple": 2,
     }
 
 
