@@ -11,9 +11,11 @@ from django.utils import timezone
 
 from casino.models import Player, Trade
 from casino.services.credentials import session_open
+from core.api.rendering import dumps
 from risk.models import PlayerRiskProfile, RiskDecision, Tier, TierChange, TierPromotionRule
 from risk.services.promotion import tier_promotions_apply
 from risk.tasks import tier_promotions_apply_task
+from tests.conftest import decimal_json
 from tests.factories import MarketFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_rate_limits")]
@@ -220,3 +222,69 @@ def test_the_rules_are_editable_in_the_admin(admin_client):
     assert admin_client.post(change, body).status_code == 302
     rule.refresh_from_db()
     assert (rule.min_account_age_days, rule.min_completed_trades) == (7, 10)
+
+
+# -- the rules and the class settings over REST (admin/risk) ----------------------------------------
+
+
+def _risk(api, body=None):
+    if body is None:
+        response = api.get("admin/risk")
+    else:
+        response = api.client.patch("/api/casino/admin/risk", data=dumps(body), content_type="application/json", headers=api.headers)
+    return response.status_code, decimal_json(response)
+
+
+def test_admin_risk_shows_and_merges_the_promotion_rules(staff_api):
+    status, config = _risk(staff_api)
+    assert status == 200
+    assert config["promotions"] == {"standard": {"toTier": "vip", "minAccountAgeDays": 30, "minCompletedTrades": 50, "enabled": True}}
+    status, config = _risk(
+        staff_api,
+        {
+            "tiers": {"gold": {"maxStake": 50000, "maxPositionPerMarket": 100000, "maxDailyLoss": 50000}},
+            "promotions": {
+                "standard": {"minCompletedTrades": 20},
+                "vip": {"toTier": "gold", "minAccountAgeDays": 90, "minCompletedTrades": 500},
+            },
+        },
+    )
+    assert status == 200, config
+    assert config["promotions"] == {
+        "standard": {"toTier": "vip", "minAccountAgeDays": 30, "minCompletedTrades": 20, "enabled": True},
+        "vip": {"toTier": "gold", "minAccountAgeDays": 90, "minCompletedTrades": 500, "enabled": True},
+    }
+    status, config = _risk(staff_api, {"promotions": {"vip": None, "standard": {"enabled": False}}})
+    assert (status, list(config["promotions"]), config["promotions"]["standard"]["enabled"]) == (200, ["standard"], False)
+
+
+@pytest.mark.parametrize(
+    ("promotions", "field"),
+    [
+        ({"restricted": {"toTier": "vip"}}, "promotions.restricted"),
+        ({"standard": {"toTier": "restricted"}}, "promotions.standard.toTier"),
+        ({"vip": {"minAccountAgeDays": 1}}, "promotions.vip"),  # a new rule needs toTier
+        ({"vip": {"toTier": "vip"}}, "promotions.vip.toTier"),
+        ({"vip": {"toTier": "platinum"}}, "promotions.vip.toTier"),
+        ({"platinum": {"toTier": "vip"}}, "promotions.platinum"),
+        ({"standard": {"minCompletedTrades": -1}}, "promotions.standard.minCompletedTrades"),
+        ({"standard": {"enabled": "yes"}}, "promotions.standard.enabled"),
+        ({"standard": {"upgradeTo": "vip"}}, "promotions.standard.upgradeTo"),
+    ],
+)
+def test_admin_risk_refuses_a_bad_promotion_rule_and_changes_nothing(staff_api, promotions, field):
+    _, before = _risk(staff_api)
+    status, error = _risk(staff_api, {"sharp": {"classSharpAt": 65}, "promotions": promotions})
+    assert (status, error["code"], error["field"]) == (400, "invalid_risk_config", field)
+    assert _risk(staff_api) == (200, before)
+
+
+def test_admin_risk_sets_the_class_thresholds(staff_api):
+    status, config = _risk(staff_api, {"sharp": {"classModerateAt": 35.5, "classSharpAt": 65, "timingMovePoints": 3, "sizingMultiple": 3}})
+    assert status == 200
+    sharp = config["sharp"]
+    assert (sharp["classModerateAt"], sharp["classSharpAt"], sharp["classProfessionalAt"]) == (Decimal("35.5"), 65, 80)
+    assert (sharp["timingMovePoints"], sharp["sizingMultiple"]) == (3, 3)
+    for bad in ({"classSharpAt": 100.01}, {"classSharpAt": 60.005}, {"sizingMultiple": 0.5}, {"timingMovePoints": -1}):
+        status, error = _risk(staff_api, {"sharp": bad})
+        assert (status, error["field"]) == (400, f"sharp.{next(iter(bad))}")
