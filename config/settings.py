@@ -172,7 +172,10 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "wallet-recover-stalled": {"task": "wallets.tasks.wallet_recover_stalled", "schedule": 30.0},
     "wallet-reconcile": {"task": "wallets.tasks.wallet_reconcile", "schedule": 60.0},
-    "risk-sharp-scores": {"task": "risk.tasks.sharp_scores_recompute_task", "schedule": 300.0},
+    "risk-sharp-scores": {"task": "risk.tasks.sharp_scores_recompute_task", "schedule": 300.0, "kwargs": {"incremental": True}},
+    # Issue 14: a full recompute daily (trades leaving the 30-day window), tier promotions daily.
+    "risk-sharp-scores-full": {"task": "risk.tasks.sharp_scores_recompute_task", "schedule": 86400.0},
+    "risk-tier-promotions": {"task": "risk.tasks.tier_promotions_apply_task", "schedule": 86400.0},
     "risk-operator-open-exposure-rebuild": {"task": "risk.tasks.operator_open_exposure_rebuild", "schedule": 300.0},
     "settlements-resume": {"task": "settlement.tasks.settlements_resume", "schedule": 60.0},
     # Loss notifications to S2S wallets (SPEC §16) due for a retry, or left by a stopped worker.

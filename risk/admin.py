@@ -25,7 +25,18 @@ from django.utils.html import format_html
 from casino.models import MarketExposure, Player
 from casino.services.exposure import category_exposure_bound, category_exposure_bounds, global_exposure_bound
 from core.admin import ReadOnlyAdminMixin, SingletonAdminMixin
-from risk.models import CategoryRiskLimit, MarketRiskLimit, OperatorRiskLimit, PlayerRiskProfile, RiskDecision, RiskSettings, Tier
+from risk.models import (
+    RESTRICTED_TIER,
+    CategoryRiskLimit,
+    MarketRiskLimit,
+    OperatorRiskLimit,
+    PlayerRiskProfile,
+    RiskDecision,
+    RiskSettings,
+    Tier,
+    TierChange,
+    TierPromotionRule,
+)
 from risk.selectors import operator_open_exposure
 from risk.services.config import risk_config, risk_settings
 from risk.services.configure import (
@@ -193,6 +204,14 @@ class RiskSettingsAdmin(RulesInChangelistMixin, SingletonAdminMixin, admin.Model
                 "description": "Full spread = clamp(base + extreme + liquidity + tier extra + sharp extra, min, max); "
                 "buys of the outcome the house stands to lose most on skew up to skew max at the market's cap. "
                 "The default spread is in the casino settings; each tier's extra spread on the tiers page.",
+            },
+        ),
+        (
+            "Player classes (SPEC §16)",
+            {
+                "fields": ["class_moderate_at", "class_sharp_at", "class_professional_at", "timing_move_points", "sizing_multiple"],
+                "description": "Class thresholds on the composite score (0-100); the sharp score of wall 4 is the composite / 100. "
+                "Timing: a favourable mid move (points) that counts as large; sizing: a stake this many times the player's median.",
             },
         ),
         ("Record", {"fields": ["updated_at"]}),
@@ -374,8 +393,15 @@ class PlayerRiskProfileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "results_edge",
         "trades_scored",
         "computed_at",
+        "player_class",
+        "composite_score",
+        "win_rate",
+        "edge",
+        "timing",
+        "sizing",
+        "diversity",
     ]
-    list_filter = ["player__tier", "player__operator"]
+    list_filter = ["player_class", "player__tier", "player__operator"]
     search_fields = ["player__external_id", "player__id"]
     list_select_related = ["player__operator"]
     ordering = ["-sharp_score", "player_id"]
@@ -451,3 +477,47 @@ def category_overview() -> dict:
         rows.append({"category": category, "bound": bound, "cap": cap, "own_cap": category in own, "cap_used_pct": _percent(bound, cap)})
     rows.sort(key=lambda r: (-(r["cap_used_pct"] or Decimal("0")), r["category"]))
     return {"category_rows": rows, "default_category_cap": settings_row.category_exposure_cap}
+
+
+# --- Issue 14: tier promotion rules and the tier audit (SPEC §16) ------------------------------
+
+
+class TierPromotionRuleForm(forms.ModelForm):
+    class Meta:
+        model = TierPromotionRule
+        fields = ["from_tier", "to_tier", "min_account_age_days", "min_completed_trades", "enabled"]
+
+    def clean(self):
+        cleaned = super().clean()
+        source, target = cleaned.get("from_tier"), cleaned.get("to_tier")
+        if source is None or target is None:
+            return cleaned
+        if RESTRICTED_TIER in (source.pk, target.pk):
+            raise forms.ValidationError("The restricted tier is never left or entered by a promotion rule.")
+        if source.pk == target.pk:
+            raise forms.ValidationError("A rule promotes to another tier.")
+        return cleaned
+
+
+@admin.register(TierPromotionRule)
+class TierPromotionRuleAdmin(admin.ModelAdmin):
+    """From a tier to a higher one after an account age and a number of trades, for players with no
+    risk flags and a class below sharp; applied daily (risk.services.promotion)."""
+
+    form = TierPromotionRuleForm
+    list_display = ["__str__", "min_account_age_days", "min_completed_trades", "enabled", "created_at"]
+    list_editable = ["min_account_age_days", "min_completed_trades", "enabled"]
+    list_display_links = ["__str__"]
+    ordering = ["from_tier_id"]
+
+
+@admin.register(TierChange)
+class TierChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every tier change: by a promotion rule, by staff (player page) or by the operator (REST)."""
+
+    list_display = ["created_at", "player", "from_tier", "to_tier", "source", "rule", "actor"]
+    list_filter = ["source", "to_tier", "from_tier"]
+    search_fields = ["player__external_id", "player__id", "actor"]
+    list_select_related = ["player__operator", "rule"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at"]

@@ -9,6 +9,7 @@ from decimal import Decimal
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 SCORE = {"max_digits": 6, "decimal_places": 4}
@@ -43,6 +44,29 @@ class RiskSettings(models.Model):
         **SCORE, default=Decimal("0.10"), help_text="Edge per dollar staked that scores 1.0 (score = edge / this, clamped to [0, 1])."
     )
     markout_horizons_seconds = models.JSONField(default=list, blank=True, help_text="Markout horizons, e.g. [60, 300, 3600].")
+    # Issue 14, player classes (SPEC §16): the composite score's class thresholds (0-100) and the
+    # parameters of its timing and sizing components (risk/services/sharp.py docstring).
+    class_moderate_at = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("40"), help_text="Composite score (0-100) from which a player is moderate."
+    )
+    class_sharp_at = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("60"), help_text="Composite score (0-100) from which a player is sharp."
+    )
+    class_professional_at = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("80"), help_text="Composite score (0-100) from which a player is professional."
+    )
+    timing_move_points = models.DecimalField(
+        max_digits=8,
+        decimal_places=4,
+        default=Decimal("5"),
+        help_text="A move of the mid (points, in the trade's favour) after a trade that counts as large for the timing component.",
+    )
+    sizing_multiple = models.DecimalField(
+        max_digits=8,
+        decimal_places=4,
+        default=Decimal("2"),
+        help_text="A stake at least this many times the player's median stake is a large stake (sizing component).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     # Issue 14, pricing (SPEC §16 "Dynamic spread"): the full spread and the exposure skew.
     min_spread = models.DecimalField(max_digits=8, decimal_places=4, default=Decimal("1"), help_text="Narrowest full spread (points).")
@@ -180,6 +204,15 @@ class PlayerRiskProfile(models.Model):
     results_edge = models.DecimalField(**SCORE, default=Decimal("0"), help_text="Profit per dollar staked on resolved markets.")
     trades_scored = models.PositiveIntegerField(default=0)
     computed_at = models.DateTimeField(null=True, blank=True)
+    # Issue 14, player classes (SPEC §16): the five components (each 0-1), the composite (0-100)
+    # and its class. sharp_score above is composite / 100 (risk/services/sharp.py).
+    win_rate = models.DecimalField(**SCORE, default=Decimal("0.5"), help_text="Win-rate component, 0-1 (weight 0.30).")
+    edge = models.DecimalField(**SCORE, default=Decimal("0"), help_text="Markout edge component, 0-1 (weight 0.25).")
+    timing = models.DecimalField(**SCORE, default=Decimal("0"), help_text="Timing component, 0-1 (weight 0.15).")
+    sizing = models.DecimalField(**SCORE, default=Decimal("0"), help_text="Sizing component, 0-1 (weight 0.15).")
+    diversity = models.DecimalField(**SCORE, default=Decimal("0"), help_text="Market diversity component, 0-1 (weight 0.15).")
+    composite_score = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("0"), help_text="0-100.")
+    player_class = models.CharField(max_length=16, default="recreational", db_index=True)
 
     class Meta:
         db_table = "risk_player_profiles"
@@ -201,3 +234,81 @@ class CategoryRiskLimit(models.Model):
 
     def __str__(self) -> str:
         return self.category
+
+
+# --- Issue 14: player classes, tier promotion rules and the tier audit (SPEC §16) -----------------
+
+
+class PlayerClass(models.TextChoices):
+    RECREATIONAL = "recreational", "Recreational"
+    MODERATE = "moderate", "Moderate"
+    SHARP = "sharp", "Sharp"
+    PROFESSIONAL = "professional", "Professional"
+
+
+# Classes a promotion rule accepts ("a sharp class below sharp").
+PROMOTABLE_CLASSES = (PlayerClass.RECREATIONAL, PlayerClass.MODERATE)
+# Never promoted out of or into automatically.
+RESTRICTED_TIER = "restricted"
+
+
+class TierPromotionRule(models.Model):
+    """From one tier to a higher one when every condition holds (applied daily by
+    risk.tasks.tier_promotions_apply_task; risk/services/promotion.py defines each condition)."""
+
+    from_tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="promotions_out")
+    to_tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="promotions_in")
+    min_account_age_days = models.PositiveIntegerField(default=30, help_text="Days since the player's account was created.")
+    min_completed_trades = models.PositiveIntegerField(default=50, help_text="Trades (buys and sells) the player has made.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "risk_tier_promotion_rules"
+        ordering = ["from_tier_id", "to_tier_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["from_tier"], name="tier_promotion_one_rule_per_tier"),
+            models.CheckConstraint(condition=~Q(from_tier=models.F("to_tier")), name="tier_promotion_to_another_tier"),
+            models.CheckConstraint(
+                condition=~Q(from_tier=RESTRICTED_TIER) & ~Q(to_tier=RESTRICTED_TIER), name="tier_promotion_not_restricted"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_tier_id} -> {self.to_tier_id}"
+
+
+class TierChangeSource(models.TextChoices):
+    RULE = "rule", "Promotion rule"
+    STAFF = "staff", "Staff"
+    OPERATOR = "operator", "Operator"
+
+
+class TierChange(models.Model):
+    """Every change of a player's tier: by a promotion rule, by staff, or by the operator."""
+
+    player = models.ForeignKey("casino.Player", on_delete=models.CASCADE, related_name="tier_changes")
+    from_tier = models.CharField(max_length=32)
+    to_tier = models.CharField(max_length=32)
+    source = models.CharField(max_length=8, choices=TierChangeSource.choices)
+    rule = models.ForeignKey(TierPromotionRule, on_delete=models.SET_NULL, null=True, blank=True, related_name="changes")
+    actor = models.CharField(max_length=200, blank=True, default="", help_text="Staff user, operator id or 'tier-promotion'.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        db_table = "risk_tier_changes"
+        indexes = [models.Index(fields=["player", "-created_at"], name="risk_tier_change_player")]
+
+    def __str__(self) -> str:
+        return f"{self.player_id}: {self.from_tier} -> {self.to_tier} ({self.source})"
+
+
+def tier_change_record(*, player_ids, from_tier: str, to_tier: str, source: str, actor: str = "", rule=None, at=None) -> int:
+    """Record a tier change of each player (the caller changed the tier in the same transaction)."""
+    at = at or timezone.now()
+    rows = [
+        TierChange(player_id=pk, from_tier=from_tier, to_tier=to_tier, source=source, actor=actor[:200], rule=rule, created_at=at)
+        for pk in player_ids
+    ]
+    TierChange.objects.bulk_create(rows)
+    return len(rows)

@@ -8,15 +8,17 @@ from casino.models import Operator
 from risk import counters
 from risk.selectors import operator_open_exposure
 from risk.services.assessment import cents, operator_open_exposure_key
+from risk.services.promotion import tier_promotions_apply
 from risk.services.sharp import sharp_scores_recompute
 
 log = logging.getLogger("house.risk.tasks")
 
 
 @shared_task(acks_late=True)
-def sharp_scores_recompute_task() -> int:
-    """Recompute the sharp score of every player who traded recently (wall 4)."""
-    return sharp_scores_recompute()
+def sharp_scores_recompute_task(incremental: bool = False) -> int:
+    """Recompute the sharp score and class of every player who traded recently (wall 4, SPEC §16);
+    ``incremental``: only those whose score can have changed since it was computed."""
+    return sharp_scores_recompute(incremental=incremental)
 
 
 @shared_task(acks_late=True)
@@ -31,3 +33,10 @@ def operator_open_exposure_rebuild() -> int:
         except Exception:  # noqa: BLE001 - one operator's failure must not leave the others stale
             log.exception("rebuild of the open exposure of operator %s failed", operator_id)
     return count
+
+
+@shared_task(acks_late=True)
+def tier_promotions_apply_task() -> int:
+    """Daily: promote the players every condition of a tier promotion rule holds for (SPEC §16);
+    idempotent (a second run the same day changes nothing)."""
+    return tier_promotions_apply()

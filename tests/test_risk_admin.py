@@ -159,6 +159,11 @@ def _settings_form(**overrides) -> dict:
         "sharp_full_edge": row.sharp_full_edge,
         "markout_horizons_seconds": "[60, 300, 3600]",
         "category_exposure_cap": row.category_exposure_cap,
+        "class_moderate_at": row.class_moderate_at,
+        "class_sharp_at": row.class_sharp_at,
+        "class_professional_at": row.class_professional_at,
+        "timing_move_points": row.timing_move_points,
+        "sizing_multiple": row.sizing_multiple,
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v != ""}

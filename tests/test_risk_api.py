@@ -36,7 +36,18 @@ def operator_id(operator):
 
 def test_get_returns_every_section_with_the_defaults(staff_api):
     config = config_of(staff_api)
-    assert list(config) == ["global", "velocity", "tiers", "markets", "operators", "sharp", "feed", "categories", "pricing"]  # SPEC §16
+    assert list(config) == [
+        "global",
+        "velocity",
+        "tiers",
+        "markets",
+        "operators",
+        "sharp",
+        "feed",
+        "categories",
+        "promotions",
+        "pricing",
+    ]  # SPEC §16
     assert config["global"] == {
         "tradingEnabled": True,
         "exposureCap": Decimal("1000000"),
@@ -62,6 +73,12 @@ def test_get_returns_every_section_with_the_defaults(staff_api):
         "minTrades": 10,
         "fullEdge": Decimal("0.1"),
         "markoutHorizonsSeconds": [60, 300, 3600],
+        # Issue 14 (SPEC §16): player classes
+        "classModerateAt": 40,
+        "classSharpAt": 60,
+        "classProfessionalAt": 80,
+        "timingMovePoints": 5,
+        "sizingMultiple": 2,
     }
 
 

@@ -31,12 +31,13 @@ OTHER = "0x1234abcd00000000000000000000000000000000000000000000000000000002"
 HORIZONS = [60, 300, 3600]
 
 
-def _trade(side="buy", outcome="yes", shares="50", price="64", cost="32.00", at=T0, market_id=MARKET) -> Trade:
+def _trade(side="buy", outcome="yes", shares="50", price="64", cost="32.00", at=T0, market_id=MARKET, mid="62") -> Trade:
     return Trade(
         market_id=market_id,
         side=side,
         outcome=outcome,
         shares=Decimal(shares),
+        price_mid=Decimal(mid),
         price_executed=Decimal(price),
         cost=Decimal(cost),
         created_at=at,
@@ -123,31 +124,32 @@ def _settings(**fields) -> RiskSettings:
     return RiskSettings(**{"sharp_full_edge": Decimal("1"), "sharp_min_trades": 1, "markout_horizons_seconds": HORIZONS, **fields})
 
 
-def test_score_weighs_markout_and_results_and_falls_back_to_either():
-    buy = _trade()
+def test_score_is_the_composite_over_100_and_nothing_below_the_minimum_trades():
+    # Issue 14 (SPEC §16): the score is the five-factor composite / 100 (tests/test_player_classes.py
+    # checks each component on a crafted history); here one buy, as the two-factor tests had it.
+    buy = _trade()  # 50 shares at 64 for $32, mid 62
     history = _history((0, 62), (60, 70), (300, 66))
     now = T0 + timedelta(seconds=600)
 
     def score(resolved, price_at=history, **fields):
         return player_sharp_score(trades=[buy], price_at=price_at, resolved_outcomes=resolved, settings=_settings(**fields), now=now)
 
-    # markout 0.0625; results (50 - 32) / 32 = 0.5625; 0.7 x 0.0625 + 0.3 x 0.5625 = 0.2125
+    # win rate 0.5 (1 resolved trade < 5); edge 0.0625 / full edge 1; timing 1 (70 - 62 = 8 >= 5);
+    # sizing 0 (no stake >= 2 x the median); diversity 0 (one market):
+    # 100 x (0.15 + 0.25 x 0.0625 + 0.15) = 31.5625 -> 31.56
     both = score({MARKET: "yes"})
-    assert (both.score, both.markout_edge, both.results_edge) == (Decimal("0.2125"), Decimal("0.0625"), Decimal("0.5625"))
-    assert both.trades_scored == 1
-    assert score({}).score == Decimal("0.0625")
-    assert score({MARKET: "yes"}, price_at=PriceHistory()).score == Decimal("0.5625")
-    assert score({}, price_at=PriceHistory()) == player_sharp_score(
-        trades=[], price_at=history, resolved_outcomes={}, settings=_settings(), now=now
-    )
-    assert score({}, price_at=PriceHistory()).score == 0
-    # score = edge / full edge, clamped to [0, 1], to 4 places
-    assert score({}, sharp_full_edge=Decimal("0.3")).score == Decimal("0.2083")
-    assert score({}, sharp_full_edge=Decimal("0.05")).score == 1
-    assert score({MARKET: "no"}).score == 0  # 0.7 x 0.0625 - 0.3 = negative
-    # Too few trades: no score, but the edges are still known.
+    assert (both.score, both.markout_edge, both.results_edge) == (Decimal("0.3156"), Decimal("0.0625"), Decimal("0.5625"))
+    assert (both.components.composite, both.components.player_class, both.trades_scored) == (Decimal("31.56"), "recreational", 1)
+    assert score({}).score == Decimal("0.3156")
+    # No markout at all: edge and timing 0, win rate neutral: 15.00
+    assert score({MARKET: "yes"}, price_at=PriceHistory()).score == Decimal("0.15")
+    assert score({}, price_at=PriceHistory()).trades_scored == 0
+    # Full edge 0.05: edge component 1 -> 100 x (0.15 + 0.25 + 0.15) = 55
+    assert score({}, sharp_full_edge=Decimal("0.05")).score == Decimal("0.55")
+    # Too few trades: no score, but the edges and the components are still known.
     few = score({}, sharp_min_trades=2)
-    assert (few.score, few.markout_edge, few.trades_scored) == (0, Decimal("0.0625"), 1)
+    assert (few.score, few.markout_edge, few.trades_scored, few.components.timing) == (0, Decimal("0.0625"), 1, 1)
+    assert (few.components.composite, few.components.player_class) == (0, "recreational")
 
 
 # -- the recompute task on real trades -------------------------------------------------------------
@@ -189,11 +191,22 @@ def test_buying_before_the_price_rises_scores_high_and_before_it_falls_scores_ze
     _trade_then_move(sharp, sharp_api, 80)
     _trade_then_move(unlucky, unlucky_api, 50, market_id=OTHER)
     assert sharp_scores_recompute() == 2
-    # sharp: 10 x (80 - 64) / 100 = 1.60 per $6.40 = 0.25 at every horizon, past the full edge 0.10
-    assert (_profile(sharp).sharp_score, _profile(sharp).markout_edge, _profile(sharp).trades_scored) == (1, Decimal("0.25"), 3)
-    # unlucky: 10 x (50 - 64) / 100 = -1.40 per $6.40 = -0.21875
+    # sharp: 10 x (80 - 64) / 100 = 1.60 per $6.40 = 0.25 at every horizon, past the full edge 0.10;
+    # composite (issue 14): win rate 0.5 (nothing resolved), edge 1, timing 1 (80 - mid 62 >= 5),
+    # sizing 0 (equal stakes), diversity 0 (one market): 100 x (0.15 + 0.25 + 0.15) = 55
+    assert (_profile(sharp).sharp_score, _profile(sharp).markout_edge, _profile(sharp).trades_scored) == (
+        Decimal("0.55"),
+        Decimal("0.25"),
+        3,
+    )
+    # unlucky: 10 x (50 - 64) / 100 = -1.40 per $6.40 = -0.21875; composite: win rate 0.5 alone = 15
     profile = _profile(unlucky)
-    assert (profile.sharp_score, profile.markout_edge, profile.results_edge, profile.trades_scored) == (0, Decimal("-0.2188"), 0, 3)
+    assert (profile.sharp_score, profile.markout_edge, profile.results_edge, profile.trades_scored) == (
+        Decimal("0.15"),
+        Decimal("-0.2188"),
+        0,
+        3,
+    )
     assert profile.computed_at is not None
 
 
@@ -210,17 +223,17 @@ def test_fewer_trades_than_the_minimum_get_no_score(make_player, market):
 @pytest.mark.parametrize(
     ("status", "outcome", "results", "score"),
     [
-        # results (10 - 6.40) / 6.40 = 0.5625; 0.7 x 0.25 + 0.3 x 0.5625 = 0.34375 / full edge 1
-        ("resolved", "yes", Decimal("0.5625"), Decimal("0.3438")),
-        # lost: -1; 0.7 x 0.25 - 0.3 = -0.125
-        ("resolved", "no", Decimal("-1"), Decimal("0")),
-        ("voided", None, Decimal("0"), Decimal("0.25")),
+        # 5 trades (issue 14: the win rate counts from 5 resolved trades); results (10 - 6.40) / 6.40 = 0.5625.
+        # composite: 100 x (0.30 x win rate + 0.25 x edge 0.25 (full edge 1) + 0.15 x timing 1)
+        ("resolved", "yes", Decimal("0.5625"), Decimal("0.5125")),  # win rate 1
+        ("resolved", "no", Decimal("-1"), Decimal("0.2125")),  # win rate 0
+        ("voided", None, Decimal("0"), Decimal("0.3625")),  # win rate 0.5 (neutral)
     ],
 )
 def test_results_on_resolved_markets_count_and_voided_markets_do_not(make_player, market, risk_limits, status, outcome, results, score):
     risk_limits(sharp_min_trades=3, sharp_full_edge=Decimal("1"))
     player, api = make_player(Decimal("100"))
-    _trade_then_move(player, api, 80)
+    _trade_then_move(player, api, 80, count=5)
     Market.objects.filter(pk=MARKET).update(status=status, outcome=outcome)
     sharp_scores_recompute()
     profile = _profile(player)
@@ -234,7 +247,7 @@ def test_only_recent_trades_are_scored_and_a_single_player_can_be_refreshed(make
     _trade_then_move(player, api, 80)
     assert sharp_scores_recompute(now=timezone.now() + timedelta(days=31)) == 0
     assert not PlayerRiskProfile.objects.exists()
-    assert player_sharp_score_refresh(player=player).sharp_score == 1
+    assert player_sharp_score_refresh(player=player).sharp_score == Decimal("0.55")
     Trade.objects.filter(player=player).update(created_at=timezone.now() - timedelta(days=40))
     profile = player_sharp_score_refresh(player=player)  # nothing left in the window: back to zero
     assert (profile.sharp_score, profile.trades_scored) == (0, 0)
@@ -273,7 +286,8 @@ def test_recompute_queries_do_not_grow_with_trades(make_player, market, no_veloc
 
 @pytest.mark.django_db
 def test_a_player_marked_sharp_gets_a_wider_spread_in_quote_and_trade(make_player, market, risk_limits):
-    risk_limits(sharp_min_trades=3, sharp_limit_at=Decimal("2"), sharp_refuse_at=Decimal("2"))  # widening only
+    # widening only, from 0.5 (issue 14: this history's composite is 55, the plain one's 15)
+    risk_limits(sharp_min_trades=3, sharp_spread_widen_at=Decimal("0.5"), sharp_limit_at=Decimal("2"), sharp_refuse_at=Decimal("2"))
     sharp, sharp_api = make_player(Decimal("100"))
     plain, plain_api = make_player(Decimal("100"))
     _trade_then_move(sharp, sharp_api, 80)
@@ -281,7 +295,7 @@ def test_a_player_marked_sharp_gets_a_wider_spread_in_quote_and_trade(make_playe
     assert (_quote(sharp_api)["spreadPct"], _quote(sharp_api)["executionPrice"]) == (4, 64)
 
     assert sharp_scores_recompute() == 2
-    assert _profile(sharp).sharp_score == 1 and _profile(plain).sharp_score == 0
+    assert _profile(sharp).sharp_score == Decimal("0.55") and _profile(plain).sharp_score == Decimal("0.15")
 
     quote = _quote(sharp_api)
     assert (quote["spreadPct"], quote["executionPrice"], quote["midPrice"]) == (6, 65, 62)  # 62 + (4 + 2) / 2
@@ -296,7 +310,7 @@ def test_a_player_marked_sharp_gets_a_wider_spread_in_quote_and_trade(make_playe
 
 @pytest.mark.django_db
 def test_a_player_scored_past_the_refuse_threshold_is_refused(make_player, market, risk_limits):
-    risk_limits(sharp_min_trades=3)  # refuse at 0.9 (default)
+    risk_limits(sharp_min_trades=3, sharp_spread_widen_at=Decimal("0.5"), sharp_refuse_at=Decimal("0.55"))  # composite 55
     player, api = make_player(Decimal("100"))
     _trade_then_move(player, api, 80)
     sharp_scores_recompute()
@@ -308,7 +322,8 @@ def test_a_player_scored_past_the_refuse_threshold_is_refused(make_player, marke
 
 @pytest.mark.django_db
 def test_a_player_scored_past_the_limit_threshold_gets_lower_limits(make_player, market, risk_limits):
-    risk_limits(sharp_min_trades=3, sharp_refuse_at=Decimal("2"))  # limits from 0.75: standard max stake 1000 x 0.5
+    # limits from 0.5 (composite 55): standard max stake 1000 x 0.5
+    risk_limits(sharp_min_trades=3, sharp_limit_at=Decimal("0.5"), sharp_refuse_at=Decimal("2"))
     player, api = make_player(Decimal("1000"))
     _trade_then_move(player, api, 80)
     sharp_scores_recompute()
@@ -326,7 +341,13 @@ def test_sharp_scores_task_runs(make_player, market, risk_limits):
     player, api = make_player(Decimal("100"))
     _trade_then_move(player, api, 80)
     assert sharp_scores_recompute_task.apply().get() == 1
-    assert _profile(player).sharp_score == 1
+    assert (_profile(player).sharp_score, _profile(player).composite_score, _profile(player).player_class) == (
+        Decimal("0.55"),
+        Decimal("55"),
+        "moderate",
+    )
+    # incremental: every horizon had elapsed at the last computation and nothing resolved since
+    assert sharp_scores_recompute_task.apply(kwargs={"incremental": True}).get() == 0
 
 
 @pytest.mark.django_db

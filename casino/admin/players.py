@@ -13,11 +13,13 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.html import format_html
 
 from casino.models import Player, WalletMode
 from core.admin import admin_change_url
 from core.errors import HouseError
 from core.idempotency import IdempotencySlot, idempotency_lookup, request_fingerprint
+from risk.models import PlayerRiskProfile, TierChangeSource, tier_change_record
 from wallets.services.balances import wallet_balance, wallet_ensure
 from wallets.services.transfers import wallet_adjust
 
@@ -67,12 +69,14 @@ class PlayerAdmin(admin.ModelAdmin):
             "balance",
             "total_wagered",
             "created_at",
+            "player_class",
+            "class_components",
         ]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return ["id", "operator", "external_id", "currency", "balance", "total_wagered", "created_at"]
+        return ["id", "operator", "external_id", "currency", "balance", "total_wagered", "created_at", "player_class", "class_components"]
 
     def has_delete_permission(self, request, obj=None):
         return False  # the ledger and trades refer to the player
@@ -81,6 +85,14 @@ class PlayerAdmin(admin.ModelAdmin):
         if not change:
             obj.currency = obj.operator.currency
         super().save_model(request, obj, form, change)
+        if change and "tier" in form.changed_data:  # SPEC §16: a staff override, recorded
+            tier_change_record(
+                player_ids=[obj.pk],
+                from_tier=form.initial.get("tier", ""),
+                to_tier=obj.tier,
+                source=TierChangeSource.STAFF,
+                actor=f"staff:{request.user.get_username()}",
+            )
         if not change and obj.operator.wallet_mode == WalletMode.INTERNAL:
             wallet_ensure(player=obj)
 
@@ -96,6 +108,33 @@ class PlayerAdmin(admin.ModelAdmin):
         if obj.operator.wallet_mode != WalletMode.INTERNAL:
             return "Held by the operator's wallet (S2S)"
         return f"{wallet_balance(player=obj)} {obj.currency}"
+
+    # Issue 14 (SPEC §16): the player's class and its five components, for staff only.
+    def _profile(self, obj) -> PlayerRiskProfile | None:
+        return PlayerRiskProfile.objects.filter(player_id=obj.pk).first()
+
+    @admin.display(description="class")
+    def player_class(self, obj):
+        profile = self._profile(obj)
+        if profile is None:
+            return "not scored yet"
+        return f"{profile.player_class} (composite {profile.composite_score} / 100, sharp score {profile.sharp_score})"
+
+    @admin.display(description="class components")
+    def class_components(self, obj):
+        profile = self._profile(obj)
+        if profile is None:
+            return "-"
+        return format_html(
+            "win rate {} · edge {} · timing {} · sizing {} · diversity {} (each 0-1; scored {}, trades scored {})",
+            profile.win_rate,
+            profile.edge,
+            profile.timing,
+            profile.sizing,
+            profile.diversity,
+            profile.computed_at or "never",
+            profile.trades_scored,
+        )
 
     def get_urls(self):
         return [

@@ -88,6 +88,7 @@ def session_open(*, operator: Operator, external_player_id: str, currency: str |
             raise player_blocked()
         if not created and tier and player.tier != tier:
             Player.objects.filter(pk=player.pk).update(tier=tier)
+            _tier_change_record(player=player, to_tier=tier, operator=operator)
             player.tier = tier
         if operator.wallet_mode == WalletMode.INTERNAL:
             wallet_ensure(player=player)
@@ -203,3 +204,13 @@ def staff_principal(token: str) -> StaffPrincipal | None:
 def operator_principal(api_key: str) -> OperatorPrincipal | None:
     operator = operator_by_key(api_key)
     return OperatorPrincipal(operator) if operator is not None else None
+
+
+def _tier_change_record(*, player: Player, to_tier: str, operator: Operator) -> None:
+    """Issue 14 (SPEC §16): a tier set by the operator when opening a session is an operator
+    override, recorded like PATCH operator/players/{id}."""
+    from risk.models import TierChangeSource, tier_change_record
+
+    tier_change_record(
+        player_ids=[player.pk], from_tier=player.tier, to_tier=to_tier, source=TierChangeSource.OPERATOR, actor=f"operator:{operator.pk}"
+    )

@@ -4,6 +4,7 @@ them (status, tier, responsible-gambling limits), which the walls apply on the n
 import logging
 from decimal import Decimal
 
+from django.db import transaction
 from django.db.models import DecimalField, ExpressionWrapper, F, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
@@ -11,7 +12,7 @@ from casino.models import Player, PlayerStatus, Position, PositionStatus
 from core.api.pagination import Page, PageParams, keyset_page
 from core.db import PRIMARY, reads
 from core.errors import HouseError
-from risk.models import Tier
+from risk.models import Tier, TierChangeSource, tier_change_record
 
 log = logging.getLogger("house.players")
 
@@ -86,6 +87,16 @@ def player_controls_set(*, operator, external_id: str, changes: dict) -> Player:
     if "tier" in changes and not Tier.objects.filter(name=changes["tier"]).exists():
         raise HouseError("Unknown tier", code="unknown_tier")
     if changes:
-        players.update(**changes)
+        with transaction.atomic():
+            before = players.select_for_update().values_list("pk", "tier").first()
+            players.update(**changes)
+            if "tier" in changes and before is not None and before[1] != changes["tier"]:  # SPEC §16: every tier change recorded
+                tier_change_record(
+                    player_ids=[before[0]],
+                    from_tier=before[1],
+                    to_tier=changes["tier"],
+                    source=TierChangeSource.OPERATOR,
+                    actor=f"operator:{operator.pk}",
+                )
         log.info("operator %s set controls of player %s: %s", operator.pk, external_id, {k: str(v) for k, v in changes.items()})
     return operator_player(operator=operator, external_id=external_id, using=PRIMARY)

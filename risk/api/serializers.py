@@ -58,6 +58,26 @@ class RiskSharpSerializer(serializers.Serializer):
     minTrades = serializers.IntegerField(required=False, min_value=0)
     fullEdge = _score(required=False, help_text="Edge per dollar staked that scores 1.0, in (0, 1].")
     markoutHorizonsSeconds = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+    # Issue 14 (SPEC §16): player classes.
+    classModerateAt = serializers.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        coerce_to_string=False,
+        required=False,
+        help_text="Composite score (0-100) from which a player is moderate.",
+    )
+    classSharpAt = serializers.DecimalField(
+        max_digits=5, decimal_places=2, coerce_to_string=False, required=False, help_text="... sharp (sharp score = composite / 100)."
+    )
+    classProfessionalAt = serializers.DecimalField(
+        max_digits=5, decimal_places=2, coerce_to_string=False, required=False, help_text="... professional."
+    )
+    timingMovePoints = serializers.DecimalField(
+        max_digits=8, decimal_places=4, coerce_to_string=False, required=False, help_text="A large favourable mid move (points) for timing."
+    )
+    sizingMultiple = serializers.DecimalField(
+        max_digits=8, decimal_places=4, coerce_to_string=False, required=False, help_text="A large stake: this many times the median."
+    )
 
 
 class RiskFeedSerializer(serializers.Serializer):
@@ -95,6 +115,15 @@ class RiskPricingSerializer(serializers.Serializer):
     skewMax = _points(required=False, help_text="The skew (points on the buy price) at the cap.")
 
 
+class RiskPromotionSerializer(serializers.Serializer):
+    """Issue 14 (SPEC §16): the promotion rule out of one tier (keyed by that tier)."""
+
+    toTier = serializers.CharField(required=False, help_text="Required for a new rule; never 'restricted'.")
+    minAccountAgeDays = serializers.IntegerField(required=False, min_value=0)
+    minCompletedTrades = serializers.IntegerField(required=False, min_value=0)
+    enabled = serializers.BooleanField(required=False)
+
+
 class RiskConfigSerializer(serializers.Serializer):
     global_ = RiskGlobalSerializer(required=False)
     velocity = RiskVelocitySerializer(required=False)
@@ -106,6 +135,9 @@ class RiskConfigSerializer(serializers.Serializer):
     pricing = RiskPricingSerializer(required=False, help_text="The dynamic spread and the exposure skew (SPEC §16).")
     categories = serializers.DictField(
         child=RiskCategorySerializer(allow_null=True), required=False, help_text="By category (compared lowercased); SPEC §16."
+    )
+    promotions = serializers.DictField(
+        child=RiskPromotionSerializer(allow_null=True), required=False, help_text="By source tier; null removes the rule (SPEC §16)."
     )
 
     def get_fields(self):

@@ -15,7 +15,7 @@ from casino.models import CasinoSettings, Market, Operator
 from casino.services.markets import casino_settings
 from core.errors import HouseError
 from core.money import MAX_AMOUNT, money, plain
-from risk.models import CategoryRiskLimit, MarketRiskLimit, OperatorRiskLimit, RiskSettings, Tier
+from risk.models import RESTRICTED_TIER, CategoryRiskLimit, MarketRiskLimit, OperatorRiskLimit, RiskSettings, Tier, TierPromotionRule
 from risk.services.config import risk_config_changed, risk_settings
 
 log = logging.getLogger("house.risk")
@@ -102,6 +102,16 @@ def _horizons(value, path: str) -> list[int]:
 
 
 _score = _bounded(ZERO, ONE)
+
+
+def _composite_score(value, path: str) -> Decimal:
+    """A player-class threshold on the composite score (0-100, 2 places)."""
+    number = _number(value, path, places=2, what="a number >= 0 and <= 100")
+    if not (ZERO <= number <= Decimal("100")):
+        raise invalid_config(path, "must be a number >= 0 and <= 100")
+    return number
+
+
 MAX_CATEGORIES = 100
 
 
@@ -154,6 +164,12 @@ SETTINGS_SECTIONS: dict[str, tuple[Setting, ...]] = {
         Setting("minTrades", "sharp_min_trades", _count(0), int),
         Setting("fullEdge", "sharp_full_edge", _bounded(ZERO, ONE, low_open=True), plain),
         Setting("markoutHorizonsSeconds", "markout_horizons_seconds", _horizons, list),
+        # Issue 14, player classes (SPEC §16): composite thresholds (0-100) and two component parameters.
+        Setting("classModerateAt", "class_moderate_at", _composite_score, plain),
+        Setting("classSharpAt", "class_sharp_at", _composite_score, plain),
+        Setting("classProfessionalAt", "class_professional_at", _composite_score, plain),
+        Setting("timingMovePoints", "timing_move_points", _bounded(ZERO, Decimal("100")), plain),
+        Setting("sizingMultiple", "sizing_multiple", _bounded(ONE, Decimal("1000")), plain),
     ),
 }
 TIER_FIELDS = (
@@ -179,7 +195,7 @@ FEED_FIELDS = (
     Setting("maxListedMarkets", "max_listed_markets", _count(0, 100_000), int),
     Setting("allowedCategories", "allowed_categories", _categories, list),
 )
-SECTIONS = ("global", "velocity", "tiers", "markets", "operators", "sharp", "feed", "categories")
+SECTIONS = ("global", "velocity", "tiers", "markets", "operators", "sharp", "feed", "categories", "promotions")
 
 
 # --- Issue 14, pricing (SPEC §16 "Dynamic spread"): the "pricing" section --------------------------
@@ -260,6 +276,7 @@ def risk_configuration() -> dict:
     config["feed"] = _render(casino_settings(), FEED_FIELDS)
     config["pricing"].update(_render(casino_settings(), PRICING_CASINO_FIELDS))
     config["categories"] = {limit.category: _render(limit, CATEGORY_FIELDS) for limit in CategoryRiskLimit.objects.order_by("category")}
+    config["promotions"] = promotions_render()
     return {name: config[name] for name in SECTIONS}
 
 
@@ -390,6 +407,7 @@ def risk_configure(*, patch: dict, actor: str) -> dict:
         operator_saves, operator_removals = _plan_operators(patch["operators"]) if "operators" in patch else ([], [])
         feed_changes = _parse_fields(patch["feed"], FEED_FIELDS, "feed") if "feed" in patch else {}
         category_saves, category_removals = _plan_categories(patch["categories"]) if "categories" in patch else ([], [])
+        promotion_saves, promotion_removals = _plan_promotions(patch["promotions"], tiers) if "promotions" in patch else ([], [])
 
         if settings_changes:
             for field, value in settings_changes.items():
@@ -410,6 +428,9 @@ def risk_configure(*, patch: dict, actor: str) -> dict:
             obj.save()
         for limit in CategoryRiskLimit.objects.filter(category__in=category_removals):
             limit.delete()
+        for rule in promotion_saves:
+            rule.save()
+        TierPromotionRule.objects.filter(from_tier_id__in=promotion_removals).delete()
         # The save signals fire before commit; a worker reloading in between could cache the old
         # rows under the new version, so the version is bumped again once the rows are visible.
         transaction.on_commit(risk_config_changed)
@@ -448,4 +469,58 @@ def _plan_categories(section) -> tuple[list[CategoryRiskLimit], list[str]]:
         limit = existing.get(key) or CategoryRiskLimit(category=key)
         limit.exposure_cap = values["exposure_cap"]
         saves.append(limit)
+
+
+# --- Issue 14: tier promotion rules (SPEC §16), the "promotions" section --------------------------
+
+PROMOTION_FIELDS = (
+    Setting("toTier", "to_tier_id", lambda value, path: _tier_name(value, path), str),
+    Setting("minAccountAgeDays", "min_account_age_days", _count(0, 36500), int),
+    Setting("minCompletedTrades", "min_completed_trades", _count(0), int),
+    Setting("enabled", "enabled", _boolean, bool),
+)
+
+
+def _tier_name(value, path: str) -> str:
+    if not isinstance(value, str) or not TIER_NAME_RE.match(value):
+        raise invalid_config(path, "is not a valid tier name")
+    if value == RESTRICTED_TIER:
+        raise invalid_config(path, "cannot be the restricted tier (never entered by a promotion)")
+    return value
+
+
+def promotions_render() -> dict:
+    """{source tier: {"toTier", "minAccountAgeDays", "minCompletedTrades", "enabled"}}"""
+    return {rule.from_tier_id: _render(rule, PROMOTION_FIELDS) for rule in TierPromotionRule.objects.order_by("from_tier_id")}
+
+
+def _plan_promotions(section, planned_tiers: list[Tier]) -> tuple[list[TierPromotionRule], list[str]]:
+    """(rules to save, source tiers whose rule goes). Tiers must exist (or be created by the same patch)."""
+    section = _object(section, "promotions")
+    known = set(Tier.objects.values_list("name", flat=True)) | {tier.name for tier in planned_tiers}
+    wanted = [key for key in section if isinstance(key, str)]
+    existing = {rule.from_tier_id: rule for rule in TierPromotionRule.objects.select_for_update().filter(from_tier_id__in=wanted)}
+    saves, removals = [], []
+    for source, body in section.items():
+        path = f"promotions.{source}"
+        if not isinstance(source, str) or source not in known:
+            raise invalid_config(path, "is not a known tier")
+        if source == RESTRICTED_TIER:
+            raise invalid_config(path, "cannot be the restricted tier (never left by a promotion)")
+        if body is None:
+            removals.append(source)
+            continue
+        values = _parse_fields(body, PROMOTION_FIELDS, path)
+        rule = existing.get(source)
+        if rule is None:
+            if "to_tier_id" not in values:
+                raise invalid_config(path, "is a new rule and needs toTier")
+            rule = TierPromotionRule(from_tier_id=source)
+        for field, value in values.items():
+            setattr(rule, field, value)
+        if rule.to_tier_id not in known:
+            raise invalid_config(f"{path}.toTier", "is not a known tier")
+        if rule.to_tier_id == source:
+            raise invalid_config(f"{path}.toTier", "must be another tier")
+        saves.append(rule)
     return saves, removals
