@@ -469,6 +469,7 @@ def _plan_categories(section) -> tuple[list[CategoryRiskLimit], list[str]]:
         limit = existing.get(key) or CategoryRiskLimit(category=key)
         limit.exposure_cap = values["exposure_cap"]
         saves.append(limit)
+    return saves, removals
 
 
 # --- Issue 14: tier promotion rules (SPEC §16), the "promotions" section --------------------------
