@@ -174,6 +174,8 @@ CELERY_BEAT_SCHEDULE = {
     "wallet-reconcile": {"task": "wallets.tasks.wallet_reconcile", "schedule": 60.0},
     "risk-sharp-scores": {"task": "risk.tasks.sharp_scores_recompute_task", "schedule": 300.0},
     "risk-operator-open-exposure-rebuild": {"task": "risk.tasks.operator_open_exposure_rebuild", "schedule": 300.0},
+    # The circuit breakers' 24 h loss windows from the database, and the platform halt check (SPEC §16).
+    "risk-breaker-windows-rebuild": {"task": "risk.tasks.breaker_windows_rebuild_task", "schedule": 60.0},
     "settlements-resume": {"task": "settlement.tasks.settlements_resume", "schedule": 60.0},
     "marketdata-auto-confirm": {"task": "marketdata.tasks.resolutions_auto_confirm", "schedule": 60.0},
     "marketdata-price-history": {"task": "marketdata.tasks.price_history_retention", "schedule": 3600.0},

@@ -43,6 +43,25 @@ class RiskSettings(models.Model):
     )
     markout_horizons_seconds = models.JSONField(default=list, blank=True, help_text="Markout horizons, e.g. [60, 300, 3600].")
     updated_at = models.DateTimeField(auto_now=True)
+    # --- Issue 14: the automatic circuit breakers (SPEC §16; risk/services/breakers.py) ---
+    player_loss_halt = models.DecimalField(
+        **MONEY,
+        default=Decimal("5000"),
+        help_text="A player's buys are refused while the house's net loss to them over a rolling 24 h is above this.",
+    )
+    platform_loss_halt = models.DecimalField(
+        **MONEY,
+        default=Decimal("250000"),
+        help_text="Every buy is refused (503) once the house's net loss over a rolling 24 h goes above this, until staff reset.",
+    )
+    # The halt's state changes only through risk.services.breakers (trip, staff reset: recorded as risk events).
+    platform_halted = models.BooleanField(
+        default=False, editable=False, help_text="The platform breaker has tripped: buys get 503 until staff reset it (sells go on)."
+    )
+    platform_halted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    platform_window_start = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Last staff reset: the platform breaker counts only losses booked after it."
+    )
 
     class Meta:
         db_table = "risk_settings"
@@ -115,6 +134,7 @@ class Wall(models.TextChoices):
     EXPOSURE = "exposure", "3 Exposure caps"
     SHARP = "sharp", "4 Sharp detection"
     OPERATOR = "operator", "5 Operator limits"
+    BREAKER = "breaker", "Circuit breakers"
 
 
 class RiskDecision(models.Model):
@@ -151,3 +171,37 @@ class PlayerRiskProfile(models.Model):
     class Meta:
         db_table = "risk_player_profiles"
         indexes = [models.Index(fields=["-sharp_score"], name="risk_profile_score")]
+
+
+# --- Issue 14: risk events (breaker trips and staff resets; SPEC §16) ------------------------------
+
+
+class RiskEventSeverity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class RiskEventKind(models.TextChoices):
+    PLAYER_HALT = "player_halt", "Player loss halt tripped"
+    PLATFORM_HALT = "platform_halt", "Platform loss halt tripped"
+    PLATFORM_RESET = "platform_reset", "Platform halt reset by staff"
+
+
+class RiskEvent(models.Model):
+    """Something the risk team must see: a breaker tripping (once per trip, not per refused buy), a reset."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=32, choices=RiskEventKind.choices, db_index=True)
+    severity = models.CharField(max_length=10, choices=RiskEventSeverity.choices)
+    player = models.ForeignKey("casino.Player", on_delete=models.SET_NULL, null=True, blank=True, related_name="risk_events")
+    message = models.CharField(max_length=300)
+    values = models.JSONField(default=dict, blank=True)
+    actor = models.CharField(max_length=150, blank=True, default="", help_text="system, or staff:<username>.")
+
+    class Meta:
+        db_table = "risk_events"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -8,6 +8,7 @@ from casino.models import Operator
 from risk import counters
 from risk.selectors import operator_open_exposure
 from risk.services.assessment import cents, operator_open_exposure_key
+from risk.services.breakers import breaker_windows_rebuild
 from risk.services.sharp import sharp_scores_recompute
 
 log = logging.getLogger("house.risk.tasks")
@@ -31,3 +32,14 @@ def operator_open_exposure_rebuild() -> int:
         except Exception:  # noqa: BLE001 - one operator's failure must not leave the others stale
             log.exception("rebuild of the open exposure of operator %s failed", operator_id)
     return count
+
+
+# --- Issue 14: the circuit breakers' loss windows (SPEC §16) -----------------------------------------
+
+
+@shared_task(acks_late=True)
+def breaker_windows_rebuild_task() -> dict:
+    """Rebuild the player and platform loss windows from the database, and trip the platform halt if
+    the rebuilt window passes it (losses that appear as old stakes leave the window)."""
+    result = breaker_windows_rebuild()
+    return {**result, "platformLoss": str(result["platformLoss"])}

@@ -36,7 +36,7 @@ def operator_id(operator):
 
 def test_get_returns_every_section_with_the_defaults(staff_api):
     config = config_of(staff_api)
-    assert list(config) == ["global", "velocity", "tiers", "markets", "operators", "sharp", "feed"]
+    assert list(config) == ["global", "velocity", "tiers", "markets", "operators", "sharp", "feed", "breakers"]
     assert config["global"] == {"tradingEnabled": True, "exposureCap": Decimal("1000000"), "defaultMarketExposureCap": Decimal("50000")}
     assert config["velocity"] == {
         "maxTradesPerMinute": 15,

@@ -91,6 +91,7 @@ def exposure_apply(
     cap: Decimal,
     global_cap: Decimal | None = None,
     locked: bool = False,
+    refuse: bool = True,
 ) -> None:
     """Add a trade to the market's book (and the global bound) inside the caller's transaction, or refuse it.
 
@@ -98,13 +99,15 @@ def exposure_apply(
     ``cash_delta``: money the house received (+ stake, - proceeds).
     Raises HouseError "Market exposure cap reached" / the global-cap refusal, or
     ExposureNeedsLock when the caller must roll back and retry with ``locked=True``.
+    ``refuse=False`` (a sell, SPEC §16: never refused by a cap): the exact path takes the trade even past a
+    cap; the book then refuses the buys that would grow the worst case until it is back under.
     """
     dy, dn = (shares_delta, ZERO) if outcome == "yes" else (ZERO, shares_delta)
     if connection.vendor != "postgresql" or locked:
         # SQLite serializes writers anyway; there the exact locked path is all there is.
-        growth = _market_locked(market_id, dy, dn, cash_delta, cap)
+        growth = _market_locked(market_id, dy, dn, cash_delta, cap, refuse=refuse)
         if global_cap is not None:
-            _global_locked(growth, global_cap)
+            _global_locked(growth, global_cap, refuse=refuse)
         return
     growth = _market_fast(market_id, dy, dn, cash_delta, cap)
     if growth is None:
@@ -149,13 +152,13 @@ def _global_fast(growth: Decimal, global_cap: Decimal) -> bool:
         return cursor.rowcount == 1
 
 
-def _market_locked(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: Decimal) -> Decimal:
+def _market_locked(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: Decimal, *, refuse: bool = True) -> Decimal:
     """Exact check and quota rebalance; returns the change of sum(worst_i) for the global bound."""
     shards = _lock_all(MarketExposure.objects.filter(market_id=market_id), lambda i: MarketExposure(market_id=market_id, shard=i))
     bound_before = sum((_worst(s) for s in shards), ZERO)
     before = _total(shards)
     after = Book(before.yes_shares + dy, before.no_shares + dn, before.cash_in + dc)
-    if after.worst_case_loss > cap and after.worst_case_loss > before.worst_case_loss:
+    if refuse and after.worst_case_loss > cap and after.worst_case_loss > before.worst_case_loss:
         raise exposure_cap_reached()
     headroom_each = ((cap - after.worst_case_loss) / len(shards)).quantize(CENT, rounding=ROUND_FLOOR)
     for shard in shards:
@@ -168,11 +171,11 @@ def _market_locked(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: D
     return after.worst_case_loss - bound_before
 
 
-def _global_locked(growth: Decimal, global_cap: Decimal) -> None:
+def _global_locked(growth: Decimal, global_cap: Decimal, *, refuse: bool = True) -> None:
     shards = _lock_all(GlobalExposure.objects.all(), lambda i: GlobalExposure(shard=i))
     before = sum((s.bound for s in shards), ZERO)
     after = before + growth
-    if growth > 0 and after > global_cap:
+    if refuse and growth > 0 and after > global_cap:
         raise global_cap_reached()
     headroom_each = ((global_cap - after) / len(shards)).quantize(CENT, rounding=ROUND_FLOOR)
     for shard in shards:

@@ -13,9 +13,11 @@ from django.db import transaction
 
 from casino.models import CasinoSettings, Market, Operator
 from casino.services.markets import casino_settings
+from core.api.rendering import iso
 from core.errors import HouseError
 from core.money import MAX_AMOUNT, money, plain
 from risk.models import MarketRiskLimit, OperatorRiskLimit, RiskSettings, Tier
+from risk.services.breakers import breaker_platform_halt, breaker_platform_reset
 from risk.services.config import risk_config_changed, risk_settings
 
 log = logging.getLogger("house.risk")
@@ -178,7 +180,7 @@ FEED_FIELDS = (
     Setting("maxListedMarkets", "max_listed_markets", _count(0, 100_000), int),
     Setting("allowedCategories", "allowed_categories", _categories, list),
 )
-SECTIONS = ("global", "velocity", "tiers", "markets", "operators", "sharp", "feed")
+SECTIONS = ("global", "velocity", "tiers", "markets", "operators", "sharp", "feed", "breakers")
 
 
 def _render(row, fields: tuple[Setting, ...]) -> dict:
@@ -200,6 +202,7 @@ def risk_configuration() -> dict:
         str(limit.operator_id): _render(limit, OPERATOR_FIELDS) for limit in OperatorRiskLimit.objects.order_by("operator_id")
     }
     config["feed"] = _render(casino_settings(), FEED_FIELDS)
+    config["breakers"] = breakers_render(row)
     return {name: config[name] for name in SECTIONS}
 
 
@@ -316,6 +319,7 @@ def risk_configure(*, patch: dict, actor: str) -> dict:
     worker to reload before its next trade.
     """
     patch = _object(patch, "configuration")
+    patch, halt = breakers_halt_split(patch)
     for key in patch:
         if key not in SECTIONS:
             raise invalid_config(str(key), f"is not a known key (expected one of: {', '.join(SECTIONS)})")
@@ -343,9 +347,50 @@ def risk_configure(*, patch: dict, actor: str) -> dict:
             limit.delete()
         for limit in OperatorRiskLimit.objects.filter(operator_id__in=operator_removals):
             limit.delete()
+        if halt is not None:
+            breakers_halt_apply(halted=halt, actor=actor)
         # The save signals fire before commit; a worker reloading in between could cache the old
         # rows under the new version, so the version is bumped again once the rows are visible.
         transaction.on_commit(risk_config_changed)
     risk_config_changed()
     log.info("risk configuration changed by %s: %s", actor, json.dumps(patch, default=str, sort_keys=True))
     return risk_configuration()
+
+
+# --- Issue 14: the "breakers" section (SPEC §16; risk/services/breakers.py) ---------------------------
+
+BREAKER_FIELDS = (
+    Setting("playerLossHalt", "player_loss_halt", _money, money),
+    Setting("platformLossHalt", "platform_loss_halt", _money, money),
+)
+SETTINGS_SECTIONS["breakers"] = BREAKER_FIELDS
+
+
+def breakers_render(row: RiskSettings) -> dict:
+    """The thresholds, and the platform halt's state (platformHaltedAt: null when not halted)."""
+    return {
+        "platformHalted": row.platform_halted,
+        "platformHaltedAt": iso(row.platform_halted_at) if row.platform_halted_at else None,
+        **_render(row, BREAKER_FIELDS),
+    }
+
+
+def breakers_halt_split(patch: dict) -> tuple[dict, bool | None]:
+    """(the patch without breakers.platformHalted, the halt staff asked for or None). platformHaltedAt is
+    read-only; ``platformHalted: false`` resets the platform halt, ``true`` halts by hand."""
+    section = patch.get("breakers")
+    if not isinstance(section, dict) or not ({"platformHalted", "platformHaltedAt"} & section.keys()):
+        return patch, None
+    if "platformHaltedAt" in section:
+        raise invalid_config("breakers.platformHaltedAt", "is read-only (set platformHalted)")
+    rest = {key: value for key, value in section.items() if key != "platformHalted"}
+    halt = _boolean(section["platformHalted"], "breakers.platformHalted")
+    return {**patch, "breakers": rest}, halt
+
+
+def breakers_halt_apply(*, halted: bool, actor: str) -> None:
+    """Inside risk_configure's transaction, after the other writes: halt or reset (recorded as risk events)."""
+    if halted:
+        breaker_platform_halt(actor=actor)
+    else:
+        breaker_platform_reset(actor=actor)
