@@ -158,6 +158,8 @@ def _settings_form(**overrides) -> dict:
         "sharp_min_trades": row.sharp_min_trades,
         "sharp_full_edge": row.sharp_full_edge,
         "markout_horizons_seconds": "[60, 300, 3600]",
+        "player_loss_halt": row.player_loss_halt,
+        "platform_loss_halt": row.platform_loss_halt,
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v != ""}
