@@ -17,6 +17,7 @@ from django.utils import timezone
 from casino.models import Player, Trade
 from casino.services.credentials import session_open
 from casino.services.markets import reference_price_set
+from casino.services.trade_executor import TradeRequest, trade_execute
 from risk import counters
 from risk.models import MarketRiskLimit, OperatorRiskLimit, PlayerRiskProfile, RiskDecision, RiskEvent, RiskSettings, Tier
 from risk.services.breakers import (
@@ -29,6 +30,7 @@ from risk.services.breakers import (
     player_window_loss,
 )
 from risk.services.config import risk_settings
+from risk.tasks import breaker_windows_rebuild_task
 from tests.conftest import MARKET, Api, buy_body, decimal_json, requires_postgres
 from tests.test_operator_reports import _settle, book, no_auto_start, s2s  # noqa: F401 - fixtures
 from wallets.models import LedgerEntry
@@ -224,7 +226,34 @@ def test_a_settlement_payout_books_the_loss_and_trips_the_platform_halt(make_pla
     assert (event.severity, event.values) == ("critical", {"loss": "36.00", "limit": "35.99", "manual": False})
 
 
+def test_the_beat_rebuild_trips_the_platform_halt_when_old_stakes_leave_the_window(make_player, market, risk_limits):
+    risk_limits(platform_loss_halt=Decimal("50"))
+    player, api = make_player(Decimal("200"))
+    start = timezone.now()
+    assert api.post("trade", buy_body(amount="64")).status_code == 200  # the house takes 64
+    with time_machine.travel(start + datetime.timedelta(hours=1), tick=False):
+        reference_price_set(market_id=MARKET, outcome="yes", mid_price=Decimal("90"))
+        trade_execute(player=player, request=TradeRequest(MARKET, "sell", "yes", Decimal("100"), Decimal("90")))  # pays 88
+        assert breaker_windows_rebuild_task() == {"players": 1, "platformLoss": "24.00", "tripped": False}
+    with time_machine.travel(start + datetime.timedelta(hours=24, minutes=1), tick=False):
+        assert breaker_windows_rebuild_task() == {"players": 1, "platformLoss": "88.00", "tripped": True}  # the 64 left
+        assert breaker_windows_rebuild_task()["tripped"] is False  # halted already: not again
+    event = RiskEvent.objects.get(kind="platform_halt")
+    assert (event.severity, event.values) == ("critical", {"loss": "88.00", "limit": "50.00", "manual": False})
+
+
 # -- sells are never refused --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)  # the S2S wallet is never called inside a transaction
+def test_an_s2s_player_sells_while_the_platform_is_halted(s2s):  # noqa: F811
+    player, api = s2s.player(Decimal("100"))
+    assert api.post("trade", buy_body(amount="25")).status_code == 200  # 39.0625 shares at 64
+    breaker_platform_halt(actor="staff:test")
+    assert answer(api.post("trade", buy_body(amount="1"))) == (503, PLATFORM_HALTED)
+    status, body = answer(api.post("trade", sell_body("10")))
+    assert (status, body["shares"], body["cost"]) == (200, Decimal("10"), Decimal("6.00"))
+    s2s.assert_books_balance()
 
 
 def test_sells_go_through_while_both_breakers_and_every_wall_would_refuse(make_player, operator, market, risk_limits):
