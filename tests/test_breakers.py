@@ -101,8 +101,8 @@ def test_player_halt_clears_by_itself_when_its_window_passes(make_player, operat
             session = session_open(operator=operator.operator, external_player_id="clock-player")
             return answer(Api({"Authorization": f"Bearer {session.token}"}).post("trade", buy_body(amount="1", mid=90)))
 
-    # 15-minute buckets: a loss leaves the window between 23 h 45 and 24 h after it was booked.
-    assert buy_at(start + datetime.timedelta(hours=23, minutes=40)) == (400, PLAYER_HALTED)
+    # Hourly buckets: a loss leaves the window between 23 h and 24 h after it was booked.
+    assert buy_at(start + datetime.timedelta(hours=22, minutes=59)) == (400, PLAYER_HALTED)
     status, body = buy_at(start + datetime.timedelta(hours=24, minutes=1))
     assert (status, body["cost"]) == (200, Decimal("1.00"))
     assert RiskEvent.objects.filter(kind="player_halt", player=player).count() == 1
@@ -231,7 +231,7 @@ def test_the_beat_rebuild_trips_the_platform_halt_when_old_stakes_leave_the_wind
     player, api = make_player(Decimal("200"))
     start = timezone.now()
     assert api.post("trade", buy_body(amount="64")).status_code == 200  # the house takes 64
-    with time_machine.travel(start + datetime.timedelta(hours=1), tick=False):
+    with time_machine.travel(start + datetime.timedelta(hours=2), tick=False):  # two hourly buckets later, whatever the minute
         reference_price_set(market_id=MARKET, outcome="yes", mid_price=Decimal("90"))
         trade_execute(player=player, request=TradeRequest(MARKET, "sell", "yes", Decimal("100"), Decimal("90")))  # pays 88
         assert breaker_windows_rebuild_task() == {"players": 1, "platformLoss": "24.00", "tripped": False}
