@@ -76,6 +76,14 @@ class RiskSettings(models.Model):
     def __str__(self) -> str:
         return "Risk settings"
 
+    def save(self, *args, **kwargs):
+        # Issue 14: a save of the thresholds (admin form, PATCH admin/risk, a test's fixture) never writes the
+        # platform halt's state back as it was read (a trip landing in between would be undone, with no event):
+        # only risk.services.breakers changes it, by UPDATE.
+        if kwargs.get("update_fields") is None and not self._state.adding:
+            kwargs["update_fields"] = [f.name for f in self._meta.concrete_fields if not f.primary_key and f.name not in BREAKER_STATE]
+        super().save(*args, **kwargs)
+
     @property
     def horizons(self) -> list[int]:
         return [int(h) for h in (self.markout_horizons_seconds or [60, 300, 3600])]
@@ -174,6 +182,8 @@ class PlayerRiskProfile(models.Model):
 
 
 # --- Issue 14: risk events (breaker trips and staff resets; SPEC §16) ------------------------------
+
+BREAKER_STATE = ("platform_halted", "platform_halted_at", "platform_window_start")
 
 
 class RiskEventSeverity(models.TextChoices):

@@ -172,6 +172,15 @@ def test_staff_halt_the_platform_by_hand_over_rest(make_player, market, staff_ap
     assert (event.severity, event.actor, event.values["manual"]) == ("critical", "staff:risk-desk", True)
 
 
+def test_a_save_of_the_thresholds_read_before_a_trip_does_not_undo_it(db):
+    row = risk_settings()  # e.g. an admin form opened before the halt
+    assert breaker_platform_halt(actor="staff:test") is True
+    row.max_trades_per_minute = 3
+    row.save()
+    after = RiskSettings.objects.get()
+    assert (after.max_trades_per_minute, after.platform_halted, after.platform_halted_at is not None) == (3, True, True)
+
+
 @pytest.mark.parametrize(
     ("patch", "field"),
     [
