@@ -180,7 +180,7 @@ FEED_FIELDS = (
     Setting("maxListedMarkets", "max_listed_markets", _count(0, 100_000), int),
     Setting("allowedCategories", "allowed_categories", _categories, list),
 )
-SECTIONS = ("global", "velocity", "tiers", "markets", "operators", "sharp", "feed", "breakers")
+SECTIONS = ("global", "velocity", "tiers", "markets", "operators", "sharp", "feed")
 
 
 def _render(row, fields: tuple[Setting, ...]) -> dict:
@@ -364,6 +364,7 @@ BREAKER_FIELDS = (
     Setting("platformLossHalt", "platform_loss_halt", _money, money),
 )
 SETTINGS_SECTIONS["breakers"] = BREAKER_FIELDS
+SECTIONS = (*SECTIONS, "breakers")
 
 
 def breakers_render(row: RiskSettings) -> dict:
