@@ -492,6 +492,7 @@ class Soak:
         check("every settlement and reversal finished", self.check_settlements_finished)
         check("exposure book equals what positions and trades imply", self.check_exposure)
         check("risk counters rebuilt equal the database", self.check_risk_counters)
+        check("breaker loss windows rebuilt equal the database", self.check_breaker_windows)
         check("daily report rollup equals its recomputation", self.check_rollup)
         check("one trade.executed event per trade", self.check_events)
         check("no request answered 500 (an unhandled error)", self.check_no_500)
@@ -700,6 +701,30 @@ class Soak:
         }
         assert not bad, f"(counter, database) in cents after the rebuild: {bad}"
         return f"drift before the rebuild (cents): {drift}"
+
+    def check_breaker_windows(self) -> str:
+        """The circuit breakers' 24 h windows (SPEC §16), after the rebuild, equal the trades and the ledger."""
+        from django.db.models import Sum
+
+        from casino.models import Trade
+        from risk.services.breakers import breaker_windows_rebuild, platform_window_loss, player_window_loss
+        from wallets.models import LedgerEntry
+
+        kinds = ("payout", "refund", "payout_reversal", "refund_reversal", "debt_recovery")
+
+        def database(player) -> Decimal:
+            sales = Trade.objects.filter(player=player, side="sell").aggregate(v=Sum("cost"))["v"] or Decimal("0")
+            stakes = Trade.objects.filter(player=player, side="buy").aggregate(v=Sum("cost"))["v"] or Decimal("0")
+            paid = LedgerEntry.objects.filter(player=player, type__in=kinds).aggregate(v=Sum("amount"))["v"] or Decimal("0")
+            return sales - stakes + paid
+
+        live = {p.pk: player_window_loss(player_id=p.pk) for _, p, _ in self.players}
+        breaker_windows_rebuild()
+        bad = {str(p.pk)[:8]: (player_window_loss(player_id=p.pk), database(p)) for _, p, _ in self.players}
+        bad = {k: v for k, v in bad.items() if v[0] != v[1]}
+        assert not bad, f"(window, database) after the rebuild: {bad}"
+        drift = sum((abs(live[p.pk] - player_window_loss(player_id=p.pk)) for _, p, _ in self.players), Decimal("0"))
+        return f"{len(self.players)} players, platform {platform_window_loss()}, live drift before the rebuild {drift}"
 
     def check_rollup(self) -> str:
         from django.db import connection, transaction

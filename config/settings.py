@@ -177,6 +177,8 @@ CELERY_BEAT_SCHEDULE = {
     "risk-sharp-scores-full": {"task": "risk.tasks.sharp_scores_recompute_task", "schedule": 86400.0},
     "risk-tier-promotions": {"task": "risk.tasks.tier_promotions_apply_task", "schedule": 86400.0},
     "risk-operator-open-exposure-rebuild": {"task": "risk.tasks.operator_open_exposure_rebuild", "schedule": 300.0},
+    # The circuit breakers' 24 h loss windows from the database, and the platform halt check (SPEC §16).
+    "risk-breaker-windows-rebuild": {"task": "risk.tasks.breaker_windows_rebuild_task", "schedule": 60.0},
     "settlements-resume": {"task": "settlement.tasks.settlements_resume", "schedule": 60.0},
     # Loss notifications to S2S wallets (SPEC §16) due for a retry, or left by a stopped worker.
     "settlement-loss-notices": {"task": "settlement.tasks.loss_notices_send_task", "schedule": 30.0},

@@ -17,6 +17,9 @@ from django.utils.safestring import SafeString, mark_safe
 from casino.models import MarketExposure, Operator
 from marketdata.status import feed_status
 from reports.selectors import daily_series, daily_totals_by_operator, monthly_totals_by_operator, revenue_share
+from risk.models import RiskEvent
+from risk.services.breakers import platform_window_loss
+from risk.services.config import risk_settings
 from settlement.models import ProposalStatus, ResolutionProposal, Reversal, ReversalStatus, Settlement, SettlementStatus
 from wallets.models import OperationStatus, WalletOperation
 from webhooks.models import WebhookEndpoint
@@ -67,6 +70,7 @@ def dashboard_context() -> dict:
             .order_by("enabled", "failing_since")[:10]
         ),
         "webhooks_url": reverse("admin:webhooks_webhookendpoint_changelist"),
+        "breakers": _breakers(),
     }
 
 
@@ -180,3 +184,28 @@ def _operators_month(today: datetime.date) -> list[dict]:
             for row in rows
         ]
     )
+
+
+# --- Issue 14: the circuit breakers (SPEC §16) ------------------------------------------------------
+
+BREAKER_EVENTS = 10
+
+
+def _breakers() -> dict:
+    """The platform halt (a red banner while halted), the loss against the halts, the latest risk events."""
+    s = risk_settings()
+    try:
+        loss = platform_window_loss()
+    except Exception:  # noqa: BLE001 - the shared store is down: the page still shows the halt and the events
+        loss = None
+    return {
+        "halted": s.platform_halted,
+        "halted_at": s.platform_halted_at,
+        "window_start": s.platform_window_start,
+        "platform_loss": loss,
+        "platform_loss_halt": s.platform_loss_halt,
+        "player_loss_halt": s.player_loss_halt,
+        "events": list(RiskEvent.objects.select_related("player").order_by("-created_at")[:BREAKER_EVENTS]),
+        "events_url": reverse("admin:risk_riskevent_changelist"),
+        "settings_url": reverse("admin:risk_risksettings_changelist"),
+    }

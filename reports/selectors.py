@@ -159,3 +159,36 @@ def monthly_totals_by_operator(*, month: datetime.date, using: str | None = None
     )
     out = [{**row, "ggr": _ggr(row)} for row in rows]
     return sorted(out, key=lambda row: (-row["ggr"], str(row["operator_id"]), row["currency"]))
+
+
+# --- Issue 14: the house's net loss in time buckets, for the circuit breakers' rebuild (SPEC §16) ---------
+
+# What counts is the report's (the opposite of GGR): sale proceeds - stakes from the trades; payouts and refunds
+# minus what reversals and debt recoveries took back from the ledger (its trade rows are not counted: the trade is).
+_LOSS_TYPES = "('payout', 'refund', 'payout_reversal', 'refund_reversal', 'debt_recovery')"
+_BUCKET_SQL = {
+    "postgresql": "floor(extract(epoch from created_at) / %s)::bigint",
+    "sqlite": "(CAST(strftime('%%s', created_at) AS INTEGER) / %s)",
+}
+_LOSS_SQL = """
+SELECT {select} SUM(loss) FROM (
+    SELECT player_id, {bucket} AS bucket, CASE WHEN side = 'sell' THEN cost ELSE -cost END AS loss
+      FROM casino_trades WHERE created_at >= %s
+    UNION ALL
+    SELECT player_id, {bucket} AS bucket, amount AS loss
+      FROM s2s_transactions WHERE created_at >= %s AND type IN {types}
+) AS moves GROUP BY {group}
+"""
+
+
+def house_loss_buckets(*, since: datetime.datetime, bucket_seconds: int, per_player: bool) -> list[tuple]:
+    """(player id or None, bucket number = epoch seconds // bucket_seconds, the house's net loss in dollars) for
+    everything since ``since``; per player, or for the whole house (player id None). Read from the primary."""
+    from django.db import connection
+
+    bucket = _BUCKET_SQL["postgresql" if connection.vendor == "postgresql" else "sqlite"]
+    select, group = ("player_id, bucket,", "player_id, bucket") if per_player else ("NULL, bucket,", "bucket")
+    sql = _LOSS_SQL.format(select=select, bucket=bucket, types=_LOSS_TYPES, group=group)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [bucket_seconds, since, bucket_seconds, since])
+        return [(pid, b, Decimal(str(loss))) for pid, b, loss in cursor.fetchall() if loss]

@@ -13,7 +13,7 @@ from decimal import Decimal
 from urllib.parse import urlencode
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Subquery, Sum
@@ -32,12 +32,14 @@ from risk.models import (
     OperatorRiskLimit,
     PlayerRiskProfile,
     RiskDecision,
+    RiskEvent,
     RiskSettings,
     Tier,
     TierChange,
     TierPromotionRule,
 )
 from risk.selectors import operator_open_exposure
+from risk.services.breakers import breaker_platform_halt, breaker_platform_reset
 from risk.services.config import risk_config, risk_settings
 from risk.services.configure import (
     CATEGORY_FIELDS,
@@ -51,6 +53,19 @@ from risk.services.configure import (
 )
 
 EXPOSURE_OVERVIEW_TEMPLATE = "admin/risk/exposure_overview.html"
+# Issue 14: the circuit breakers on the risk settings page (the halt's state is changed by the actions only).
+BREAKER_STATE_FIELDS = ["platform_halted", "platform_halted_at", "platform_window_start"]
+BREAKERS_FIELDSET = (
+    "Circuit breakers (automatic, SPEC §16)",
+    {
+        "fields": ["player_loss_halt", "platform_loss_halt", *BREAKER_STATE_FIELDS],
+        "description": (
+            "The house's net loss over a rolling 24 h (payouts + sale proceeds − stakes). Above the player halt, that player's "
+            "buys are refused until the window clears; above the platform halt, every buy gets 503 until staff reset it "
+            "(the “Reset the platform loss halt” action on the list page). Sells are never refused by a breaker."
+        ),
+    },
+)
 EXPOSURE_OVERVIEW_ROWS = 500
 HUNDRED = Decimal("100")
 
@@ -161,9 +176,10 @@ class RulesInChangelistMixin:
 @admin.register(RiskSettings)
 class RiskSettingsAdmin(RulesInChangelistMixin, SingletonAdminMixin, admin.ModelAdmin):
     form = RiskSettingsForm
-    list_display = ["__str__", "trading_enabled", "global_exposure_cap", "default_market_exposure_cap", "updated_at"]
+    list_display = ["__str__", "trading_enabled", "global_exposure_cap", "default_market_exposure_cap", "platform_halted", "updated_at"]
     list_editable = ["trading_enabled"]
-    readonly_fields = ["updated_at"]
+    readonly_fields = ["updated_at", *BREAKER_STATE_FIELDS]
+    actions = ["platform_halt_reset", "platform_halt_set"]
     change_form_template = "admin/risk/risksettings/change_form.html"
     fieldsets = [
         ("Kill switch", {"fields": ["trading_enabled"], "description": "Off: every trade gets 503 “Trading is disabled”."}),
@@ -214,8 +230,23 @@ class RiskSettingsAdmin(RulesInChangelistMixin, SingletonAdminMixin, admin.Model
                 "Timing: a favourable mid move (points) that counts as large; sizing: a stake this many times the player's median.",
             },
         ),
+        BREAKERS_FIELDSET,
         ("Record", {"fields": ["updated_at"]}),
     ]
+
+    @admin.action(description="Reset the platform loss halt (buys resume; a new platform loss window starts)", permissions=["change"])
+    def platform_halt_reset(self, request, queryset):
+        if breaker_platform_reset(actor=f"staff:{request.user.get_username()}"):
+            self.message_user(request, "Platform halt reset: buys resume, and the platform loss window starts again now.")
+        else:
+            self.message_user(request, "The platform was not halted.", level=messages.WARNING)
+
+    @admin.action(description="Halt the platform by hand (every buy gets 503; sells go on)", permissions=["change"])
+    def platform_halt_set(self, request, queryset):
+        if breaker_platform_halt(actor=f"staff:{request.user.get_username()}"):
+            self.message_user(request, "Platform halted: every buy gets 503 until the halt is reset.", level=messages.WARNING)
+        else:
+            self.message_user(request, "The platform was halted already.", level=messages.WARNING)
 
     def changelist_view(self, request, extra_context=None):
         risk_settings()  # the row exists from the first look, with the defaults
@@ -521,3 +552,24 @@ class TierChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["player__operator", "rule"]
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
+
+
+# --- Issue 14: risk events (breaker trips and resets) --------------------------------------------
+
+
+@admin.register(RiskEvent)
+class RiskEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Breaker trips (critical: the platform halt) and staff resets, newest first."""
+
+    list_display = ["created_at", "severity_display", "kind", "player", "message", "actor"]
+    list_filter = ["severity", "kind"]
+    date_hierarchy = "created_at"
+    search_fields = ["player__external_id", "player__id", "message"]
+    list_select_related = ["player"]
+    ordering = ["-created_at"]
+
+    @admin.display(description="severity", ordering="severity")
+    def severity_display(self, obj):
+        if obj.severity == "critical":
+            return format_html('<strong style="color:#ba2121">{}</strong>', obj.get_severity_display())
+        return obj.get_severity_display()

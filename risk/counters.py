@@ -31,16 +31,18 @@ for i = 0, n - 1 do
   local key, size = ARGV[base], tonumber(ARGV[base + 1])
   local count, add, limit = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local current = math.floor(now / size)
-  local names = {}
-  for b = current - count + 1, current do
-    names[#names + 1] = key .. ':' .. b
-  end
-  local total = 0
-  for _, v in ipairs(redis.call('MGET', unpack(names))) do
-    total = total + tonumber(v or '0')
-  end
-  if limit >= 0 and total + add > limit then
-    return {i + 1, total}
+  if limit >= 0 then
+    local names = {}
+    for b = current - count + 1, current do
+      names[#names + 1] = key .. ':' .. b
+    end
+    local total = 0
+    for _, v in ipairs(redis.call('MGET', unpack(names))) do
+      total = total + tonumber(v or '0')
+    end
+    if total + add > limit then
+      return {i + 1, total}
+    end
   end
   buckets[i + 1] = {key .. ':' .. current, add, size * (count + 1)}
 end
@@ -132,6 +134,18 @@ def set_total(key: str, value: int) -> None:
     _backend().set(f"{key}:{int(time.time()) // FOREVER}", value)
 
 
+def set_windows(windows: list[tuple[Counter, dict[int, int]]], *, now: int | None = None) -> None:
+    """Overwrite every bucket of rolling counters' windows (a rebuild from the database): each
+    counter's values by bucket number (time // bucket_seconds), a bucket not given = 0."""
+    now = int(time.time()) if now is None else now
+    items = []
+    for c, values in windows:
+        current = now // c.bucket_seconds
+        ttl = c.bucket_seconds * (c.buckets + 1)
+        items += [(f"{c.key}:{b}", int(values.get(b, 0)), ttl) for b in range(current - c.buckets + 1, current + 1)]
+    _backend().set_many(items)
+
+
 class _RedisBackend:
     def __init__(self):
         self._script = None
@@ -184,6 +198,14 @@ class _RedisBackend:
     def set(self, key: str, value: int) -> None:
         self._client().set(_prefixed(key), value, ex=FOREVER * 2)
 
+    def set_many(self, items) -> None:
+        client = self._client()
+        for start in range(0, len(items), 5000):
+            pipe = client.pipeline(transaction=False)
+            for key, value, ttl in items[start : start + 5000]:
+                pipe.set(_prefixed(key), value, ex=ttl)
+            pipe.execute()
+
 
 class _LocalBackend:
     def __init__(self):
@@ -231,6 +253,11 @@ class _LocalBackend:
     def set(self, key: str, value: int) -> None:
         with self._lock:
             self._data[key] = value
+
+    def set_many(self, items) -> None:
+        with self._lock:
+            for key, value, _ttl in items:
+                self._data[key] = value
 
     def clear(self):
         with self._lock:

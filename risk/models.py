@@ -96,6 +96,25 @@ class RiskSettings(models.Model):
         validators=[MinValueValidator(Decimal("0"))],
         help_text="Worst-case loss allowed over one category's markets unless the category has its own cap.",
     )
+    # --- Issue 14: the automatic circuit breakers (SPEC §16; risk/services/breakers.py) ---
+    player_loss_halt = models.DecimalField(
+        **MONEY,
+        default=Decimal("5000"),
+        help_text="A player's buys are refused while the house's net loss to them over a rolling 24 h is above this.",
+    )
+    platform_loss_halt = models.DecimalField(
+        **MONEY,
+        default=Decimal("250000"),
+        help_text="Every buy is refused (503) once the house's net loss over a rolling 24 h goes above this, until staff reset.",
+    )
+    # The halt's state changes only through risk.services.breakers (trip, staff reset: recorded as risk events).
+    platform_halted = models.BooleanField(
+        default=False, editable=False, help_text="The platform breaker has tripped: buys get 503 until staff reset it (sells go on)."
+    )
+    platform_halted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    platform_window_start = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Last staff reset: the platform breaker counts only losses booked after it."
+    )
 
     class Meta:
         db_table = "risk_settings"
@@ -109,6 +128,14 @@ class RiskSettings(models.Model):
 
     def __str__(self) -> str:
         return "Risk settings"
+
+    def save(self, *args, **kwargs):
+        # Issue 14: a save of the thresholds (admin form, PATCH admin/risk, a test's fixture) never writes the
+        # platform halt's state back as it was read (a trip landing in between would be undone, with no event):
+        # only risk.services.breakers changes it, by UPDATE.
+        if kwargs.get("update_fields") is None and not self._state.adding:
+            kwargs["update_fields"] = [f.name for f in self._meta.concrete_fields if not f.primary_key and f.name not in BREAKER_STATE]
+        super().save(*args, **kwargs)
 
     @property
     def horizons(self) -> list[int]:
@@ -172,6 +199,7 @@ class Wall(models.TextChoices):
     EXPOSURE = "exposure", "3 Exposure caps"
     SHARP = "sharp", "4 Sharp detection"
     OPERATOR = "operator", "5 Operator limits"
+    BREAKER = "breaker", "Circuit breakers"
 
 
 class RiskDecision(models.Model):
@@ -312,3 +340,39 @@ def tier_change_record(*, player_ids, from_tier: str, to_tier: str, source: str,
     ]
     TierChange.objects.bulk_create(rows)
     return len(rows)
+
+
+# --- Issue 14: risk events (breaker trips and staff resets; SPEC §16) ------------------------------
+
+BREAKER_STATE = ("platform_halted", "platform_halted_at", "platform_window_start")
+
+
+class RiskEventSeverity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class RiskEventKind(models.TextChoices):
+    PLAYER_HALT = "player_halt", "Player loss halt tripped"
+    PLATFORM_HALT = "platform_halt", "Platform loss halt tripped"
+    PLATFORM_RESET = "platform_reset", "Platform halt reset by staff"
+
+
+class RiskEvent(models.Model):
+    """Something the risk team must see: a breaker tripping (once per trip, not per refused buy), a reset."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=32, choices=RiskEventKind.choices, db_index=True)
+    severity = models.CharField(max_length=10, choices=RiskEventSeverity.choices)
+    player = models.ForeignKey("casino.Player", on_delete=models.SET_NULL, null=True, blank=True, related_name="risk_events")
+    message = models.CharField(max_length=300)
+    values = models.JSONField(default=dict, blank=True)
+    actor = models.CharField(max_length=150, blank=True, default="", help_text="system, or staff:<username>.")
+
+    class Meta:
+        db_table = "risk_events"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"

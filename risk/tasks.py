@@ -8,6 +8,7 @@ from casino.models import Operator
 from risk import counters
 from risk.selectors import operator_open_exposure
 from risk.services.assessment import cents, operator_open_exposure_key
+from risk.services.breakers import breaker_windows_rebuild
 from risk.services.promotion import tier_promotions_apply
 from risk.services.sharp import sharp_scores_recompute
 
@@ -40,3 +41,14 @@ def tier_promotions_apply_task() -> int:
     """Daily: promote the players every condition of a tier promotion rule holds for (SPEC §16);
     idempotent (a second run the same day changes nothing)."""
     return tier_promotions_apply()
+
+
+# --- Issue 14: the circuit breakers' loss windows (SPEC §16) -----------------------------------------
+
+
+@shared_task(acks_late=True)
+def breaker_windows_rebuild_task() -> dict:
+    """Rebuild the player and platform loss windows from the database, and trip the platform halt if
+    the rebuilt window passes it (losses that appear as old stakes leave the window)."""
+    result = breaker_windows_rebuild()
+    return {**result, "platformLoss": str(result["platformLoss"])}

@@ -164,6 +164,8 @@ def _settings_form(**overrides) -> dict:
         "class_professional_at": row.class_professional_at,
         "timing_move_points": row.timing_move_points,
         "sizing_multiple": row.sizing_multiple,
+        "player_loss_halt": row.player_loss_halt,
+        "platform_loss_halt": row.platform_loss_halt,
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v != ""}

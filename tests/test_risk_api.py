@@ -47,6 +47,7 @@ def test_get_returns_every_section_with_the_defaults(staff_api):
         "categories",
         "promotions",
         "pricing",
+        "breakers",
     ]  # SPEC §16
     assert config["global"] == {
         "tradingEnabled": True,

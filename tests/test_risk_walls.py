@@ -210,12 +210,18 @@ def test_operator_daily_turnover(make_player, market, operator):
 
 
 def test_operator_daily_net_loss(make_player, market, operator):
-    OperatorRiskLimit.objects.create(operator=operator.operator, max_daily_net_loss=Decimal("24"))
+    """Sells are never refused (SPEC §16): a sale may take the day past the limit; the buys after it are refused."""
+    limit = OperatorRiskLimit.objects.create(operator=operator.operator, max_daily_net_loss=Decimal("26"))
     _, api = make_player(Decimal("100"))
     assert api.post("trade", buy_body(amount="64")).status_code == 200  # 100 shares; the house took 64
     reference_price_set(market_id=MARKET, outcome="yes", mid_price=Decimal("90"))
-    refused(api.post("trade", sell_body(100, mid=90)), "risk.operator.max_daily_net_loss")  # ~90 paid vs 64 taken: 26 > 24
-    assert api.post("trade", sell_body(50, mid=90)).status_code == 200  # pays 44: net -20
+    assert api.post("trade", sell_body(100, mid=90)).status_code == 200  # ~90 paid vs 64 taken: 26, at the limit
+    assert api.post("trade", buy_body(amount="1", mid=90)).status_code == 200  # at the limit: not past it
+    limit.max_daily_net_loss = Decimal("24.99")
+    limit.save()
+    decision = refused(api.post("trade", buy_body(amount="1", mid=90)), "risk.operator.max_daily_net_loss")
+    assert decision.values == {"current": "2500", "adding": "0", "limit": "2499"}
+    assert api.post("trade", sell_body(1, mid=90)).status_code == 200  # a sale still goes through
 
 
 def test_operator_open_exposure(make_player, market, operator):

@@ -131,6 +131,7 @@ def exposure_apply(
     category: str = "",
     category_cap: Decimal | None = None,
     category_refuses: bool = True,
+    refuse: bool = True,
 ) -> None:
     """Add a trade to the market's book (and the category and global bounds) inside the caller's transaction, or refuse it.
 
@@ -141,15 +142,17 @@ def exposure_apply(
     the category cap never refuses.
     Raises HouseError "Market exposure cap reached" / the category- or global-cap refusal, or
     ExposureNeedsLock when the caller must roll back and retry with ``locked=True``.
+    ``refuse=False`` (a sell, SPEC §16: never refused by a cap): the exact path takes the trade even past a
+    cap; the book then refuses the buys that would grow the worst case until it is back under.
     """
     dy, dn = (shares_delta, ZERO) if outcome == "yes" else (ZERO, shares_delta)
     key, c_cap = category_key(category), (CATEGORY_UNCAPPED if category_cap is None else category_cap)
     if connection.vendor != "postgresql" or locked:
         # SQLite serializes writers anyway; there the exact locked path is all there is.
-        growth, was, bound_before = _market_locked(market_id, dy, dn, cash_delta, cap, key)
+        growth, was, bound_before = _market_locked(market_id, dy, dn, cash_delta, cap, key, refuse=refuse)
         _category_locked(key, growth, c_cap, refuses=category_refuses, moved_from=was, moved_bound=bound_before)
         if global_cap is not None:
-            _global_locked(growth, global_cap)
+            _global_locked(growth, global_cap, refuse=refuse)
         return
     growth = _market_fast(market_id, dy, dn, cash_delta, cap, key)
     if growth is None:
@@ -209,7 +212,9 @@ def _global_fast(growth: Decimal, global_cap: Decimal) -> bool:
         return cursor.rowcount == 1
 
 
-def _market_locked(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: Decimal, category: str) -> tuple[Decimal, str, Decimal]:
+def _market_locked(
+    market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: Decimal, category: str, *, refuse: bool = True
+) -> tuple[Decimal, str, Decimal]:
     """Exact check and quota rebalance, the book now counted under ``category``. Returns the change
     of sum(worst_i) for the category and global bounds, the category the book was counted under
     and its sum(worst_i) before (what moves if the category changed)."""
@@ -218,7 +223,7 @@ def _market_locked(market_id: str, dy: Decimal, dn: Decimal, dc: Decimal, cap: D
     bound_before = sum((_worst(s) for s in shards), ZERO)
     before = _total(shards)
     after = Book(before.yes_shares + dy, before.no_shares + dn, before.cash_in + dc)
-    if after.worst_case_loss > cap and after.worst_case_loss > before.worst_case_loss:
+    if refuse and after.worst_case_loss > cap and after.worst_case_loss > before.worst_case_loss:
         raise exposure_cap_reached()
     headroom_each = ((cap - after.worst_case_loss) / len(shards)).quantize(CENT, rounding=ROUND_FLOOR)
     for shard in shards:
@@ -287,11 +292,11 @@ def _category_restore(shards: list, growth: Decimal) -> None:
     CategoryExposure.objects.bulk_update(shards, ["bound", "quota"])
 
 
-def _global_locked(growth: Decimal, global_cap: Decimal) -> None:
+def _global_locked(growth: Decimal, global_cap: Decimal, *, refuse: bool = True) -> None:
     shards = _lock_all(GlobalExposure.objects.all(), lambda i: GlobalExposure(shard=i))
     before = sum((s.bound for s in shards), ZERO)
     after = before + growth
-    if growth > 0 and after > global_cap:
+    if refuse and growth > 0 and after > global_cap:
         raise global_cap_reached()
     headroom_each = ((global_cap - after) / len(shards)).quantize(CENT, rounding=ROUND_FLOOR)
     for shard in shards:

@@ -124,6 +124,15 @@ class RiskPromotionSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
 
 
+class RiskBreakersSerializer(serializers.Serializer):
+    platformHalted = serializers.BooleanField(
+        required=False, help_text="The platform loss halt tripped (buys get 503). PATCH false resets it, true halts by hand."
+    )
+    platformHaltedAt = serializers.DateTimeField(read_only=True, allow_null=True, help_text="When it tripped; null when not halted.")
+    playerLossHalt = _money(required=False, help_text="A player's buys are refused above this net loss of the house in 24 h.")
+    platformLossHalt = _money(required=False, help_text="Every buy is refused (503) above this net loss of the house in 24 h.")
+
+
 class RiskConfigSerializer(serializers.Serializer):
     global_ = RiskGlobalSerializer(required=False)
     velocity = RiskVelocitySerializer(required=False)
@@ -139,6 +148,7 @@ class RiskConfigSerializer(serializers.Serializer):
     promotions = serializers.DictField(
         child=RiskPromotionSerializer(allow_null=True), required=False, help_text="By source tier; null removes the rule (SPEC §16)."
     )
+    breakers = RiskBreakersSerializer(required=False, help_text="The automatic circuit breakers (SPEC §16).")
 
     def get_fields(self):
         fields = super().get_fields()

@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('casino', '0011_operator_list_indexes'),
-        ('risk', '0005_category_caps'),
+        ('risk', '0006_breakers'),
     ]
 
     operations = [

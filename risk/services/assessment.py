@@ -9,6 +9,12 @@ Order: the kill switches (global, operator: 503), then
   4 sharp       refusal above the refuse threshold (the spread widening and lower limits come from the same score)
   5 operator    the operator's caps on open exposure, daily turnover and daily net loss
 A player the operator blocked buys nothing (400 Player blocked, before the walls).
+The automatic circuit breakers (SPEC §16, risk/services/breakers.py) come right after the kill
+switches: the platform halt (503) and the per-player loss halt (400), checked in the same
+reservation as the walls' counters.
+Sells are never refused by a breaker or a wall (SPEC §16): every limit below applies to buys;
+a sell is still counted (velocity, turnover, net loss) and books into the windows. Only the manual
+kill switches stop sells too (docs/decisions.md).
 The first wall that refuses decides. A refusal is 400 (the reference message, or "Trade
 rejected by risk engine") with a code naming wall and limit, and is recorded as a
 RiskDecision. Counters live in Redis and are reserved atomically; a ticket releases its
@@ -25,6 +31,7 @@ from casino.services.exposure import CATEGORY_UNCAPPED, category_key, exposure_a
 from core.errors import HouseError
 from risk import counters
 from risk.models import RiskDecision, Wall
+from risk.services.breakers import PLATFORM_LOSS, PLAYER_LOSS, breaker_counters, breaker_platform_trip, breaker_player_tripped
 from risk.services.config import risk_config, risk_config_reload
 
 log = logging.getLogger("house.risk")
@@ -92,6 +99,7 @@ class RiskTicket:
             category=self.category,
             category_cap=self.category_cap,
             category_refuses=self.side == "buy",  # SPEC §16: a sell is never refused by a wall
+            refuse=self.side == "buy",
         )
 
     # --- Issue 14: category caps ---------------------------------------------------------------
@@ -114,7 +122,7 @@ class RiskTicket:
         return RiskRefusal(REJECTED, wall=wall, limit=limit, values=values)
 
 
-WALL_ORDER = {Wall.KILL_SWITCH: 0, Wall.VELOCITY: 1, Wall.TIER: 2, Wall.EXPOSURE: 3, Wall.SHARP: 4, Wall.OPERATOR: 5}
+WALL_ORDER = {Wall.BREAKER: 0, Wall.KILL_SWITCH: 0, Wall.VELOCITY: 1, Wall.TIER: 2, Wall.EXPOSURE: 3, Wall.SHARP: 4, Wall.OPERATOR: 5}
 
 
 def risk_assess(*, player, market_id: str, side: str, outcome: str, amount: Decimal, mid_price: Decimal) -> RiskTicket:
@@ -161,10 +169,12 @@ def _run_walls(config, player, market_id, side, outcome, amount, mid_price, *, v
     if score >= s.sharp_limit_at:
         ticket.limit_factor = s.sharp_limit_factor
     _kill_switches(player, s)
+    _platform_halted(s, side)
     _player_blocked(player, side)
-    early = _first_refusal([_wall_tier_stake(ticket, stake), _wall_player_stake(ticket, stake), _wall_sharp(s, score)])
+    early = _first_refusal([_wall_tier_stake(ticket, stake), _wall_player_stake(ticket, stake), _wall_sharp(s, score, side)])
     wanted = (
-        _velocity_counters(ticket, s, stake, market_id)
+        _breaker_counters(ticket, s, stake)  # first: a breaker decides before the walls' counters
+        + _velocity_counters(ticket, s, stake, market_id)
         + _daily_loss_counter(ticket, stake)
         + _daily_stake_counter(ticket, stake)
         + _operator_counters(player, side, stake, amount, mid_price)
@@ -178,6 +188,8 @@ def _run_walls(config, player, market_id, side, outcome, amount, mid_price, *, v
         if limit == DAILY_LOSS:
             limit, bound = _daily_loss_refusing(ticket, result.current + counter.add)
         late = RiskRefusal(REJECTED, wall=wall, limit=limit, values={"current": result.current, "adding": counter.add, "limit": bound})
+        if wall == Wall.BREAKER:
+            late = _breaker_tripped(player, limit, result.current, bound)
         raise _first_refusal([early, late])
     if early is not None:
         result.release()
@@ -226,25 +238,29 @@ def _today() -> str:
 
 
 def _velocity_counters(ticket: RiskTicket, s, stake: Decimal, market_id: str) -> list:
-    """Wall 1: trades and stake per player in a rolling minute, trades per market in the burst window."""
+    """Wall 1: trades and stake per player in a rolling minute, trades per market in the burst window
+    (sells are counted, never refused)."""
     pid = ticket.player.pk
+    buy = ticket.side == "buy"
     return [
         (
             Wall.VELOCITY,
             "max_trades_per_minute",
-            counters.Counter.rolling(f"v:t:{pid}", window_seconds=60, add=1, limit=s.max_trades_per_minute),
+            counters.Counter.rolling(f"v:t:{pid}", window_seconds=60, add=1, limit=s.max_trades_per_minute if buy else None),
         ),
         (
             Wall.VELOCITY,
             "max_stake_per_minute",
             counters.Counter.rolling(
-                f"v:s:{pid}", window_seconds=60, add=cents(stake) if ticket.side == "buy" else 0, limit=cents(s.max_stake_per_minute)
+                f"v:s:{pid}", window_seconds=60, add=cents(stake) if buy else 0, limit=cents(s.max_stake_per_minute) if buy else None
             ),
         ),
         (
             Wall.VELOCITY,
             "market_burst",
-            counters.Counter.rolling(f"v:m:{market_id}", window_seconds=s.market_burst_window_seconds, add=1, limit=s.market_burst_trades),
+            counters.Counter.rolling(
+                f"v:m:{market_id}", window_seconds=s.market_burst_window_seconds, add=1, limit=s.market_burst_trades if buy else None
+            ),
         ),
     ]
 
@@ -306,15 +322,19 @@ def _wall_tier_stake(ticket: RiskTicket, stake: Decimal) -> RiskRefusal | None:
     return None
 
 
-def _wall_sharp(s, score: Decimal) -> RiskRefusal | None:
-    if score >= s.sharp_refuse_at:
+def _wall_sharp(s, score: Decimal, side: str) -> RiskRefusal | None:
+    if side == "buy" and score >= s.sharp_refuse_at:
         return RiskRefusal(REJECTED, wall=Wall.SHARP, limit="refuse_at", values={"score": score, "refuse_at": s.sharp_refuse_at})
     return None
 
 
 def _operator_counters(player, side: str, stake: Decimal, amount: Decimal, mid: Decimal) -> list:
     """Wall 5. Open exposure = what the house would owe the operator's players if every open
-    position won, minus what they paid (a running total, rebuilt exactly by a beat task)."""
+    position won, minus what they paid (a running total, rebuilt exactly by a beat task).
+
+    Sells are counted but never refused (SPEC §16). The daily net loss therefore refuses the buys
+    made once the day's net loss already passes the limit (a counter adding 0 checks it), as the
+    breakers do; a sale that takes the day past it goes through."""
     limit = _operator_limit(player)
     oid = player.operator_id
     day = _today()
@@ -332,15 +352,18 @@ def _operator_counters(player, side: str, stake: Decimal, amount: Decimal, mid: 
         (
             Wall.OPERATOR,
             "max_daily_turnover",
-            counters.Counter.daily(f"o:turnover:{oid}:{day}", add=cents(stake), limit=_limit_cents(limit, "max_daily_turnover")),
+            counters.Counter.daily(
+                f"o:turnover:{oid}:{day}", add=cents(stake), limit=_limit_cents(limit, "max_daily_turnover") if side == "buy" else None
+            ),
         ),
         (
             Wall.OPERATOR,
             "max_daily_net_loss",
             counters.Counter.daily(
-                f"o:netloss:{oid}:{day}", add=paid, limit=_limit_cents(limit, "max_daily_net_loss") if paid > 0 else None
+                f"o:netloss:{oid}:{day}", add=0, limit=_limit_cents(limit, "max_daily_net_loss") if side == "buy" else None
             ),
         ),
+        (Wall.OPERATOR, "net_loss_book", counters.Counter.daily(f"o:netloss:{oid}:{day}", add=paid, limit=None)),
     ]
 
 
@@ -420,3 +443,32 @@ def pricing_view(*, player) -> PricingView:
         if _has_profile(player) and player.risk_profile.sharp_score >= s.sharp_spread_widen_at:
             sharp_extra = s.sharp_extra_spread
     return PricingView(rules=s, tier_extra=tier_extra, sharp_extra=sharp_extra, market_cap=config.market_cap)
+
+
+# --- Issue 14: the automatic circuit breakers (SPEC §16; risk/services/breakers.py) ---------------
+
+
+def _platform_halted(settings_row, side: str) -> None:
+    """The platform breaker tripped: buys get 503 until staff reset it; sells go on."""
+    if side == "buy" and settings_row.platform_halted:
+        raise RiskRefusal("Trading is disabled", wall=Wall.BREAKER, limit=PLATFORM_LOSS, values={}, status=503)
+
+
+def _breaker_counters(ticket: RiskTicket, s, stake: Decimal) -> list:
+    """The player and platform loss windows: a buy takes its stake off the house's loss (after
+    checking both halts), a sell adds its estimated proceeds."""
+    loss = -cents(stake) if ticket.side == "buy" else cents(stake)
+    return [
+        (Wall.BREAKER, limit, counter)
+        for limit, counter in breaker_counters(player_id=ticket.player.pk, side=ticket.side, loss_cents=loss, settings_row=s)
+    ]
+
+
+def _breaker_tripped(player, limit: str, current: int, bound: int) -> RiskRefusal:
+    """A buy found a loss window past its halt: trip the breaker (recorded once), refuse the buy."""
+    values = {"current": current, "limit": bound}
+    if limit == PLATFORM_LOSS:
+        breaker_platform_trip(loss_cents=current, limit_cents=bound)
+        return RiskRefusal("Trading is disabled", wall=Wall.BREAKER, limit=PLATFORM_LOSS, values=values, status=503)
+    breaker_player_tripped(player=player, loss_cents=current, limit_cents=bound)
+    return RiskRefusal(REJECTED, wall=Wall.BREAKER, limit=PLAYER_LOSS, values=values)

@@ -13,9 +13,11 @@ from django.db import transaction
 
 from casino.models import CasinoSettings, Market, Operator
 from casino.services.markets import casino_settings
+from core.api.rendering import iso
 from core.errors import HouseError
 from core.money import MAX_AMOUNT, money, plain
 from risk.models import RESTRICTED_TIER, CategoryRiskLimit, MarketRiskLimit, OperatorRiskLimit, RiskSettings, Tier, TierPromotionRule
+from risk.services.breakers import breaker_platform_halt, breaker_platform_reset
 from risk.services.config import risk_config_changed, risk_settings
 
 log = logging.getLogger("house.risk")
@@ -277,6 +279,7 @@ def risk_configuration() -> dict:
     config["pricing"].update(_render(casino_settings(), PRICING_CASINO_FIELDS))
     config["categories"] = {limit.category: _render(limit, CATEGORY_FIELDS) for limit in CategoryRiskLimit.objects.order_by("category")}
     config["promotions"] = promotions_render()
+    config["breakers"] = breakers_render(row)
     return {name: config[name] for name in SECTIONS}
 
 
@@ -393,6 +396,7 @@ def risk_configure(*, patch: dict, actor: str) -> dict:
     worker to reload before its next trade.
     """
     patch = _object(patch, "configuration")
+    patch, halt = breakers_halt_split(patch)
     for key in patch:
         if key not in SECTIONS:
             raise invalid_config(str(key), f"is not a known key (expected one of: {', '.join(SECTIONS)})")
@@ -431,6 +435,8 @@ def risk_configure(*, patch: dict, actor: str) -> dict:
         for rule in promotion_saves:
             rule.save()
         TierPromotionRule.objects.filter(from_tier_id__in=promotion_removals).delete()
+        if halt is not None:
+            breakers_halt_apply(halted=halt, actor=actor)
         # The save signals fire before commit; a worker reloading in between could cache the old
         # rows under the new version, so the version is bumped again once the rows are visible.
         transaction.on_commit(risk_config_changed)
@@ -525,3 +531,43 @@ def _plan_promotions(section, planned_tiers: list[Tier]) -> tuple[list[TierPromo
             raise invalid_config(f"{path}.toTier", "must be another tier")
         saves.append(rule)
     return saves, removals
+
+
+# --- Issue 14: the "breakers" section (SPEC §16; risk/services/breakers.py) ---------------------------
+
+BREAKER_FIELDS = (
+    Setting("playerLossHalt", "player_loss_halt", _money, money),
+    Setting("platformLossHalt", "platform_loss_halt", _money, money),
+)
+SETTINGS_SECTIONS["breakers"] = BREAKER_FIELDS
+SECTIONS = (*SECTIONS, "breakers")
+
+
+def breakers_render(row: RiskSettings) -> dict:
+    """The thresholds, and the platform halt's state (platformHaltedAt: null when not halted)."""
+    return {
+        "platformHalted": row.platform_halted,
+        "platformHaltedAt": iso(row.platform_halted_at) if row.platform_halted_at else None,
+        **_render(row, BREAKER_FIELDS),
+    }
+
+
+def breakers_halt_split(patch: dict) -> tuple[dict, bool | None]:
+    """(the patch without breakers.platformHalted, the halt staff asked for or None). platformHaltedAt is
+    read-only; ``platformHalted: false`` resets the platform halt, ``true`` halts by hand."""
+    section = patch.get("breakers")
+    if not isinstance(section, dict) or not ({"platformHalted", "platformHaltedAt"} & section.keys()):
+        return patch, None
+    if "platformHaltedAt" in section:
+        raise invalid_config("breakers.platformHaltedAt", "is read-only (set platformHalted)")
+    rest = {key: value for key, value in section.items() if key != "platformHalted"}
+    halt = _boolean(section["platformHalted"], "breakers.platformHalted")
+    return {**patch, "breakers": rest}, halt
+
+
+def breakers_halt_apply(*, halted: bool, actor: str) -> None:
+    """Inside risk_configure's transaction, after the other writes: halt or reset (recorded as risk events)."""
+    if halted:
+        breaker_platform_halt(actor=actor)
+    else:
+        breaker_platform_reset(actor=actor)

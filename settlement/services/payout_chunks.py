@@ -16,12 +16,13 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from casino.models import WalletMode
 from core.arrays import pg_array
+from risk.services.breakers import breaker_book
 from settlement.models import Payout, PayoutStatus, Settlement, SettlementAction, SettlementStatus
 from settlement.services.snapshot import payouts_create
 from wallets.models import LedgerType
@@ -223,3 +224,16 @@ def payout_description(settlement: Settlement, payout: ClaimedPayout) -> str:
     if settlement.action == SettlementAction.VOID:
         return f"Refund: market {settlement.market_id} voided"
     return f"Payout: {payout.shares.normalize()} winning shares {payout.outcome.upper()} in {settlement.market_id}"
+
+
+# --- Issue 14: payouts book into the circuit breakers' loss windows (SPEC §16) ---------------------
+
+
+def breaker_book_on_commit(*, losses: list[tuple]) -> None:
+    """When the chunk commits, add what it paid, [(player id, dollars)], to the player and platform
+    loss windows (risk/services/breakers.py); the breakers' rebuild corrects anything missed."""
+    totals: dict = {}
+    for player_id, amount in losses:
+        totals[player_id] = totals.get(player_id, Decimal("0")) + amount
+    if totals:
+        transaction.on_commit(lambda: breaker_book(losses=totals))

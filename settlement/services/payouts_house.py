@@ -6,13 +6,17 @@ the same transaction as its wallet movement, whose ledger row takes the payout's
 rolls the whole chunk back, and a re-run finds the positions open (or the payouts pending) again.
 """
 
+from decimal import Decimal
+
 from core.metrics import SETTLEMENT_PAYOUTS
 from settlement.models import PayoutStatus, Settlement
 from settlement.services.events import payouts_paid_record
-from settlement.services.payout_chunks import ClaimedPayout, payout_description, payout_ledger_type, payouts_mark
+from settlement.services.payout_chunks import ClaimedPayout, breaker_book_on_commit, payout_description, payout_ledger_type, payouts_mark
 from wallets.models import LedgerType
 from wallets.services.balances import BulkChange, wallet_changes_bulk, wallets_lock
 from wallets.services.debts import debts_of, debts_recover_bulk, recovery_entry_id
+
+ZERO = Decimal("0")
 
 
 def house_payouts_pay(*, settlement: Settlement, payouts: list[ClaimedPayout]) -> None:
@@ -63,3 +67,4 @@ def house_payouts_pay(*, settlement: Settlement, payouts: list[ClaimedPayout]) -
     payouts_mark(ids=[p.id for p in payouts if not p.fresh], status=PayoutStatus.PAID, attempts=True)
     payouts_paid_record(settlement=settlement, payouts=payouts)  # the outbox, in the chunk's transaction
     SETTLEMENT_PAYOUTS.labels(action=settlement.action, result="paid").inc(len(payouts))
+    breaker_book_on_commit(losses=[(p.player_id, p.amount - recovered.get(p.transaction_id, ZERO)) for p in payouts])

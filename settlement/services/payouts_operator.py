@@ -23,9 +23,16 @@ from decimal import Decimal
 from django.db import transaction
 
 from core.metrics import SETTLEMENT_PAYOUTS
-from settlement.models import PayoutStatus, Settlement
+from settlement.models import Payout, PayoutStatus, Settlement
 from settlement.services.events import payouts_paid_record, payouts_record_by_id
-from settlement.services.payout_chunks import ClaimedPayout, payout_description, payout_ledger_type, payouts_mark, settlement_share
+from settlement.services.payout_chunks import (
+    ClaimedPayout,
+    breaker_book_on_commit,
+    payout_description,
+    payout_ledger_type,
+    payouts_mark,
+    settlement_share,
+)
 from wallets.models import OperationKind, OperationStatus
 from wallets.services.debts import debts_recover_bulk
 from wallets.services.operation_batches import (
@@ -157,4 +164,6 @@ def _payouts_record(settlement: Settlement, payout_of: dict, outcomes: dict[uuid
             continue
         moved = payouts_mark(ids=payout_ids, status=status, error=last_error, only_from=PayoutStatus.SENDING, returning=True)
         payouts_record_by_id(settlement=settlement, payout_ids=moved, status=status, error=error)  # the outbox
+        if status == PayoutStatus.PAID:
+            breaker_book_on_commit(losses=list(Payout.objects.filter(pk__in=moved).values_list("player_id", "amount")))
         SETTLEMENT_PAYOUTS.labels(action=payout_ledger_type(settlement), result=status).inc(len(moved))
