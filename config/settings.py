@@ -178,7 +178,10 @@ CELERY_BEAT_SCHEDULE = {
     "risk-tier-promotions": {"task": "risk.tasks.tier_promotions_apply_task", "schedule": 86400.0},
     "risk-operator-open-exposure-rebuild": {"task": "risk.tasks.operator_open_exposure_rebuild", "schedule": 300.0},
     # The circuit breakers' 24 h loss windows from the database, and the platform halt check (SPEC §16).
-    "risk-breaker-windows-rebuild": {"task": "risk.tasks.breaker_windows_rebuild_task", "schedule": 60.0},
+    # The rebuild aggregates 24 h of trades and settlement ledger rows (indexed ranges): every 10 minutes; the
+    # windows roll by themselves in between, and the cheap check reads the platform window every minute.
+    "risk-breaker-windows-rebuild": {"task": "risk.tasks.breaker_windows_rebuild_task", "schedule": 600.0},
+    "risk-breaker-platform-check": {"task": "risk.tasks.breaker_platform_check_task", "schedule": 60.0},
     "settlements-resume": {"task": "settlement.tasks.settlements_resume", "schedule": 60.0},
     # Loss notifications to S2S wallets (SPEC §16) due for a retry, or left by a stopped worker.
     "settlement-loss-notices": {"task": "settlement.tasks.loss_notices_send_task", "schedule": 30.0},

@@ -8,7 +8,7 @@ from casino.models import Operator
 from risk import counters
 from risk.selectors import operator_open_exposure
 from risk.services.assessment import cents, operator_open_exposure_key
-from risk.services.breakers import breaker_windows_rebuild
+from risk.services.breakers import breaker_platform_check, breaker_windows_rebuild
 from risk.services.promotion import tier_promotions_apply
 from risk.services.sharp import sharp_scores_recompute
 
@@ -52,3 +52,10 @@ def breaker_windows_rebuild_task() -> dict:
     the rebuilt window passes it (losses that appear as old stakes leave the window)."""
     result = breaker_windows_rebuild()
     return {**result, "platformLoss": str(result["platformLoss"])}
+
+
+@shared_task(acks_late=True)
+def breaker_platform_check_task() -> bool:
+    """Every minute, from the platform window in Redis (no database scan): trip the platform halt when
+    the window passes it as old stakes leave it. True if this run tripped it."""
+    return breaker_platform_check()

@@ -30,7 +30,7 @@ from risk.services.breakers import (
     player_window_loss,
 )
 from risk.services.config import risk_settings
-from risk.tasks import breaker_windows_rebuild_task
+from risk.tasks import breaker_platform_check_task, breaker_windows_rebuild_task
 from tests.conftest import MARKET, Api, buy_body, decimal_json, requires_postgres
 from tests.test_operator_reports import _settle, book, no_auto_start, s2s  # noqa: F401 - fixtures
 from wallets.models import LedgerEntry
@@ -249,6 +249,23 @@ def test_the_beat_rebuild_trips_the_platform_halt_when_old_stakes_leave_the_wind
         assert breaker_windows_rebuild_task()["tripped"] is False  # halted already: not again
     event = RiskEvent.objects.get(kind="platform_halt")
     assert (event.severity, event.values) == ("critical", {"loss": "88.00", "limit": "50.00", "manual": False})
+
+
+def test_the_minute_check_trips_the_platform_halt_from_the_rolling_window_without_a_rebuild(make_player, market, risk_limits):
+    """The windows roll by themselves (a bucket past 24 h is no longer summed): the every-minute check reads
+    the platform window, no database scan, and trips the halt once the 64.00 stake has left it."""
+    risk_limits(platform_loss_halt=Decimal("50"))
+    player, api = make_player(Decimal("200"))
+    start = timezone.now()
+    assert api.post("trade", buy_body(amount="64")).status_code == 200  # the house takes 64
+    with time_machine.travel(start + datetime.timedelta(hours=2), tick=False):
+        reference_price_set(market_id=MARKET, outcome="yes", mid_price=Decimal("90"))
+        trade_execute(player=player, request=TradeRequest(MARKET, "sell", "yes", Decimal("100"), Decimal("90")))
+        assert breaker_platform_check_task() is False
+    with time_machine.travel(start + datetime.timedelta(hours=24, minutes=1), tick=False):
+        assert breaker_platform_check_task() is True
+        assert breaker_platform_check_task() is False  # halted already
+    assert risk_settings().platform_halted and RiskEvent.objects.filter(kind="platform_halt").count() == 1
 
 
 # -- sells are never refused --------------------------------------------------------------------------
