@@ -23,7 +23,8 @@ internal ledgers sum to balances (and debts to their entries); every S2S player'
 wallet server equals the house's view (starting balance + the player's ledger); no payout, refund or
 reversal applied twice (at the wallet server by transaction, and in the house's ledger); no wallet
 operation left pending/unknown/manual; every S2S trade's movement applied at the operator (a sale
-never stands without its proceeds); every settlement and reversal finished; the exposure book of
+never stands without its proceeds); every settlement and reversal finished; every loss notice sent (or
+cancelled by a reversal) and at the wallet server exactly once; the exposure book of
 every market equals what its positions and trades imply, and the global bound (and each category's
 bound) the sum of the market shards' worst cases (those counted under the category); the risk
 counters (operator open exposure) rebuilt equal the database; the daily-report rollup equals its
@@ -438,7 +439,8 @@ class Soak:
         """Drive every unfinished thing to its end, as the beat tasks do, until nothing is pending."""
         from django.utils import timezone
 
-        from settlement.models import Reversal, ReversalStatus, Settlement, SettlementStatus
+        from settlement.models import LossNotice, LossNoticeStatus, Reversal, ReversalStatus, Settlement, SettlementStatus
+        from settlement.services.loss_notices import loss_notices_send
         from settlement.services.payouts import settlement_advance
         from settlement.services.reversal import reversal_advance
         from wallets.models import OperationStatus, WalletOperation
@@ -457,11 +459,14 @@ class Soak:
                 settlement_advance(settlement_id=settlement_id)
             for reversal_id in Reversal.objects.filter(status=ReversalStatus.REVERSING).values_list("pk", flat=True):
                 reversal_advance(reversal_id=reversal_id)
+            LossNotice.objects.filter(status=LossNoticeStatus.PENDING).update(next_attempt_at=timezone.now())  # leases and backoff
+            loss_notices_send(limit=10000)
             pending = (
                 WalletOperation.objects.filter(status__in=[OperationStatus.UNKNOWN, OperationStatus.PENDING]).count()
                 + _unsettled_locally().count()
                 + Settlement.objects.filter(status=SettlementStatus.SETTLING).count()
                 + Reversal.objects.filter(status=ReversalStatus.REVERSING).count()
+                + LossNotice.objects.filter(status=LossNoticeStatus.PENDING).count()
             )
             if not pending:
                 return passes
@@ -490,6 +495,7 @@ class Soak:
         check("no wallet operation left pending, unknown or manual", self.check_no_pending)
         check("every S2S trade recorded has its movement applied at the operator", self.check_trades_applied)
         check("every settlement and reversal finished", self.check_settlements_finished)
+        check("loss notices: every one sent (or cancelled by a reversal) and at the wallet server once", self.check_loss_notices)
         check("exposure book equals what positions and trades imply", self.check_exposure)
         check("risk counters rebuilt equal the database", self.check_risk_counters)
         check("breaker loss windows rebuilt equal the database", self.check_breaker_windows)
@@ -624,6 +630,29 @@ class Soak:
         wrong = Counter(ops.exclude(status=OperationStatus.OK).values_list("kind", "status"))
         assert not wrong, f"trades whose movement is not applied at the operator: {dict(wrong)}"
         return f"{s2s.count()} S2S trades, every movement OK"
+
+    def check_loss_notices(self) -> str:
+        """SPEC §16 under faults and killed workers: each loss notice (a 0.00 credit of type loss) sent or cancelled
+        (its settlement reversed first), none left pending; every loss notification at the wallet server is a
+        notice the house recorded as sent, and none arrived twice. (One notice per losing position is
+        tests/test_loss_notifications.py's.)"""
+        from settlement.models import LossNotice, LossNoticeStatus
+
+        notices = {str(n.transaction_id): n for n in LossNotice.objects.all()}
+        statuses = Counter(n.status for n in notices.values())
+        assert not statuses.get(LossNoticeStatus.PENDING), f"loss notices left pending: {dict(statuses)}"
+        arrived = self.wallet.loss_notifications
+        ids = Counter(str(n["transaction_id"]) for n in arrived)
+        assert all(n == 1 for n in ids.values()), f"a loss notification arrived twice: {[i for i, n in ids.items() if n > 1][:5]}"
+        unknown = [i for i in ids if i not in notices]
+        assert not unknown, f"loss notifications the house never recorded: {unknown[:5]}"
+        sent = {i for i, n in notices.items() if n.status == LossNoticeStatus.SENT}
+        assert sent == set(ids), (
+            f"sent but not at the wallet server: {list(sent - set(ids))[:5]}; there but not sent: {list(set(ids) - sent)[:5]}"
+        )
+        wrong = [n for n in arrived if str(n["amount"]) != "0.00"]
+        assert not wrong, f"loss notifications with an amount: {wrong[:3]}"
+        return f"{len(notices)} notices: {dict(statuses)}; {len(arrived)} at the wallet server"
 
     def check_settlements_finished(self) -> str:
         from settlement.models import Reversal, Settlement

@@ -65,7 +65,7 @@ def test_a_30_second_soak_with_faults_and_killed_workers_keeps_every_money_invar
     result = json.loads(result_path.read_text())
 
     checks = {name: (passed, detail) for name, passed, detail in result["checks"]}
-    assert len(checks) == 12 and all(passed for passed, _ in checks.values()), checks
+    assert len(checks) == 13 and all(passed for passed, _ in checks.values()), checks
     # The run really was a soak: trades went through, faults were injected, processes died,
     # and the market was settled, reversed, and another voided, all over HTTP.
     assert result["trades"].get("ok", 0) > 50, result["trades"]
