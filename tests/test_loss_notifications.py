@@ -280,6 +280,36 @@ def test_reversed_then_resettled_the_other_way(world, monkeypatch):
     world.assert_books_balance()
 
 
+def test_a_notice_whose_answer_was_lost_is_not_cancelled_by_a_reversal_but_answered(world, monkeypatch):
+    """Found by the soak: a notice the operator had (its answer lost to a timeout) was cancelled when the
+    settlement was reversed, so the house said "cancelled" for a round the operator had closed. A notice
+    ever handed to a sender is driven to a definite answer under its id; only never-sent ones are cancelled."""
+    from settlement.services import reversal
+    from settlement.services.reversal import reversal_advance, settlement_reverse
+
+    monkeypatch.setattr(reversal, "_start", lambda reversal_id: None)
+    _winners(world, 1)
+    _losers(world, 2)
+    first = market_settle(market_id=MARKET, action="resolve", outcome="yes")
+    assert _advance_until_done(first)
+    world.server.add_fault("timeout", endpoint="credit", seconds=0.8, apply="before", times=1)  # applied, answer lost
+    assert loss_notices_send(limit=1) == 1
+    lost = LossNotice.objects.get(attempts=1)
+    assert lost.status == LossNoticeStatus.PENDING and str(lost.transaction_id) in {
+        n["transaction_id"] for n in world.server.loss_notifications
+    }
+    rev = settlement_reverse(market_id=MARKET, reason="wrong outcome")
+    for _ in range(30):
+        if reversal_advance(reversal_id=rev.pk):
+            break
+    LossNotice.objects.filter(pk=lost.pk).update(next_attempt_at=None)  # its backoff over
+    _send_until_quiet()
+    statuses = dict(LossNotice.objects.values_list("transaction_id", "status"))
+    assert statuses[lost.transaction_id] == LossNoticeStatus.SENT  # answered by replay: the operator has it
+    assert sorted(statuses.values()) == [LossNoticeStatus.CANCELLED, LossNoticeStatus.SENT]  # the other never left
+    assert [n["transaction_id"] for n in world.server.loss_notifications] == [str(lost.transaction_id)]
+
+
 def test_the_reference_wallet_server_takes_a_loss_only_as_a_zero_credit(world):
     from wallets.services.operations import WalletTarget
 

@@ -100,10 +100,18 @@ def _hold(settlement_id, limit: int) -> list[NoticeBatch]:
         pending = LossNotice.objects.filter(status=LossNoticeStatus.PENDING)
         if settlement_id is not None:
             pending = pending.filter(settlement_id=settlement_id)
-        pending.filter(settlement__status__in=TAKEN_BACK).update(status=LossNoticeStatus.CANCELLED, next_attempt_at=None, updated_at=now)
+        # A reversed settlement's notices are cancelled only if never handed to a sender: one held before may
+        # have reached the operator (a sender killed during its calls, an answer lost), so it is driven to a
+        # definite answer under its id like any other (found by the soak: the house said cancelled, the
+        # operator had it).
+        never_sent = Q(attempts=0, next_attempt_at__isnull=True)
+        pending.filter(never_sent, settlement__status__in=TAKEN_BACK).update(
+            status=LossNoticeStatus.CANCELLED, next_attempt_at=None, updated_at=now
+        )
         due = (
             pending.select_for_update(skip_locked=True, of=("self",))
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), settlement__status__in=LIVE)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .filter(Q(settlement__status__in=LIVE) | ~never_sent)
             .order_by("pk")
         )
         by_operator = defaultdict(list)
