@@ -339,18 +339,29 @@ def _plan_markets(section) -> tuple[list[MarketRiskLimit], list[str]]:
     section = _object(section, "markets")
     known = set(Market.objects.filter(pk__in=[k for k in section if isinstance(k, str)]).values_list("pk", flat=True))
     existing = MarketRiskLimit.objects.select_for_update().in_bulk(list(known))
+
+    def entries():
+        for market_id, body in section.items():
+            path = f"markets.{market_id}"
+            if market_id not in known:
+                raise invalid_config(path, "is not a known market")
+            yield market_id, body, path
+
+    return _plan_caps(entries(), MARKET_FIELDS, existing, lambda market_id: MarketRiskLimit(market_id=market_id))
+
+
+def _plan_caps(entries, fields, existing: dict, new_limit) -> tuple[list, list]:
+    """Own caps by key, from (key, body, path) in order: (limits to save, keys whose own cap goes: null,
+    or a body whose exposureCap is null). A body without exposureCap changes nothing."""
     saves, removals = [], []
-    for market_id, body in section.items():
-        path = f"markets.{market_id}"
-        if market_id not in known:
-            raise invalid_config(path, "is not a known market")
-        values = {"exposure_cap": None} if body is None else _parse_fields(body, MARKET_FIELDS, path)
+    for key, body, path in entries:
+        values = {"exposure_cap": None} if body is None else _parse_fields(body, fields, path)
         if "exposure_cap" not in values:
             continue
         if values["exposure_cap"] is None:
-            removals.append(market_id)
+            removals.append(key)
             continue
-        limit = existing.get(market_id) or MarketRiskLimit(market_id=market_id)
+        limit = existing.get(key) or new_limit(key)
         limit.exposure_cap = values["exposure_cap"]
         saves.append(limit)
     return saves, removals
@@ -463,19 +474,8 @@ def _plan_categories(section) -> tuple[list[CategoryRiskLimit], list[str]]:
     if len(set(keys.values())) < len(keys):  # "Sports" and "sports" are one category
         raise invalid_config("categories", "names the same category more than once")
     existing = CategoryRiskLimit.objects.select_for_update().in_bulk(list(keys.values()))
-    saves, removals = [], []
-    for name, body in section.items():
-        path, key = f"categories.{name}", keys[name]
-        values = {"exposure_cap": None} if body is None else _parse_fields(body, CATEGORY_FIELDS, path)
-        if "exposure_cap" not in values:
-            continue
-        if values["exposure_cap"] is None:
-            removals.append(key)
-            continue
-        limit = existing.get(key) or CategoryRiskLimit(category=key)
-        limit.exposure_cap = values["exposure_cap"]
-        saves.append(limit)
-    return saves, removals
+    entries = ((keys[name], body, f"categories.{name}") for name, body in section.items())
+    return _plan_caps(entries, CATEGORY_FIELDS, existing, lambda key: CategoryRiskLimit(category=key))
 
 
 # --- Issue 14: tier promotion rules (SPEC §16), the "promotions" section --------------------------
