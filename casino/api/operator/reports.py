@@ -84,21 +84,16 @@ def _wants_csv(request) -> bool:
 
 
 def _values(day: DailyFigures, pct: Decimal) -> list:
-    operator_share, house_share = revenue_share(day.ggr, pct)
+    return [day.date.isoformat(), *_figures(day, pct)]
+
+
+def _figures(row: DailyFigures | MonthlyFigures, pct: Decimal) -> list:
+    """A report row's figures from the currency on, with the revenue share of its GGR (daily and monthly)."""
+    operator_share, house_share = revenue_share(row.ggr, pct)
     return [
-        day.date.isoformat(),
-        day.currency,
-        day.trades,
-        day.players,
-        money(day.stakes),
-        money(day.sale_proceeds),
-        money(day.payouts),
-        money(day.refunds),
-        money(day.reversals),
-        money(day.ggr),
-        money(operator_share),
-        money(house_share),
-    ]
+        row.currency, row.trades, row.players, money(row.stakes), money(row.sale_proceeds), money(row.payouts), money(row.refunds),
+        money(row.reversals), money(row.ggr), money(operator_share), money(house_share),
+    ]  # fmt: skip
 
 
 def _csv_lines(days: list[DailyFigures], pct: Decimal):
@@ -195,12 +190,7 @@ def _month(params) -> datetime.date:
 
 
 def _monthly_values(row: MonthlyFigures, pct: Decimal) -> dict:
-    operator_share, house_share = revenue_share(row.ggr, pct)
-    values = [
-        row.currency, row.trades, row.players, money(row.stakes), money(row.sale_proceeds), money(row.payouts), money(row.refunds),
-        money(row.reversals), money(row.ggr), money(operator_share), money(house_share),
-    ]  # fmt: skip
-    return dict(zip(MONTHLY_FIELDS, values, strict=True))
+    return dict(zip(MONTHLY_FIELDS, _figures(row, pct), strict=True))
 
 
 class MonthlyReportView(HouseAPIView):
