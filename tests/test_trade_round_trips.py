@@ -1,5 +1,6 @@
-"""The internal-wallet trade on PostgreSQL: two round trips of prepared statements, its own
-transaction (or a savepoint inside a caller's), and a clean connection whatever goes wrong."""
+"""The internal-wallet trade on PostgreSQL: three round trips of prepared statements (the session
+look-up with the market's read, then the trade's two), its own transaction (or a savepoint inside a
+caller's), and a clean connection whatever goes wrong."""
 
 from decimal import Decimal
 
@@ -9,10 +10,10 @@ from django.db import DataError, OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
 from casino.models import Position, Trade
-from casino.services import trade_executor
+from casino.services import markets, trade_executor
 from casino.services.trade_executor import house_wallet_sql
 from core import prepared
-from tests.conftest import buy_body, decimal_json, requires_postgres
+from tests.conftest import MARKET, buy_body, decimal_json, requires_postgres
 from wallets.models import LedgerEntry, PlayerWallet
 
 pytestmark = [requires_postgres, pytest.mark.usefixtures("no_rate_limits")]
@@ -23,21 +24,58 @@ def _transaction_status():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_trade_is_four_statements_of_prepared_executes_after_the_first(make_player, market):
+def test_a_trade_is_three_round_trips_of_prepared_executes_after_the_first(make_player, market):
     player, api = make_player(Decimal("100"))
     assert api.post("trade", buy_body(amount="10.00")).status_code == 200  # prepares on this connection
     with CaptureQueriesContext(connection) as queries:
         response = api.post("trade", buy_body(amount="10.00"))
     assert response.status_code == 200
     sent = [q["sql"] for q in queries.captured_queries]
-    assert len(sent) == 4, sent  # session, market + price, lock + positions, write + commit
-    assert sent[0].startswith("EXECUTE house_session_player(")
-    assert sent[1].startswith("EXECUTE house_market_with_price(")
-    assert sent[2].startswith("BEGIN;EXECUTE house_trade_lock(") and ";EXECUTE house_trade_positions(" in sent[2]
-    assert sent[3].startswith("EXECUTE house_trade_write_update(") and sent[3].endswith(";COMMIT")
+    assert len(sent) == 3, sent  # session + market and price, lock + positions, write + commit
+    assert sent[0].startswith("EXECUTE house_session_player(") and ";EXECUTE house_market_with_price(" in sent[0]
+    assert sent[1].startswith("BEGIN;EXECUTE house_trade_lock(") and ";EXECUTE house_trade_positions(" in sent[1]
+    assert sent[2].startswith("EXECUTE house_trade_write_update(") and sent[2].endswith(";COMMIT")
     assert not any("PREPARE" in q for q in sent)
     assert _transaction_status() == psycopg.pq.TransactionStatus.IDLE
     assert decimal_json(response)["newBalance"] == Decimal("80.00")
+    assert markets._wanted.get() is None and markets._prefetched.get() is None  # nothing left for the next request
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "raw, answer",
+    [
+        ('{"marketId": "' + MARKET + '", "side": "buy", "outcome": "yes", "amount": 10', "Malformed JSON"),
+        ('{"marketId": "not a market id!", "side": "buy", "outcome": "yes", "amount": 10}', "Invalid marketId"),
+        ('{"marketId": "' + MARKET + '", "side": "buy", "outcome": "maybe", "amount": 10}', "Invalid outcome"),
+        ('["' + MARKET + '"]', "Request body must be a JSON object"),
+    ],
+)
+def test_a_body_naming_no_valid_market_is_answered_as_before_without_the_market_read(make_player, market, raw, answer):
+    player, api = make_player(Decimal("100"))
+    with CaptureQueriesContext(connection) as queries:
+        response = api.post("trade", raw=raw)
+    assert response.status_code == 400 and decimal_json(response)["error"] == answer, response.content
+    assert all("EXECUTE house_market_with_price" not in q["sql"] for q in queries.captured_queries)
+    assert PlayerWallet.objects.get(player=player).balance == Decimal("100.00")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_market_read_with_the_session_serves_only_the_market_and_outcome_it_read(make_player, market):
+    """A wrong token reads the market for nothing and answers 401; an unknown market read with the
+    session answers as an unknown market; a read of one outcome is not taken for the other."""
+    player, api = make_player(Decimal("100"))
+    assert api.post("trade", buy_body(), headers={"Authorization": "Bearer ps_nope"}).status_code == 401
+    unknown = api.post("trade", buy_body(market_id="no-such-market"))
+    refused = {"error": "Market not tradeable", "code": "market_not_tradeable", "reason": "unknown_market"}
+    assert (unknown.status_code, decimal_json(unknown)) == (400, refused)
+    with markets.market_prefetch(market_id=MARKET, outcome="no"):
+        markets.market_prefetch_store(None)  # as if the market were unknown when read with the session
+        assert markets.market_price_book(market_id=MARKET, outcome="yes")[0] is not None  # read again
+        assert markets.market_price_book(market_id=MARKET, outcome="no") == (None, None, None)  # taken
+        assert markets.market_price_book(market_id=MARKET, outcome="no")[0] is not None  # once
+    assert api.post("trade", buy_body(amount="10.00")).status_code == 200
+    assert PlayerWallet.objects.get(player=player).balance == Decimal("90.00")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from casino.models import Operator, Player, PlayerSession, PlayerStatus, StaffToken, WalletMode
+from casino.services.markets import market_prefetch_statement, market_prefetch_store
 from casino.services.player_controls import player_blocked
 from core.api.auth import OperatorPrincipal, PlayerPrincipal, StaffPrincipal
 from core.prepared import PreparedStatement
@@ -134,9 +135,17 @@ def session_player(token: str) -> Player | None:
             .first()
         )
         return session.player if session else None
+    params = {"token": token_hash(token), "now": timezone.now()}
+    market = market_prefetch_statement()  # a trade request's market, in this same round trip
     with connection.cursor() as cursor:
-        cursor.execute(_SESSION.text(), {"token": token_hash(token), "now": timezone.now()})
-        row = cursor.fetchone()
+        if market is None:
+            cursor.execute(_SESSION.text(), params)
+            row = cursor.fetchone()
+        else:
+            cursor.execute(f"{_SESSION.text()};{market[0]}", {**params, **market[1]})
+            row = cursor.fetchone()
+            cursor.nextset()
+            market_prefetch_store(cursor.fetchone())
     if row is None:
         return None
     from risk.models import OperatorRiskLimit, PlayerRiskProfile
