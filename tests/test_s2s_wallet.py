@@ -631,3 +631,81 @@ def test_a_debit_not_found_by_a_look_up_is_compensated_so_its_late_arrival_is_re
     assert Trade.objects.count() == 0 and exposure_book(market_id=MARKET).yes_shares == 0
     assert world.server.balance(player.external_id) == START
     world.assert_books_balance()
+
+
+@pytest.mark.parametrize("answer", ["ok", "refused"])
+def test_a_sale_in_flight_across_a_reversal_leaves_the_book_equal_to_the_records(world, monkeypatch, answer):
+    """Found by the soak: a sale whose credit was in flight while its market was resolved and the settlement
+    reversed. The reversal rebuilt the book from the records only (without the sale's proceeds already taken
+    off it, its shares already off the position), then the recorded sale, market closed, left the book alone:
+    the book stayed richer than the records by the proceeds. Now the rebuilt book holds what the trades in
+    flight hold, and finishing them moves it (sold: its shares leave; refused: its proceeds come back)."""
+    from casino.selectors import market_book_from_records
+    from casino.services.exposure import Book
+    from casino.services.trade_executor import operator_wallet
+    from settlement.services.reversal import settlement_reverse
+
+    player, api = world.player()
+    assert api.post("trade", buy_body(amount="64.00")).status_code == 200  # 100 YES shares
+    real = operator_wallet._move_money
+    during = {}
+
+    def resolve_and_reverse_during_the_call(ctx, operation):
+        during["settlement"] = _settle("resolve", expect="settling")  # waits for the sale
+        settlement_reverse(market_id=MARKET, reason="wrong outcome")
+        during["book"] = exposure_book(market_id=MARKET)
+        if answer == "refused":
+            world.server.add_fault("refuse", endpoint="credit", status="USER_DISABLED", times=1)
+        return real(ctx, operation)
+
+    monkeypatch.setattr(operator_wallet, "_move_money", resolve_and_reverse_during_the_call)
+    sold = api.post("trade", _sell(50))
+    monkeypatch.undo()
+    # Rebuilt mid-sale: the 100 shares (50 on the position, 50 in flight), the stake less the proceeds.
+    assert during["book"] == Book(Decimal("100"), Decimal("0"), Decimal("34.00"))
+    if answer == "ok":
+        assert sold.status_code == 200
+        book = Book(Decimal("50"), Decimal("0"), Decimal("34.00"))
+        assert Position.objects.get(player=player).shares == 50
+    else:
+        assert sold.status_code == 403
+        book = Book(Decimal("100"), Decimal("0"), Decimal("64.00"))
+        assert Position.objects.get(player=player).shares == 100
+    assert exposure_book(market_id=MARKET) == book == market_book_from_records(market_id=MARKET)
+    world.assert_books_balance()
+
+
+def test_a_buy_in_flight_across_a_reversal_is_given_back_and_leaves_the_book_equal_to_the_records(world, monkeypatch):
+    """The buy's shares are on the rebuilt book while its debit is in flight (the settlement cleared the book,
+    the reversal rebuilt it); the market is closed when the answer comes, so the stake is rolled back and
+    the shares leave the book again."""
+    from casino.selectors import market_book_from_records
+    from casino.services.exposure import Book
+    from casino.services.trade_executor import operator_wallet
+    from settlement.services.reversal import settlement_reverse
+
+    player, api = world.player()
+    assert api.post("trade", buy_body(amount="64.00")).status_code == 200  # 100 YES shares
+    real = operator_wallet._move_money
+    during = {}
+
+    def resolve_and_reverse_during_the_call(ctx, operation):
+        during["settlement"] = _settle("resolve")  # paid: a buy in flight does not hold a settlement
+        settlement_reverse(market_id=MARKET, reason="wrong outcome")
+        during["book"] = exposure_book(market_id=MARKET)
+        return real(ctx, operation)
+
+    monkeypatch.setattr(operator_wallet, "_move_money", resolve_and_reverse_during_the_call)
+    bought = api.post("trade", buy_body(amount="32.00"))  # 50 more YES shares
+    monkeypatch.undo()
+    assert "book" in during, bought.content
+    assert during["book"] == Book(Decimal("150"), Decimal("0"), Decimal("64.00"))  # the 50 in flight included
+    assert bought.status_code == 400 and decimal_json(bought)["reason"] == "market_closed_during_wallet_call"
+    debit = WalletOperation.objects.get(kind="debit", amount=Decimal("32.00"))
+    assert debit.settled_locally and WalletOperation.objects.get(kind="rollback", reference=debit).status == OperationStatus.OK
+    assert (
+        exposure_book(market_id=MARKET)
+        == Book(Decimal("100"), Decimal("0"), Decimal("64.00"))
+        == market_book_from_records(market_id=MARKET)
+    )
+    world.assert_books_balance()

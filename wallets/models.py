@@ -238,11 +238,12 @@ class WalletOperation(models.Model):
             # The S2S operator's reconciliation list (SPEC §13), newest first in keyset pages, all or one player's.
             models.Index(fields=["operator", "-created_at", "-id"], name="wallet_op_operator_recent"),
             models.Index(fields=["player", "-created_at", "-id"], name="wallet_op_player_recent"),
-            # Sales whose credit is being decided, by market: a settlement pays their positions once they are done.
+            # S2S trades whose local side is not settled yet, by market: a settlement pays the positions of the
+            # sales among them once they are done, and a reversal counts what they hold on the book.
             models.Index(
                 KeyTextTransform("market_id", "payload"),
-                name="wallet_op_sale_in_flight",
-                condition=Q(settled_locally=False, type="trade_credit"),
+                name="wallet_op_trade_in_flight",
+                condition=Q(settled_locally=False, type__in=["trade_debit", "trade_credit"]),
             ),
         ]
         constraints = [

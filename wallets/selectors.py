@@ -81,10 +81,19 @@ def operator_operations_page(
 
 def sales_in_flight(*, market_id: str) -> bool:
     """An S2S sale on the market whose shares are off their position while its credit is decided (its
-    local side not yet recorded or given back). Index: wallet_op_sale_in_flight (only such sales)."""
+    local side not yet recorded or given back). Index: wallet_op_trade_in_flight."""
+    return _trades_in_flight(market_id).filter(type=LedgerType.TRADE_CREDIT).exists()
+
+
+def trades_in_flight(*, market_id: str) -> list[dict]:
+    """The payloads of the S2S trades on the market whose local side is not settled yet (recorded or
+    given back): what they reserved is on the market's exposure book and not in its records yet."""
+    return list(_trades_in_flight(market_id).values_list("payload", flat=True))
+
+
+def _trades_in_flight(market_id: str):
     return (
-        WalletOperation.objects.filter(settled_locally=False, type=LedgerType.TRADE_CREDIT)
-        .alias(sale_market=KeyTextTransform("market_id", "payload"))
-        .filter(sale_market=market_id)
-        .exists()
+        WalletOperation.objects.filter(settled_locally=False, type__in=[LedgerType.TRADE_DEBIT, LedgerType.TRADE_CREDIT])
+        .alias(trade_market=KeyTextTransform("market_id", "payload"))
+        .filter(trade_market=market_id)
     )

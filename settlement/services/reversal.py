@@ -33,9 +33,9 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
-from casino.models import Market, MarketStatus, Position, PositionStatus, WalletMode
+from casino.models import Market, MarketStatus, Outcome, Position, PositionStatus, Side, WalletMode
 from casino.selectors import market_book_from_records
-from casino.services.exposure import exposure_restore_market
+from casino.services.exposure import Book, exposure_restore_market
 from casino.services.market_state import market_event_record
 from core.errors import HouseError, missing_fields
 from core.metrics import SETTLEMENTS
@@ -53,7 +53,7 @@ from settlement.models import (
 from settlement.services.events import settlement_reversed_record
 from settlement.services.payout_chunks import payouts_mark
 from wallets.models import LedgerType, OperationKind, OperationStatus, WalletOperation
-from wallets.selectors import operations_due_or_done
+from wallets.selectors import operations_due_or_done, trades_in_flight
 from wallets.services.balances import BulkChange, wallet_takes_bulk
 from wallets.services.breaker import breaker_is_open
 from wallets.services.debts import debt_incur
@@ -110,12 +110,30 @@ def settlement_reverse(*, market_id: str, reason: str, requested_by=None) -> Rev
         market.status, market.outcome = MarketStatus.CLOSED, None
         market.save(update_fields=["status", "outcome", "updated_at"])
         market_event_record(market_id=market_id, type="market.closed", at=timezone.now(), reason="settlement_reversed")
-        exposure_restore_market(market_id=market_id, book=market_book_from_records(market_id=market_id))
+        # With what the S2S trades still in flight hold on the book (the soak: a sale recorded after the
+        # reversal left the book richer by its proceeds).
+        exposure_restore_market(market_id=market_id, book=_book_to_restore(market_id))
         SETTLEMENTS.labels(action="reverse", stage="decided").inc()
         transaction.on_commit(lambda: _start(reversal.pk))
     reversal.refresh_from_db()
     log.info("settlement %s of %s reversal %s: %s items, %s cancelled", settlement.pk, market_id, reversal.pk, items, cancelled)
     return reversal
+
+
+def _book_to_restore(market_id: str) -> Book:
+    """What the market's records imply, plus what the S2S trades still in flight on it hold on the book and
+    their records do not show yet: a buy's shares (reserved on the book, not on a position yet); a sale's
+    shares (off its position, still on the book) and proceeds (already off the book's cash). Finishing
+    those trades later (recorded or given back, casino.services.trade_executor.operator_wallet) then moves
+    the book as it would have moved the book they were reserved on."""
+    records = market_book_from_records(market_id=market_id)
+    yes, no, cash = records.yes_shares, records.no_shares, records.cash_in
+    for p in trades_in_flight(market_id=market_id):
+        shares = Decimal(p["shares"])
+        yes, no = (yes + shares, no) if p["outcome"] == Outcome.YES else (yes, no + shares)
+        if p["side"] == Side.SELL:
+            cash -= Decimal(p["cost"])
+    return Book(yes, no, cash)
 
 
 def _payouts_cancel_unpaid(settlement: Settlement) -> int:

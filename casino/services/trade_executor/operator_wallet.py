@@ -332,13 +332,14 @@ def _result_from_trade(op: WalletOperation) -> TradeResult:
     )
 
 
-# The book of a settled market was cleared by its settlement (exposure_clear_market), and a reversed one's
-# rebuilt from its records (exposure_restore_market): a reservation made before either is no longer in it,
-# so what finishes that reservation later (recording or releasing it) leaves the book alone. Found by the
-# soak: a buy killed during its wallet call and compensated after its market settled left the settled
-# market's book at minus its shares. The market row is read FOR SHARE, so a settlement's status change
-# (with its clear, in one transaction) either waits for this change or is seen by it.
-_BOOK_REBUILT = (MarketStatus.RESOLVED, MarketStatus.VOIDED, MarketStatus.CLOSED)
+# The book of a settled market was cleared by its settlement (exposure_clear_market): a reservation made
+# before it is no longer in it, so what finishes that reservation later (recording or releasing it) leaves
+# the book alone. Found by the soak: a buy killed during its wallet call and compensated after its market
+# settled left the settled market's book at minus its shares. The market row is read FOR SHARE, so a
+# settlement's status change (with its clear, in one transaction) either waits for this change or is
+# seen by it. A reversed settlement's book (market CLOSED) is rebuilt with the reservations of the trades
+# still in flight (casino.selectors.market_book_to_restore), so finishing them there moves the book as usual.
+_BOOK_REBUILT = (MarketStatus.RESOLVED, MarketStatus.VOIDED)
 
 
 def _book_reduce(*, market_id: str, outcome: str, shares_delta: Decimal, cash_delta: Decimal) -> None:
