@@ -135,15 +135,14 @@ def session_player(token: str) -> Player | None:
             .first()
         )
         return session.player if session else None
-    params = {"token": token_hash(token), "now": timezone.now()}
+    sql, params = _SESSION.text(), {"token": token_hash(token), "now": timezone.now()}
     market = market_prefetch_statement()  # a trade request's market, in this same round trip
+    if market is not None:
+        sql, params = f"{sql};{market[0]}", {**params, **market[1]}
     with connection.cursor() as cursor:
-        if market is None:
-            cursor.execute(_SESSION.text(), params)
-            row = cursor.fetchone()
-        else:
-            cursor.execute(f"{_SESSION.text()};{market[0]}", {**params, **market[1]})
-            row = cursor.fetchone()
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+        if market is not None:
             cursor.nextset()
             market_prefetch_store(cursor.fetchone())
     if row is None:

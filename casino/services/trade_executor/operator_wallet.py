@@ -338,7 +338,7 @@ def _result_from_trade(op: WalletOperation) -> TradeResult:
 # settled left the settled market's book at minus its shares. The market row is read FOR SHARE, so a
 # settlement's status change (with its clear, in one transaction) either waits for this change or is
 # seen by it. A reversed settlement's book (market CLOSED) is rebuilt with the reservations of the trades
-# still in flight (casino.selectors.market_book_to_restore), so finishing them there moves the book as usual.
+# still in flight (settlement.services.reversal._book_to_restore), so finishing them there moves the book as usual.
 _BOOK_REBUILT = (MarketStatus.RESOLVED, MarketStatus.VOIDED)
 
 
