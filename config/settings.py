@@ -188,7 +188,7 @@ CELERY_BEAT_SCHEDULE = {
     "marketdata-auto-confirm": {"task": "marketdata.tasks.resolutions_auto_confirm", "schedule": 60.0},
     "marketdata-price-history": {"task": "marketdata.tasks.price_history_retention", "schedule": 3600.0},
     # Undispatched events and due retries (the on-commit kick makes delivery prompt; this catches the rest).
-    "webhooks-pump": {"task": "webhooks.tasks.webhooks_pump", "schedule": 5.0},
+    "webhooks-pump": {"task": "webhooks.tasks.webhooks_pump", "schedule": 5.0, "kwargs": {"scheduled": True}},
     "webhooks-retention": {"task": "webhooks.tasks.webhooks_retention", "schedule": 3600.0},
 }
 

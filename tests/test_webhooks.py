@@ -9,6 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -26,6 +27,7 @@ from webhooks.adapters.endpoint import WebhookClient
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDispatchCursor, WebhookEndpoint
 from webhooks.reference_receiver import ReferenceWebhookReceiver
 from webhooks.services.delivery import webhooks_pump_once
+from webhooks.tasks import webhooks_pump
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -657,7 +659,7 @@ def test_sealed_secrets_open_only_unaltered_and_under_a_known_key(settings):
 
 
 def test_the_pump_task_delivers(operator_api, make_player, market, receiver):
-    from webhooks.tasks import dispatch_kick, webhooks_pump
+    from webhooks.tasks import dispatch_kick
 
     subscribe(operator_api, receiver)
     _, api = make_player(Decimal("100"))
@@ -666,6 +668,57 @@ def test_the_pump_task_delivers(operator_api, make_player, market, receiver):
     wait_settled()
     assert webhooks_pump.apply().get() == {"dispatched": 1, "delivered": 1, "failed": 0}
     assert [d.json()["type"] for d in receiver.delivered()] == ["trade.executed"]
+
+
+def test_one_pump_is_scheduled_while_one_is_scheduled_or_running(operator_api, make_player, market, receiver, settings):
+    """Kicks from every process schedule a pump only when none holds the flag (Redis, shared by the
+    processes): under steady trading each process used to queue four pumps a second while each pump
+    ran its full minute. Counted on the real broker's queue."""
+    import redis
+
+    from webhooks import tasks
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    queued = lambda: broker.llen("webhooks")  # noqa: E731 - the webhooks queue's list on the Redis broker
+
+    def kick_from_a_new_process():
+        tasks._pump_starts_at = 0.0  # a process that has kicked nothing yet
+        tasks.dispatch_kick()
+
+    subscribe(operator_api, receiver)
+    _, api = make_player(Decimal("100"))
+    cache.delete(tasks.PUMP_FLAG)
+    before = queued()
+    for _ in range(3):
+        kick_from_a_new_process()
+    assert queued() == before + 1 and cache.get(tasks.PUMP_FLAG) == "scheduled"
+
+    assert api.post("trade", buy_body("10")).status_code == 200  # its commit's kick finds the flag held
+    assert queued() == before + 1
+    wait_settled()
+    # Beat's pump skips while another holds the flag (that one sends what is due too).
+    assert webhooks_pump.apply(kwargs={"scheduled": True}).get()["skipped"] is True
+    assert receiver.delivered() == []
+    # The scheduled pump runs: it takes the trade's event, then releases the flag.
+    assert webhooks_pump.apply().get() == {"dispatched": 1, "delivered": 1, "failed": 0}
+    assert cache.get(tasks.PUMP_FLAG) is None
+    kick_from_a_new_process()
+    assert queued() == before + 2
+    cache.delete(tasks.PUMP_FLAG)
+    # With no pump around, beat's pump runs and leaves the flag free.
+    assert webhooks_pump.apply(kwargs={"scheduled": True}).get() == {"dispatched": 0, "delivered": 0, "failed": 0}
+    assert cache.get(tasks.PUMP_FLAG) is None
+
+
+def test_a_pump_that_died_lets_its_flag_lapse(settings):
+    """A pump killed with the flag held: kicks and beat wait at most PUMP_FLAG_SECONDS, then go on."""
+    from webhooks import tasks
+
+    assert tasks.PUMP_FLAG_SECONDS <= 30
+    cache.set(tasks.PUMP_FLAG, "running", 1)  # as a pump refreshed it, one second before dying
+    assert webhooks_pump.apply(kwargs={"scheduled": True}).get()["skipped"] is True
+    time.sleep(1.2)
+    assert webhooks_pump.apply(kwargs={"scheduled": True}).get() == {"dispatched": 0, "delivered": 0, "failed": 0}
 
 
 def test_events_older_than_the_replay_window_are_deleted_with_their_deliveries(operator_api, make_player, market, receiver, client):
