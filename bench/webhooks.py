@@ -11,7 +11,8 @@
     A/B (its workers would count in whichever round they land in) and a VACUUM (ANALYZE) runs,
     unmeasured, before each round. With the outbox on, each trade
     also writes its ``trade.executed`` row (one more CTE of the trade's one statement) and the
-    after-commit kick of the dispatcher (at most 4 publishes a second per process). Target: <= 10% more.
+    after-commit kick of the dispatcher (at most 4 a second per process, each a Redis SET NX of the
+    pump flag; a pump is published only when none holds it). Target: <= 10% more.
     Fanning the events out (the dispatcher, off the trade's path) is part of (b).
 (b) Deliveries to the reference receiver (``manage.py run_webhook_receiver``, its own process, on
     loopback; it verifies every signature with ``standardwebhooks`` and answers 401 to a bad one):
