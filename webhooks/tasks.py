@@ -8,7 +8,8 @@
 A kick schedules a pump only if none is scheduled or running in any process: the pump flag
 (PUMP_FLAG in the shared cache, Redis in production) is taken by the kick that schedules one,
 refreshed by the pump every round and released when it finds nothing left, after which it looks
-once more (an event whose kick found the flag still held is taken by that last look). Without it
+once more a kick interval later (an event whose kick found the flag still held is taken by that
+last look, once the transactions older than it have ended). Without it
 every process scheduled a pump per KICK_INTERVAL while each pump, busy under steady trading,
 ran its full minute: the queue grew without end. A pump that dies lets the flag lapse
 (PUMP_FLAG_SECONDS) and beat's pump, which skips while another runs, takes over. Within a
@@ -83,9 +84,11 @@ def webhooks_pump(scheduled: bool = False) -> dict:
             dispatched, delivered, failed = dispatched + taken, delivered + stats.delivered, failed + stats.failed
             if taken or stats.claimed:
                 continue
-            # Nothing left: release the flag, then look once more. An event committed before the
-            # release whose kick found the flag held is taken now; one after it, by its own kick.
+            # Nothing left: release the flag, then look once more, a kick interval later (an event is
+            # listed once the transactions older than it have ended: core.events). An event committed
+            # before the release whose kick found the flag held is taken now; one after it, by its own kick.
             cache.delete(PUMP_FLAG)
+            time.sleep(KICK_INTERVAL)
             taken, stats = webhooks_pump_once(client=client)
             dispatched, delivered, failed = dispatched + taken, delivered + stats.delivered, failed + stats.failed
             if not taken and not stats.claimed:
