@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +35,7 @@ import schemathesis  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from tests.fuzzing import fuzz, seed_house  # noqa: E402
+from tests.gunicorn_server import Gunicorn  # noqa: E402
 
 BEGIN = "<!-- BEGIN bench/fuzz.py output: rewritten by every run with --write -->"
 END = "<!-- END bench/fuzz.py output -->"
@@ -46,60 +44,6 @@ MIN_CASES = 5000
 
 def log(message: str) -> None:
     print(f"[fuzz] {message}", file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Gunicorn:
-    def __init__(self, *, workers: int, log_path: Path):
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-        env = {
-            **os.environ,
-            "RATELIMIT_ENABLE": "0",
-            "CELERY_TASK_ALWAYS_EAGER": "1",
-            "LOG_LEVEL": "WARNING",
-            "GUNICORN_BIND": f"127.0.0.1:{port}",
-            "GUNICORN_WORKERS": str(workers),
-        }
-        with open(log_path, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket", "config.wsgi:application"],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("gunicorn did not become ready")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)  # the group of the gunicorn started here (own session)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-    def unhandled_errors(self) -> int:
-        text = self.log_path.read_text(errors="replace")
-        return text.count("unhandled error") + text.count("Internal Server Error")
 
 
 def _write_block(path: Path, text: str) -> None:

@@ -11,9 +11,7 @@ holds, from /proc.
 
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -21,18 +19,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.gunicorn_server import Gunicorn
+
 CONNECTIONS = 60
 WORKERS = 3
 ESTABLISHED, LISTENING = "01", "0A"
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads sockets from /proc (Linux)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tcp_inodes(port: int, state: str) -> set[str]:
@@ -65,56 +58,27 @@ def _children(pid: int) -> list[int]:
 
 @pytest.fixture
 def gunicorn_server(tmp_path):
-    """start(**env) runs the shipped gunicorn.conf.py (3 workers) on a free port; returns (port, master pid)."""
+    """start(**env) runs the shipped gunicorn.conf.py (3 workers x 2 threads) until every worker listens;
+    returns (port, master pid)."""
     started = []
 
     def start(**env: str) -> tuple[int, int]:
-        port = _free_port()
-        environment = {
-            **os.environ,
-            "GUNICORN_BIND": f"127.0.0.1:{port}",
-            "GUNICORN_WORKERS": str(WORKERS),
-            "GUNICORN_THREADS": "2",
-            "DJANGO_DEBUG": "0",
-            "LOG_LEVEL": "WARNING",
-            **env,
-        }
-        log = open(tmp_path / f"gunicorn-{len(started)}.log", "wb")  # noqa: SIM115 - closed below
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket", "config.wsgi:application"],
-            cwd=ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        started.append((process, log))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / f"gunicorn-{len(started) - 1}.log").read_text()
-            if len(_children(process.pid)) == WORKERS and _get(port, keep_open=False):
-                return port, process.pid
+        server = Gunicorn(workers=WORKERS, log_path=tmp_path / f"gunicorn-{len(started)}.log", GUNICORN_THREADS="2", **env)
+        started.append(server)
+        master, deadline = server.process.pid, time.monotonic() + 30
+        while len(_children(master)) < WORKERS or not all(_listening_sockets(server.port, master)[pid] for pid in _children(master)):
+            assert time.monotonic() < deadline, "gunicorn's workers did not all listen"
             time.sleep(0.1)
-        raise AssertionError("gunicorn did not start")
+        return server.port, master
 
     yield start
-    for process, log in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        log.close()
+    for server in started:
+        server.stop()
 
 
-def _get(port: int, *, keep_open: bool):
-    """GET /healthz on a new connection; the connection (kept alive) if keep_open, else whether it answered 200."""
-    try:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    except OSError:
-        return None
+def _keep_alive_get(port: int) -> socket.socket:
+    """GET /healthz on a new connection, answered 200; the connection, kept alive."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     answer = b""
     while b"\r\n\r\n" not in answer:
@@ -122,9 +86,6 @@ def _get(port: int, *, keep_open: bool):
         if not chunk:
             break
         answer += chunk
-    if not keep_open:
-        sock.close()
-        return answer.startswith(b"HTTP/1.1 200")
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     return sock
 
@@ -146,7 +107,7 @@ def test_keep_alive_connections_are_spread_over_every_worker(gunicorn_server):
     sockets = _listening_sockets(port, master)
     assert sockets.pop(master) == set()  # reuse_port: the workers bind, the master does not
     assert all(len(held) == 1 for held in sockets.values()) and len(set.union(*sockets.values())) == WORKERS
-    held = [_get(port, keep_open=True) for _ in range(CONNECTIONS)]
+    held = [_keep_alive_get(port) for _ in range(CONNECTIONS)]
     try:
         counts = _connections_per_worker(port, master)
     finally:

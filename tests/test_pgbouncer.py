@@ -8,12 +8,7 @@ PgBouncer (PGBOUNCER_URL); without it these tests skip.
 
 import os
 import runpy
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -30,6 +25,7 @@ from casino.services.credentials import operator_create, session_open, staff_tok
 from casino.services.markets import reference_price_set
 from settlement.models import Payout, Settlement
 from tests.conftest import requires_postgres
+from tests.gunicorn_server import Gunicorn
 from wallets.models import LedgerEntry, OperatorWallet, PlayerWallet, WalletOperation
 from wallets.reference_server import ReferenceWalletServer, serve_in_thread
 from wallets.services.transfers import wallet_deposit
@@ -75,78 +71,25 @@ def _of_test_database(rows: list[dict]) -> list[dict]:
     return [row for row in rows if row["database"] == settings.DATABASES["default"]["NAME"]]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class HouseServer:
-    """gunicorn (the repository's gunicorn.conf.py) serving the product through PgBouncer."""
-
-    def __init__(self, log_path: Path, **env: str):
-        database = settings.DATABASES["default"]["NAME"]
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-        environment = {
-            **os.environ,
-            "DATABASE_URL": f"{PGBOUNCER_URL}/{database}",
-            "DB_TRANSACTION_POOLING": "1",
-            "DB_PREPARED_STATEMENTS": "0",
-            "CELERY_TASK_ALWAYS_EAGER": "1",
-            "RATELIMIT_ENABLE": "0",
-            "LOG_LEVEL": "WARNING",
-            "GUNICORN_BIND": f"127.0.0.1:{port}",
-            "GUNICORN_WORKERS": "2",
-            "GUNICORN_THREADS": "6",  # even one worker alone holds more connections than the pool
-            **env,
-        }
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket", "config.wsgi:application"],
-                cwd=ROOT,
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # stopped as a whole process group
-            )
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"gunicorn exited:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"gunicorn did not answer /healthz:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
 @pytest.fixture
 def house_server(tmp_path):
     """house_server(**env) starts the product behind PgBouncer; afterwards PgBouncer drops every
     connection to the test database (pytest-django drops that database at the end)."""
     servers = []
 
-    def start(**env: str) -> HouseServer:
-        server = HouseServer(tmp_path / f"gunicorn-{len(servers)}.log", **env)
+    def start(**env: str) -> Gunicorn:
+        database = settings.DATABASES["default"]["NAME"]
+        server = Gunicorn(
+            workers=2,
+            log_path=tmp_path / f"gunicorn-{len(servers)}.log",
+            **{
+                "DATABASE_URL": f"{PGBOUNCER_URL}/{database}",
+                "DB_TRANSACTION_POOLING": "1",
+                "DB_PREPARED_STATEMENTS": "0",
+                "GUNICORN_THREADS": "6",  # even one worker alone holds more connections than the pool
+                **env,
+            },
+        )
         servers.append(server)
         return server
 
