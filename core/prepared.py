@@ -20,7 +20,7 @@ statements instead.
 import re
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 _PREFIX = "house_"
 _registry: dict[str, "PreparedStatement"] = {}
@@ -76,3 +76,65 @@ def _prepare_all() -> None:
         if missing:
             cursor.execute(";".join(missing))
     connection._house_prepared = (connection.connection, set(_registry))
+
+
+class _ConnectionCursor:
+    """The connection's own psycopg cursor, kept with the connection, behind what Django's
+    CursorWrapper does on each call (a broken transaction refused, driver errors turned into
+    django.db's and marking the connection for its end-of-request check). Django builds a new
+    cursor and wrapper on every ``connection.cursor()``: about 60 µs of CPU each on the benchmark
+    machine, and a trade made three (bench/RESULTS.md). Not closed by ``with``: the next use
+    takes it again."""
+
+    __slots__ = ("_db", "_cursor", "raw_connection")
+
+    def __init__(self, db, raw_connection):
+        self._db, self.raw_connection = db, raw_connection
+        with db.wrap_database_errors:
+            self._cursor = db.create_cursor()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return None
+
+    def execute(self, sql, params=None):
+        self._db.validate_no_broken_transaction()
+        with self._db.wrap_database_errors:
+            return self._cursor.execute(sql, params)
+
+    def fetchone(self):
+        with self._db.wrap_database_errors:
+            return self._cursor.fetchone()
+
+    def fetchall(self):
+        with self._db.wrap_database_errors:
+            return self._cursor.fetchall()
+
+    def nextset(self):
+        with self._db.wrap_database_errors:
+            return self._cursor.nextset()
+
+    @property
+    def rowcount(self):
+        return self._cursor.rowcount
+
+
+def statement_cursor():
+    """A cursor for the hot path's round trips (the session look-up, the trade's two), used as
+    ``with statement_cursor() as cursor:`` like ``connection.cursor()``: execute, fetchone,
+    fetchall, nextset, rowcount. Django's own cursor while queries are being recorded (DEBUG,
+    CaptureQueriesContext) or execute wrappers are installed, so those still see every statement."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.queries_logged or db.execute_wrappers:
+        return db.cursor()
+    db.close_if_health_check_failed()
+    if db.connection is None:
+        db.ensure_connection()
+    raw = db.connection
+    cursor = db.__dict__.get("_house_cursor")
+    if cursor is None or cursor.raw_connection is not raw:
+        db.validate_thread_sharing()
+        cursor = db._house_cursor = _ConnectionCursor(db, raw)
+    return cursor

@@ -94,6 +94,28 @@ def test_a_new_connection_prepares_again_and_a_half_prepared_session_is_complete
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_round_trips_reuse_the_connections_cursor_and_a_new_connection_gets_its_own(make_player, market):
+    """The session look-up and the trade's round trips take the cursor kept with the connection
+    (core.prepared.statement_cursor) instead of building one per round trip; a new connection gets
+    a new one, and errors still arrive as django.db's."""
+    player, api = make_player(Decimal("100"))
+    assert api.post("trade", buy_body(amount="5.00")).status_code == 200
+    kept = connection._house_cursor
+    assert kept.raw_connection is connection.connection
+    assert api.post("trade", buy_body(amount="5.00")).status_code == 200
+    assert connection._house_cursor is kept
+    connection.close()
+    assert api.post("trade", buy_body(amount="5.00")).status_code == 200
+    assert connection._house_cursor is not kept and connection._house_cursor.raw_connection is connection.connection
+    with prepared.statement_cursor() as cursor, pytest.raises(DataError):
+        cursor.execute("SELECT 1/0")
+    with prepared.statement_cursor() as cursor:  # autocommit: the failed statement left nothing behind
+        cursor.execute("SELECT 2")
+        assert cursor.fetchone() == (2,)
+    assert PlayerWallet.objects.get(player=player).balance == Decimal("85.00")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_plain_statements_when_prepared_statements_are_turned_off(make_player, market, settings):
     settings.DB_PREPARED_STATEMENTS = False
     player, api = make_player(Decimal("100"))

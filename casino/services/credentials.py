@@ -18,7 +18,7 @@ from casino.models import Operator, Player, PlayerSession, PlayerStatus, StaffTo
 from casino.services.markets import market_prefetch_statement, market_prefetch_store
 from casino.services.player_controls import player_blocked
 from core.api.auth import OperatorPrincipal, PlayerPrincipal, StaffPrincipal
-from core.prepared import PreparedStatement
+from core.prepared import PreparedStatement, statement_cursor
 
 OPERATOR_KEY_PREFIX = "op_"
 SESSION_TOKEN_PREFIX = "ps_"
@@ -139,7 +139,7 @@ def session_player(token: str) -> Player | None:
     market = market_prefetch_statement()  # a trade request's market, in this same round trip
     if market is not None:
         sql, params = f"{sql};{market[0]}", {**params, **market[1]}
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
         if market is not None:

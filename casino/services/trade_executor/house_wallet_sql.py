@@ -47,7 +47,7 @@ from core.events import EVENT_INSERT_CTE, events_enabled, events_kick, events_ki
 from core.idempotency import IdempotencySlot
 from core.middleware import request_id_current
 from core.models import IdempotencyRecord
-from core.prepared import PreparedStatement
+from core.prepared import PreparedStatement, statement_cursor
 from wallets.models import LedgerType
 
 log = logging.getLogger("house.trade")
@@ -170,7 +170,7 @@ def steps_7_to_12(ctx: TradeContext, idempotency: IdempotencySlot | None) -> Tra
         begin, commit, rollback = "SAVEPOINT house_trade", "RELEASE SAVEPOINT house_trade", "ROLLBACK TO SAVEPOINT house_trade"
     else:
         begin, commit, rollback = "BEGIN", "COMMIT", "ROLLBACK"
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         try:
             return _compact_transaction(ctx, idempotency, cursor, begin, commit)
         except BaseException:
