@@ -6,6 +6,8 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -48,6 +50,13 @@ def exception_handler(exc, context):
         # The database went away (restart, failover, a connection broken while idle): nothing
         # this request began was committed unless it reached COMMIT; Django drops the connection.
         log.warning("database unavailable: %s", exc)
+        return error_response(
+            "Service temporarily unavailable, please retry", code="unavailable", status_code=503, headers={"Retry-After": "1"}
+        )
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+        # Redis (the walls' counters, rate limits) unreachable: the walls run before any money moves,
+        # so nothing was done; the same answer as a lost database.
+        log.warning("redis unavailable: %s", exc)
         return error_response(
             "Service temporarily unavailable, please retry", code="unavailable", status_code=503, headers={"Retry-After": "1"}
         )
