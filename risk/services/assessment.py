@@ -23,6 +23,7 @@ inside the trade's own transaction (check_in_transaction, reserve_exposure).
 """
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -233,8 +234,15 @@ def _operator_limit(player):
         return None
 
 
+_day_named: tuple[int, str] = (-1, "")  # (UTC day number, its name): strftime on every trade cost more than the rest of the key
+
+
 def _today() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d")
+    global _day_named
+    day = int(time.time() // 86400)
+    if _day_named[0] != day:
+        _day_named = (day, datetime.fromtimestamp(day * 86400, UTC).strftime("%Y%m%d"))
+    return _day_named[1]
 
 
 def _velocity_counters(ticket: RiskTicket, s, stake: Decimal, market_id: str) -> list:
