@@ -116,15 +116,11 @@ class _ConnectionCursor:
         with self._db.wrap_database_errors:
             return self._cursor.nextset()
 
-    @property
-    def rowcount(self):
-        return self._cursor.rowcount
-
 
 def statement_cursor():
     """A cursor for the hot path's round trips (the session look-up, the trade's two), used as
     ``with statement_cursor() as cursor:`` like ``connection.cursor()``: execute, fetchone,
-    fetchall, nextset, rowcount. Django's own cursor while queries are being recorded (DEBUG,
+    fetchall, nextset. Django's own cursor while queries are being recorded (DEBUG,
     CaptureQueriesContext) or execute wrappers are installed, so those still see every statement."""
     db = connections[DEFAULT_DB_ALIAS]
     if db.queries_logged or db.execute_wrappers:

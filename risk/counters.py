@@ -8,6 +8,7 @@ trade failed), which takes the amounts back out of the same buckets. Amounts are
 process lock.
 """
 
+import hashlib
 import os
 import threading
 import time
@@ -56,6 +57,7 @@ for i = 1, n do
 end
 return {0, 0}
 """
+_LUA_RESERVE_SHA = hashlib.sha1(_LUA_RESERVE.encode()).hexdigest()  # what EVALSHA names it by
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,6 @@ def set_windows(windows: list[tuple[Counter, dict[int, int]]], *, now: int | Non
 
 class _RedisBackend:
     def __init__(self):
-        self._script = None
         self._clients = {}
         self._held = threading.local()  # the connection this thread sends reservations on
 
@@ -167,13 +168,10 @@ class _RedisBackend:
         return client
 
     def reserve(self, now: int, counters: list[Counter], expected_version: str):
-        client = self._client()
-        if self._script is None:
-            self._script = client.register_script(_LUA_RESERVE)
         args = [now, _prefixed(VERSION_KEY), expected_version]
         for c in counters:
             args += [_prefixed(c.key), c.bucket_seconds, c.buckets, c.add, c.limit]
-        failed, total = self._evalsha(client.connection_pool, args)
+        failed, total = self._evalsha(self._client().connection_pool, args)
         if int(failed) == -1:
             return VersionChanged(total.decode() if isinstance(total, bytes) else str(total))
         return Exceeded(int(failed) - 1, int(total)) if int(failed) else None
@@ -194,27 +192,26 @@ class _RedisBackend:
         if conn is None or held.pool is not pool or held.pid != os.getpid():
             conn = held.conn = pool.get_connection()
             held.pool, held.pid = pool, os.getpid()
-        try:
-            return self._send_script(conn, args)
-        except (RedisConnectionError, RedisTimeoutError, OSError):
-            conn.disconnect()
+        for last in (False, True):
             try:
-                return self._send_script(conn, args)  # reconnects on send
-            except BaseException:
+                return self._send_script(conn, args)  # (re)connects on send
+            except (RedisConnectionError, RedisTimeoutError, OSError):
                 conn.disconnect()
+                if last:
+                    raise
+            except BaseException:
+                conn.disconnect()  # nothing half-read may wait for the next command
                 raise
-        except BaseException:
-            conn.disconnect()  # nothing half-read may wait for the next command
-            raise
 
-    def _send_script(self, conn, args: list):
-        conn.send_command("EVALSHA", self._script.sha, 0, *args)
+    @staticmethod
+    def _send_script(conn, args: list):
+        conn.send_command("EVALSHA", _LUA_RESERVE_SHA, 0, *args)
         try:
             return conn.read_response()
         except NoScriptError:
             conn.send_command("SCRIPT", "LOAD", _LUA_RESERVE)
             conn.read_response()
-            conn.send_command("EVALSHA", self._script.sha, 0, *args)
+            conn.send_command("EVALSHA", _LUA_RESERVE_SHA, 0, *args)
             return conn.read_response()
 
     def version(self, *, create: bool) -> str | None:

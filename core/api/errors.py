@@ -46,17 +46,11 @@ def exception_handler(exc, context):
         return error_response("Not found", code="not_found", status_code=404)
     if isinstance(exc, exceptions.APIException):
         return error_response(str(exc.detail), code=str(exc.default_code), status_code=exc.status_code)
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    if isinstance(exc, (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)):
         # The database went away (restart, failover, a connection broken while idle): nothing
         # this request began was committed unless it reached COMMIT; Django drops the connection.
-        log.warning("database unavailable: %s", exc)
-        return error_response(
-            "Service temporarily unavailable, please retry", code="unavailable", status_code=503, headers={"Retry-After": "1"}
-        )
-    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
-        # Redis (the walls' counters, rate limits) unreachable: the walls run before any money moves,
-        # so nothing was done; the same answer as a lost database.
-        log.warning("redis unavailable: %s", exc)
+        # Redis out of reach (the walls' counters, rate limits): the walls run before any money moves.
+        log.warning("backing service unavailable: %s: %s", type(exc).__name__, exc)
         return error_response(
             "Service temporarily unavailable, please retry", code="unavailable", status_code=503, headers={"Retry-After": "1"}
         )
