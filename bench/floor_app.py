@@ -1,11 +1,13 @@
 """The http-floor baseline of bench/run.py: not the product, a yardstick.
 
 A bare WSGI app (no Django) that answers POST /api/casino/trade the leanest way Python can:
-look the session token up, then run the pgbench transaction of bench/trade.pgbench.sql (lock
-the balance, update it, insert the trade, upsert the position, update one exposure shard)
-with psycopg, one statement per round trip. Served by the same gunicorn, loaded by the same
-wrk script, it shows what Python + gunicorn + psycopg cost on this machine before any
-framework or product logic: the room the product has for the "HTTP >= 20% of raw SQL" target.
+the raw-SQL trade of bench/trade.pgbench.sql (the ceiling), with the player found by the
+request's session token and the market named by the body, sent with psycopg (prepared
+statements, pipeline mode) in the same three round trips as the product (the session and
+market read; BEGIN, the locks and the positions; every write and COMMIT). The statements come
+from the pgbench script itself (bench/ceiling_sql.py), so the floor runs exactly the ceiling's
+SQL. Served by the same gunicorn, loaded by the same wrk script, it shows what Python +
+gunicorn + psycopg cost on this machine before any framework or product logic.
 
     gunicorn --pythonpath bench floor_app:application    (BENCH_META=<seed dir>/meta.json, DATABASE_URL)
 """
@@ -17,34 +19,17 @@ import random
 import threading
 
 import psycopg
+from ceiling_sql import statements
 
 META = json.loads(open(os.environ["BENCH_META"]).read())  # noqa: SIM115 - read once at import
-SESSION = (
-    "SELECT p.id, p.operator_id FROM casino_player_sessions s JOIN casino_players p ON p.id = s.player_id"
-    " WHERE s.token_hash = %s AND s.expires_at > now()"
-)
-TRADE = [
-    "SELECT balance FROM wallet_balances WHERE player_id = %(pid)s FOR UPDATE",
-    "UPDATE wallet_balances SET balance = balance - %(stake)s, updated_at = now() WHERE player_id = %(pid)s",
-    "INSERT INTO casino_trades (id, player_id, operator_id, market_id, market_title, side, outcome, shares, price_mid, price_executed,"
-    " spread_applied, cost, balance_before, balance_after, realized_pnl, wallet_transaction_id, created_at) VALUES (gen_random_uuid(),"
-    " %(pid)s, %(opid)s, %(mid)s, '', 'buy', %(outcome)s, %(shares)s, %(mid_price)s, %(price)s, %(half)s, %(stake)s, %(bal)s,"
-    " %(bal)s - %(stake)s, 0, gen_random_uuid(), now())",
-    "INSERT INTO casino_positions AS pos (id, player_id, operator_id, market_id, market_title, outcome, shares, avg_price, status,"
-    " realized_pnl, version, created_at, updated_at) VALUES (gen_random_uuid(), %(pid)s, %(opid)s, %(mid)s, '', %(outcome)s,"
-    " %(shares)s, %(price)s, 'open', 0, 0, now(), now()) ON CONFLICT (player_id, market_id, outcome) DO UPDATE SET"
-    " shares = pos.shares + EXCLUDED.shares, avg_price = round((pos.shares * pos.avg_price + EXCLUDED.shares * EXCLUDED.avg_price)"
-    " / (pos.shares + EXCLUDED.shares), 4), status = 'open', version = pos.version + 1, updated_at = now()",
-    "UPDATE casino_exposure SET yes_shares = yes_shares + %(dy)s, no_shares = no_shares + %(dn)s, cash_in = cash_in + %(stake)s,"
-    " updated_at = now() WHERE market_id = %(mid)s AND shard = %(shard)s",
-]
+READ, LOCK, WRITE = statements(META)
 _local = threading.local()  # one connection per thread (gunicorn gthread workers), as Django does
 
 
 def _conn() -> psycopg.Connection:
     connection = getattr(_local, "connection", None)
     if connection is None or connection.closed:
-        connection = _local.connection = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
+        connection = _local.connection = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True, prepare_threshold=0)
     return connection
 
 
@@ -60,28 +45,26 @@ def application(environ, start_response):
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = json.loads(environ["wsgi.input"].read(length) or b"{}")
     token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")[2]
+    params = {
+        "token": hashlib.sha256(token.encode()).hexdigest(),
+        "market": body["marketId"],
+        "o": 0 if body["outcome"] == "yes" else 1,
+        "shard": random.randrange(META["shards"]),
+        "cshard": random.randrange(META["shards"]),
+        "gshard": random.randrange(META["shards"]),
+    }
     conn = _conn()
-    row = conn.execute(SESSION, [hashlib.sha256(token.encode()).hexdigest()]).fetchone()
+    cursor = conn.cursor()
+    row = cursor.execute(READ, params).fetchone()
     if row is None:
         return _respond(start_response, "401 Unauthorized", {"error": "Unauthorized"})
-    outcome = body["outcome"]
-    params = {
-        "pid": row[0],
-        "opid": row[1],
-        "mid": body["marketId"],
-        "outcome": outcome,
-        "stake": META["stake"],
-        "shares": META["shares"],
-        "price": META["price"],
-        "mid_price": META["mid"],
-        "half": META["half_spread"],
-        "dy": META["shares"] if outcome == "yes" else 0,
-        "dn": 0 if outcome == "yes" else META["shares"],
-        "shard": random.randrange(META["shards"]),
-    }
-    with conn.transaction():
-        cursor = conn.cursor()
-        params["bal"] = cursor.execute(TRADE[0], params).fetchone()[0]
-        for statement in TRADE[1:]:
-            cursor.execute(statement, params)
-    return _respond(start_response, "200 OK", {"success": True, "newBalance": str(params["bal"] - 1)})
+    params.update(pid=row[0], opid=row[1], mid=row[2], cat=row[3])
+    try:
+        for group in (LOCK, WRITE):  # each group one round trip (pipeline), prepared statements
+            with conn.pipeline():
+                for statement in group:
+                    cursor.execute(statement, params if "%(" in statement else None)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return _respond(start_response, "200 OK", {"success": True})

@@ -11,9 +11,11 @@ DJANGO_SECRET_KEY). Scenarios, each with the same warm-up, duration and concurre
   http-open-half  the http-spread trades in an open loop at a fixed rate, half of http-spread's
                   trades/s (or --open-rate): latency from each request's intended send time
   http-hot        the same players, all on one hot market
-  sql-spread      pgbench, raw-SQL trade transaction, many markets (the ceiling)
+  sql-spread      pgbench, raw-SQL trade transaction, many markets (the ceiling): the trade's whole
+                  database work in its three round trips (bench/trade.pgbench.sql), as many
+                  clients as the HTTP server holds database sessions
   sql-hot         pgbench, one hot market
-  http-floor      baseline: bench/floor_app.py, the sql-spread transaction from a bare WSGI app
+  http-floor      baseline: bench/floor_app.py, the sql-spread SQL from a bare WSGI app
   http-healthz    baseline: GET /healthz on the same gunicorn
 
 Rewrites its block of bench/RESULTS.md (unless --no-write) with trades/s, p50/p99 latency,
@@ -594,6 +596,9 @@ def pgbench_run(name: str, meta: dict, workdir: Path, *, hot: bool, args) -> Res
             price=meta["price"],
             mid=meta["mid"],
             half_spread=meta["half_spread"],
+            market_cap=meta["market_cap"],
+            category_cap=meta["category_cap"],
+            global_cap=meta["global_cap"],
         )
     )
     script_path = workdir / f"{name}.sql"
@@ -993,11 +998,11 @@ def render(results: dict[str, Result], args, meta: dict, counts: dict, argv: lis
         + "); latency from the intended send time",
         "http-spread-feed": f"as http-spread, with the market feed running: {args.feed_markets:,} listed markets, the reference "
         f"market-data server pushing {args.feed_events_per_second:,} price events/s (their CPU counted in the benchmark's)",
-        "sql-spread": f"pgbench raw-SQL trade transaction, {meta['markets']} markets (ceiling)",
+        "sql-spread": f"pgbench raw-SQL trade transaction (the trade's whole database work), {meta['markets']} markets (ceiling)",
         "sql-hot": "pgbench raw-SQL trade transaction, 1 hot market",
         "http-healthz": "baseline, not a trade: HTTP `GET /healthz` on the same gunicorn (no database; <= 10 s measured)",
-        "http-floor": "baseline, not the product: bench/floor_app.py, a bare WSGI app doing the session look-up + the sql-spread "
-        "transaction with psycopg, same gunicorn and load generator, spread (<= 10 s measured)",
+        "http-floor": "baseline, not the product: bench/floor_app.py, a bare WSGI app sending the sql-spread transaction's SQL "
+        "(session look-up by token included) with psycopg, same gunicorn and load generator, spread (<= 10 s measured)",
     }
     order = ["http-spread", "http-open-half", "http-hot", "http-spread-feed", "sql-spread", "sql-hot", "http-floor", "http-healthz"]
     results = dict(sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
@@ -1177,7 +1182,9 @@ def parse_args(argv: list[str]):
     p.add_argument("--threads", type=int, default=SHIPPED["threads"], help=f"threads per gthread worker (default {SHIPPED['threads']})")
     p.add_argument("--wrk-threads", type=int, default=1)
     p.add_argument("--client", default="wrk", choices=["wrk", "python"], help="HTTP load generator (python = built-in asyncio)")
-    p.add_argument("--pgbench-clients", type=int, default=None, help="pgbench -c (default: --concurrency)")
+    p.add_argument(
+        "--pgbench-clients", type=int, default=None, help="pgbench -c (default: the HTTP server's database sessions, workers x threads)"
+    )
     p.add_argument("--pgbench-jobs", type=int, default=cpus)
     p.add_argument(
         "--quiet-wait",
@@ -1229,7 +1236,10 @@ def parse_args(argv: list[str]):
     if args.open_rate is not None and args.open_rate <= 0:
         p.error("--open-rate must be positive")
     if args.pgbench_clients is None:
-        args.pgbench_clients = args.concurrency
+        # As many database sessions as the HTTP server holds (each gthread thread, or each sync
+        # worker, keeps one connection): the same SQL at the same database concurrency. More
+        # clients only queue on the same rows (the wallet, the category and global shards).
+        args.pgbench_clients = args.workers * (args.threads if args.worker_class == "gthread" else 1)
     return args
 
 

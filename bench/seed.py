@@ -5,8 +5,9 @@
 Creates one internal-wallet operator, ``--players`` players each with an open session and
 $100,000, ``--markets`` spread-out markets plus one hot market (reference mid 50 on both
 outcomes), the market exposure shards, a risk cap and a price max age that never refuse a
-bench trade, and two helper tables for pgbench (``bench_players``, ``bench_markets``: 1..N
--> ids). Writes DIR/tokens.txt, DIR/markets.txt, DIR/hot_market.txt and DIR/meta.json.
+bench trade, the category and global exposure shards, and two helper tables for pgbench
+(``bench_players``, ``bench_markets``: 1..N -> ids, and the player's session token hash).
+Writes DIR/tokens.txt, DIR/markets.txt, DIR/hot_market.txt and DIR/meta.json.
 """
 
 import argparse
@@ -30,10 +31,12 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
 from casino.models import CasinoSettings, MarketExposure  # noqa: E402
-from casino.services.credentials import operator_create, session_open  # noqa: E402
+from casino.services.credentials import operator_create, session_open, token_hash  # noqa: E402
+from casino.services.exposure import category_key, exposure_apply  # noqa: E402
 from casino.services.markets import reference_price_set  # noqa: E402
 from core import money  # noqa: E402
 from risk.models import RiskSettings  # noqa: E402
+from risk.services.config import risk_config  # noqa: E402
 from wallets.services.transfers import wallet_deposit  # noqa: E402
 
 CAP = Decimal("10000000000.00")  # 1e10: far above anything the bench can reach (MONEY is 14,2)
@@ -93,7 +96,7 @@ def seed(players: int, markets: int, out: Path) -> dict:
         issued = session_open(operator=operator, external_player_id=f"bench-player-{i}")
         wallet_deposit(player=issued.player, amount=Decimal("100000"))
         tokens.append(issued.token)
-        player_rows.append((i, str(issued.player.pk), str(operator.pk)))
+        player_rows.append((i, str(issued.player.pk), str(operator.pk), token_hash(issued.token)))
 
     market_ids = [f"0x{i:064x}" for i in range(1, markets + 1)]
     hot_market = "0x" + "f" * 64
@@ -108,12 +111,32 @@ def seed(players: int, markets: int, out: Path) -> dict:
         [MarketExposure(market_id=m, shard=s, quota=quota, cap=CAP) for m in [*market_ids, hot_market] for s in range(shards)],
         ignore_conflicts=True,
     )
+    # And the category and global shards the first trade's locked pass would create (every bench
+    # market is in the one category ""), through that same pass with a trade of nothing.
+    config = risk_config()
+    category = category_key("")
+    category_cap, global_cap = config.category_cap(category), config.settings.global_exposure_cap
+    with transaction.atomic():
+        exposure_apply(
+            market_id=hot_market,
+            outcome="yes",
+            shares_delta=Decimal("0"),
+            cash_delta=Decimal("0"),
+            cap=CAP,
+            global_cap=global_cap,
+            locked=True,
+            category=category,
+            category_cap=category_cap,
+        )
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS bench_players, bench_markets")
-        cursor.execute("CREATE TABLE bench_players (i integer PRIMARY KEY, player_id uuid NOT NULL, operator_id uuid NOT NULL)")
+        cursor.execute(
+            "CREATE TABLE bench_players"
+            " (i integer PRIMARY KEY, player_id uuid NOT NULL, operator_id uuid NOT NULL, token_hash text NOT NULL)"
+        )
         cursor.execute("CREATE TABLE bench_markets (i integer PRIMARY KEY, market_id varchar(128) NOT NULL)")
-        cursor.executemany("INSERT INTO bench_players VALUES (%s, %s, %s)", player_rows)
+        cursor.executemany("INSERT INTO bench_players VALUES (%s, %s, %s, %s)", player_rows)
         cursor.executemany("INSERT INTO bench_markets VALUES (%s, %s)", [(i, m) for i, m in enumerate([hot_market, *market_ids])])
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
@@ -137,6 +160,9 @@ def seed(players: int, markets: int, out: Path) -> dict:
         "price": str(price),
         "half_spread": str(abs(price - MID)),
         "shares": str(shares),
+        "market_cap": str(CAP),
+        "category_cap": str(category_cap),
+        "global_cap": str(global_cap),
         "lifted_limits": lifted,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
