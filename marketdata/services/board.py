@@ -50,6 +50,9 @@ class _Market:
     ticked_at: float = 0.0
     seen: bool = False  # a book arrived since the last flush
     received: float | None = None  # monotonic time of the first unflushed book
+    streamed_at: float | None = None  # monotonic time of the last book from the websocket
+    problem_of: tuple | None = None  # (bid, ask, max spread) the cached book problem was found for
+    problem: str | None = None
     jump: rules.JumpWatch = field(default_factory=rules.JumpWatch)
     jump_until: datetime | None = None
     suspended: str = ""
@@ -63,6 +66,7 @@ class FlushResult:
     suspended: int = 0
     resumed: int = 0
     lags_ms: list = field(default_factory=list)  # source time -> written, per written market with a source time
+    books: int = 0  # books asked of the source (prices_pass)
 
 
 class PriceBoard:
@@ -127,15 +131,29 @@ class PriceBoard:
         with self._lock:
             return {s.yes_token: s.market_id for s in self._markets.values()}
 
+    def quiet_yes_tokens(self, since: float | None) -> dict[str, str]:
+        """YES token -> market id of the markets the websocket brought no book for since ``since``
+        (this board's monotonic clock; None: every market). The REST refresh reads those only: a
+        book from the stream is a whole top of book, as current as a REST one."""
+        with self._lock:
+            return {
+                s.yes_token: s.market_id for s in self._markets.values() if since is None or s.streamed_at is None or s.streamed_at < since
+            }
+
+    def clock(self) -> float:
+        return self._mono()
+
     def market_of(self, token_id: str) -> str | None:
         entry = self._by_token.get(token_id)
         return entry[0] if entry else None
 
     # -- what arrives ------------------------------------------------------------------------
 
-    def on_book(self, token_id: str, best_bid: Decimal | None, best_ask: Decimal | None, source_time: datetime | None) -> bool:
+    def on_book(
+        self, token_id: str, best_bid: Decimal | None, best_ask: Decimal | None, source_time: datetime | None, *, streamed: bool = False
+    ) -> bool:
         """Fold a book top in (YES token; a NO book is turned into the YES one). False if the
-        token is not tracked."""
+        token is not tracked. ``streamed``: it came over the websocket (the REST refresh skips the market)."""
         entry = self._by_token.get(token_id)
         if entry is None:
             return False
@@ -150,6 +168,8 @@ class PriceBoard:
             state.bid, state.ask, state.source_time, state.has_book = best_bid, best_ask, source_time, True
             if not state.seen:
                 state.seen, state.received = True, self._mono()
+            if streamed:
+                state.streamed_at = self._mono()
             mid = rules.yes_mid(best_bid, best_ask)
             if mid is not None and settings is not None:
                 jumped = state.jump.observe(
@@ -230,9 +250,13 @@ class PriceBoard:
         if state.source_closed or rules.ended(state.end_date, now):
             return rules.CLOSED_AT_SOURCE, None
         if state.has_book:
-            problem = rules.book_problem(state.bid, state.ask, max_spread_points=settings.feed_max_source_spread)
-            if problem:
-                return problem, None
+            # Every market is looked at on every flush; its book's problem only changes with the book or the limit.
+            key = (state.bid, state.ask, settings.feed_max_source_spread)
+            if key != state.problem_of:
+                state.problem_of = key
+                state.problem = rules.book_problem(state.bid, state.ask, max_spread_points=settings.feed_max_source_spread)
+            if state.problem:
+                return state.problem, None
         elif state.suspended == rules.SPREAD_TOO_WIDE:
             return state.suspended, None  # no book seen since start: keep what was decided
         if state.jump_until is not None and now < state.jump_until:

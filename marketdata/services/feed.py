@@ -6,8 +6,10 @@
                  silent socket is detected by the adapter's idle watchdog and reconnected
     flush        every ``flush_seconds``: what changed is written (references, ticks,
                  suspensions and resumptions, including cool-downs that ended)
-    refresh      every ``refresh_seconds``: every tracked book over REST, the safety net that
-                 stamps quiet markets and repairs anything the stream missed
+    refresh      every ``refresh_seconds``: over REST, the book of every tracked market the
+                 stream brought no book for since the previous refresh began (all of them
+                 while the socket is down or silent): the safety net that stamps quiet
+                 markets and repairs anything the stream missed
     catalogue    every ``catalogue_seconds``: listing rules, new and closed markets, the
                  stream's subscriptions follow
     resolutions  every ``resolution_seconds``, and at once for a ``market_resolved`` event
@@ -58,7 +60,8 @@ class MarketFeed:
         self.board: PriceBoard | None = None
         self.stream: MarketStream | None = None
         self._resolve_now: set[str] = set()
-        self._stats = {"flushes": 0, "ticks": 0, "written": 0, "refreshes": 0, "catalogues": 0, "errors": 0}
+        self._stats = {"flushes": 0, "ticks": 0, "written": 0, "refreshes": 0, "refresh_books": 0, "catalogues": 0, "errors": 0}
+        self._refreshed_from: float | None = None  # the board's clock when the last refresh began
         self._times: dict[str, object] = {}
         self._reconnects_seen = 0
 
@@ -84,6 +87,7 @@ class MarketFeed:
     async def _lead(self, stop: asyncio.Event) -> None:
         client = PolymarketClient()
         self.board = PriceBoard()
+        self._refreshed_from = None  # a new board: the first refresh reads every book
         try:
             await in_db(self.board.load)
             await in_db(_announce, holder_name())
@@ -139,7 +143,7 @@ class MarketFeed:
 
     def _on_event(self, event) -> None:
         if isinstance(event, PriceEvent):
-            self.board.on_book(event.token_id, event.best_bid, event.best_ask, event.source_time)
+            self.board.on_book(event.token_id, event.best_bid, event.best_ask, event.source_time, streamed=True)
         elif isinstance(event, MarketResolved):
             market_id = event.condition_id or self.board.market_of(event.winning_token)
             if market_id:
@@ -154,8 +158,11 @@ class MarketFeed:
             await self._resolutions_for(sorted(self._resolve_now))
 
     async def _refresh(self, client) -> None:
-        await prices_pass(client, self.board)
+        began = self.board.clock()
+        result = await prices_pass(client, self.board, quiet_since=self._refreshed_from)
+        self._refreshed_from = began
         self._stats["refreshes"] += 1
+        self._stats["refresh_books"] = result.books  # the last refresh's
         self._times["last_refresh_at"] = timezone.now()
 
     async def _catalogue(self, client) -> None:

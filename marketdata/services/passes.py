@@ -3,8 +3,8 @@ thread, never inside the event loop):
 
     catalogue_pass     list the source's open markets (keyset), look up tracked ones it no
                        longer lists, apply the listing rules, track what must be tracked
-    prices_pass        every tracked market's book over REST (the safety net under the
-                       websocket), folded into the board and written
+    prices_pass        tracked markets' books over REST (the safety net under the websocket:
+                       those it brought nothing for lately), folded into the board and written
     resolutions_pass   proposals from the source's resolution evidence, and auto-confirm
     feed_pass          all three, once: `manage.py market_feed_sync`
 """
@@ -75,8 +75,10 @@ async def catalogue_pass(client, board: PriceBoard) -> tuple[CatalogueResult, li
     return result, extra
 
 
-async def prices_pass(client, board: PriceBoard) -> FlushResult:
-    tokens = board.yes_tokens()
+async def prices_pass(client, board: PriceBoard, *, quiet_since: float | None = None) -> FlushResult:
+    """Books over REST, folded in and written: every tracked market's, or (``quiet_since``, the
+    board's clock) only those the websocket brought no book for since then."""
+    tokens = board.quiet_yes_tokens(quiet_since)
     books = await client.books(sorted(tokens)) if tokens else {}
     for token in tokens:
         top = books.get(token)
@@ -84,7 +86,9 @@ async def prices_pass(client, board: PriceBoard) -> FlushResult:
             board.on_book(token, None, None, None)
         else:  # no source time: a REST book's timestamp is when it last changed, not a latency
             board.on_book(token, top.best_bid, top.best_ask, None)
-    return await in_db(board.flush)
+    result = await in_db(board.flush)
+    result.books = len(tokens)
+    return result
 
 
 async def resolutions_pass(client, *, closed_sources: list) -> ResolutionResult:
