@@ -134,7 +134,8 @@ class PriceBoard:
     def quiet_yes_tokens(self, since: float | None) -> dict[str, str]:
         """YES token -> market id of the markets the websocket brought no book for since ``since``
         (this board's monotonic clock; None: every market). The REST refresh reads those only: a
-        book from the stream is a whole top of book, as current as a REST one."""
+        book from the stream is a whole top of book, as current as a REST one, and stamped the
+        reference when it was written."""
         with self._lock:
             return {
                 s.yes_token: s.market_id for s in self._markets.values() if since is None or s.streamed_at is None or s.streamed_at < since

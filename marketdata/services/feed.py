@@ -7,9 +7,10 @@
     flush        every ``flush_seconds``: what changed is written (references, ticks,
                  suspensions and resumptions, including cool-downs that ended)
     refresh      every ``refresh_seconds``: over REST, the book of every tracked market the
-                 stream brought no book for since the previous refresh began (all of them
-                 while the socket is down or silent): the safety net that stamps quiet
-                 markets and repairs anything the stream missed
+                 stream brought no book for in the last half interval (all of them while the
+                 socket is down or silent): the safety net that stamps quiet markets and
+                 repairs anything the stream missed. Every reference is stamped at least
+                 every 1.5 intervals plus a pass (the stream's books stamp it too)
     catalogue    every ``catalogue_seconds``: listing rules, new and closed markets, the
                  stream's subscriptions follow
     resolutions  every ``resolution_seconds``, and at once for a ``market_resolved`` event
@@ -61,7 +62,6 @@ class MarketFeed:
         self.stream: MarketStream | None = None
         self._resolve_now: set[str] = set()
         self._stats = {"flushes": 0, "ticks": 0, "written": 0, "refreshes": 0, "refresh_books": 0, "catalogues": 0, "errors": 0}
-        self._refreshed_from: float | None = None  # the board's clock when the last refresh began
         self._times: dict[str, object] = {}
         self._reconnects_seen = 0
 
@@ -87,7 +87,6 @@ class MarketFeed:
     async def _lead(self, stop: asyncio.Event) -> None:
         client = PolymarketClient()
         self.board = PriceBoard()
-        self._refreshed_from = None  # a new board: the first refresh reads every book
         try:
             await in_db(self.board.load)
             await in_db(_announce, holder_name())
@@ -158,9 +157,10 @@ class MarketFeed:
             await self._resolutions_for(sorted(self._resolve_now))
 
     async def _refresh(self, client) -> None:
-        began = self.board.clock()
-        result = await prices_pass(client, self.board, quiet_since=self._refreshed_from)
-        self._refreshed_from = began
+        # A market the stream brought a book for in the last half interval was stamped by it and is
+        # left out: skipped now, it is read at the next refresh unless the stream brings it again.
+        quiet_since = self.board.clock() - self.timings.refresh_seconds / 2
+        result = await prices_pass(client, self.board, quiet_since=quiet_since)
         self._stats["refreshes"] += 1
         self._stats["refresh_books"] = result.books  # the last refresh's
         self._times["last_refresh_at"] = timezone.now()
