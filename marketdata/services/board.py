@@ -126,23 +126,16 @@ class PriceBoard:
         with self._lock:
             return set(self._markets)
 
-    def yes_tokens(self) -> dict[str, str]:
-        """YES token -> market id: the books the feed reads (the NO book mirrors it)."""
+    def yes_tokens(self, *, stream_quiet_for: float | None = None) -> dict[str, str]:
+        """YES token -> market id: the books the feed reads (the NO book mirrors it). With
+        ``stream_quiet_for`` (seconds), only the markets the websocket brought no book for in that
+        long: the REST refresh reads those only, since a book from the stream is a whole top of
+        book, as current as a REST one, and stamped the reference when it was written."""
         with self._lock:
-            return {s.yes_token: s.market_id for s in self._markets.values()}
-
-    def quiet_yes_tokens(self, since: float | None) -> dict[str, str]:
-        """YES token -> market id of the markets the websocket brought no book for since ``since``
-        (this board's monotonic clock; None: every market). The REST refresh reads those only: a
-        book from the stream is a whole top of book, as current as a REST one, and stamped the
-        reference when it was written."""
-        with self._lock:
-            return {
-                s.yes_token: s.market_id for s in self._markets.values() if since is None or s.streamed_at is None or s.streamed_at < since
-            }
-
-    def clock(self) -> float:
-        return self._mono()
+            if stream_quiet_for is None:
+                return {s.yes_token: s.market_id for s in self._markets.values()}
+            since = self._mono() - stream_quiet_for
+            return {s.yes_token: s.market_id for s in self._markets.values() if s.streamed_at is None or s.streamed_at < since}
 
     def market_of(self, token_id: str) -> str | None:
         entry = self._by_token.get(token_id)

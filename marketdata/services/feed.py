@@ -159,8 +159,7 @@ class MarketFeed:
     async def _refresh(self, client) -> None:
         # A market the stream brought a book for in the last half interval was stamped by it and is
         # left out: skipped now, it is read at the next refresh unless the stream brings it again.
-        quiet_since = self.board.clock() - self.timings.refresh_seconds / 2
-        result = await prices_pass(client, self.board, quiet_since=quiet_since)
+        result = await prices_pass(client, self.board, stream_quiet_for=self.timings.refresh_seconds / 2)
         self._stats["refreshes"] += 1
         self._stats["refresh_books"] = result.books  # the last refresh's
         self._times["last_refresh_at"] = timezone.now()

@@ -75,10 +75,10 @@ async def catalogue_pass(client, board: PriceBoard) -> tuple[CatalogueResult, li
     return result, extra
 
 
-async def prices_pass(client, board: PriceBoard, *, quiet_since: float | None = None) -> FlushResult:
-    """Books over REST, folded in and written: every tracked market's, or (``quiet_since``, the
-    board's clock) only those the websocket brought no book for since then."""
-    tokens = board.quiet_yes_tokens(quiet_since)
+async def prices_pass(client, board: PriceBoard, *, stream_quiet_for: float | None = None) -> FlushResult:
+    """Books over REST, folded in and written: every tracked market's, or (``stream_quiet_for``,
+    seconds) only those the websocket brought no book for in that long."""
+    tokens = board.yes_tokens(stream_quiet_for=stream_quiet_for)
     books = await client.books(sorted(tokens)) if tokens else {}
     for token in tokens:
         top = books.get(token)
