@@ -172,6 +172,17 @@ def test_a_source_spread_at_the_limit_trades_and_just_past_it_suspends(feed, mak
     assert kinds == [("listed", ""), ("suspended", "source_spread_too_wide"), ("resumed", "source_spread_too_wide")]
 
 
+def test_a_tighter_spread_limit_applies_to_every_market_at_the_next_flush(feed):
+    market_id = feed.market.condition_id
+    feed("0.57", "0.67")  # 10 points: within the default limit
+    assert state(market_id) == ("", None)
+    row = casino_settings()
+    row.feed_max_source_spread = D("8")
+    row.save()  # staff edit (admin or PATCH admin/risk): the cached configuration follows
+    feed.board.flush()  # no new book: the market is looked at because the thresholds changed
+    assert state(market_id) == ("source_spread_too_wide", None)
+
+
 def test_an_empty_side_of_the_source_book_suspends(feed):
     feed("0.60", "0.64")
     feed(None, "0.64")
@@ -221,6 +232,40 @@ def test_a_jump_during_the_cool_down_extends_it(feed, clock):
     clock.advance(100)  # 160 s after the first jump: its cool-down would have ended
     feed("0.79", "0.83")
     assert state(market_id)[0] == "price_jump"
+
+
+def test_a_cool_down_ends_without_a_new_book_at_the_next_sweep(feed, clock):
+    """Flushes between sweeps look only at the markets a book or the source touched; time rules
+    (the end of a cool-down, an end date) are looked at in a sweep of every market, once a second."""
+    market_id = feed.market.condition_id
+    feed("0.40", "0.44")
+    clock.advance(5)
+    feed("0.60", "0.64")  # jump: 120 s of cool-down from now
+    until = state(market_id)[1]
+    clock.advance(119.5)
+    feed.board.flush()  # a sweep (the last one was 119.5 s ago): the cool-down still runs
+    clock.advance(0.6)
+    assert clock.now() > until
+    feed.board.flush()  # 0.6 s after the sweep, and no book: the market is not looked at
+    assert state(market_id) == ("price_jump", until)
+    clock.advance(0.4)
+    feed.board.flush()  # a second after the sweep: the next one resumes it
+    assert state(market_id) == ("", None)
+
+
+def test_an_end_date_passing_without_a_book_suspends_at_the_next_sweep(feed, clock):
+    market_id = feed.market.condition_id
+    feed("0.60", "0.64")
+    Market.objects.filter(pk=market_id).update(end_date=clock.now() + timedelta(seconds=0.5))
+    feed.board.load()
+    feed.board.flush()  # a load sweeps at once
+    assert state(market_id) == ("", None)
+    clock.advance(0.7)
+    feed.board.flush()
+    assert state(market_id) == ("", None)  # past the end date, between two sweeps
+    clock.advance(0.3)
+    feed.board.flush()
+    assert state(market_id) == ("market_closed_at_source", None)
 
 
 def test_a_market_closed_at_the_source_is_suspended_and_refuses_even_sells(feed, clock, make_player):

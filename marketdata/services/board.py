@@ -23,14 +23,15 @@ from django.utils import timezone
 
 from casino.models import Outcome, ReferencePrice
 from casino.services.market_state import ReferenceWrite, market_resume, market_suspend, reference_prices_write
-from casino.services.markets import casino_settings
 from core.metrics import FEED_LAG, FEED_SUSPENSIONS, FEED_TICKS
 from marketdata.models import MarketSource
 from marketdata.services import rules
+from risk.services.config import risk_config
 
 log = logging.getLogger("house.marketdata")
 
 TICK_SECONDS = 1.0  # a market's tick history keeps at most one mid a second
+SWEEP_SECONDS = 1.0  # every market's time rules (end date, end of a cool-down) are looked at this often
 LAG_SAMPLES = 5000
 
 
@@ -76,6 +77,12 @@ class PriceBoard:
         self._lock = threading.Lock()
         self._markets: dict[str, _Market] = {}
         self._by_token: dict[str, tuple[str, bool]] = {}  # token -> (market id, is the YES token)
+        # What the next flush must look at besides a sweep: markets a book or a source change
+        # touched, and markets whose last mid waits for its tick (the tick interval had not passed).
+        self._touched: set[str] = set()
+        self._tick_pending: set[str] = set()
+        self._swept_at: datetime | None = None  # the last flush that looked at every market
+        self._swept_settings = None
         self.recent_lags_ms: deque[float] = deque(maxlen=LAG_SAMPLES)
         self.events = 0
 
@@ -93,6 +100,9 @@ class PriceBoard:
         with self._lock:
             self._markets.clear()
             self._by_token.clear()
+            self._touched.clear()
+            self._tick_pending.clear()
+            self._swept_at = None  # the next flush looks at every market
             for source in sources:
                 state = self._track(source.market_id, source.yes_token, source.no_token)
                 state.end_date = source.market.end_date
@@ -110,6 +120,8 @@ class PriceBoard:
     def untrack(self, market_id: str) -> None:
         with self._lock:
             state = self._markets.pop(market_id, None)
+            self._touched.discard(market_id)
+            self._tick_pending.discard(market_id)
             if state is not None:
                 self._by_token.pop(state.yes_token, None)
                 self._by_token.pop(state.no_token, None)
@@ -120,6 +132,7 @@ class PriceBoard:
             state = self._markets[market_id] = _Market(market_id, yes_token, no_token)
             self._by_token[yes_token] = (market_id, True)
             self._by_token[no_token] = (market_id, False)
+        self._touched.add(market_id)
         return state
 
     def market_ids(self) -> set[str]:
@@ -162,6 +175,7 @@ class PriceBoard:
             state.bid, state.ask, state.source_time, state.has_book = best_bid, best_ask, source_time, True
             if not state.seen:
                 state.seen, state.received = True, self._mono()
+                self._touched.add(market_id)
             if streamed:
                 state.streamed_at = self._mono()
             mid = rules.yes_mid(best_bid, best_ask)
@@ -179,21 +193,39 @@ class PriceBoard:
             state = self._markets.get(market_id)
             if state is not None:
                 state.source_closed, state.end_date = source_closed, end_date
+                self._touched.add(market_id)
 
     # -- the write ---------------------------------------------------------------------------
 
     _settings = None
 
     def refresh_settings(self) -> None:
-        """The thresholds, read once per flush (staff edits apply to the next flush)."""
-        self._settings = casino_settings()
+        """The thresholds, as of the next flush after staff edit them: the process's cached risk
+        configuration (casino settings included), checked against the shared version number
+        and read again only after a change, not queried on every flush."""
+        self._settings = risk_config().casino
 
     def flush(self) -> FlushResult:
         self.refresh_settings()
         settings, now, mono = self._settings, self._now(), self._mono()
         writes, transitions, received = [], [], []
         with self._lock:
-            for state in self._markets.values():
+            # Most flushes look only at what changed since the last one: a market's suspension can
+            # change with its book or its source record (both mark it touched), or with time (its end
+            # date, the end of a cool-down), which a sweep of every market catches within SWEEP_SECONDS.
+            # A change of the thresholds is swept at once.
+            sweep = (
+                self._swept_at is None
+                or settings is not self._swept_settings
+                or not timedelta(0) <= now - self._swept_at < timedelta(seconds=SWEEP_SECONDS)
+            )
+            if sweep:
+                looked_at = list(self._markets.values())
+                self._swept_at, self._swept_settings = now, settings
+            else:
+                looked_at = [self._markets[m] for m in self._touched if m in self._markets]
+            self._touched = set()
+            for state in looked_at:
                 desired, until = self._desired(state, settings, now)
                 if (desired, until) != (state.suspended, state.suspended_until):
                     transitions.append((state.market_id, desired, until, state.suspended))
@@ -210,13 +242,18 @@ class PriceBoard:
                 state.written_mid = mid
                 writes.append(ReferenceWrite(state.market_id, mid, tick))
                 received.append(state.source_time)
+                if mid != state.ticked_mid:
+                    self._tick_pending.add(state.market_id)
             # A mid that moved again within the tick interval is ticked once the interval passed.
-            for state in self._markets.values():
-                if not state.seen and state.written_mid is not None and state.written_mid != state.ticked_mid:
-                    if mono - state.ticked_at >= TICK_SECONDS:
-                        state.ticked_mid, state.ticked_at = state.written_mid, mono
-                        writes.append(ReferenceWrite(state.market_id, state.written_mid, True))
-                        received.append(None)
+            for market_id in list(self._tick_pending):
+                state = self._markets.get(market_id)
+                if state is None or state.written_mid is None or state.written_mid == state.ticked_mid:
+                    self._tick_pending.discard(market_id)
+                elif not state.seen and mono - state.ticked_at >= TICK_SECONDS:
+                    state.ticked_mid, state.ticked_at = state.written_mid, mono
+                    writes.append(ReferenceWrite(state.market_id, state.written_mid, True))
+                    received.append(None)
+                    self._tick_pending.discard(market_id)
         result = FlushResult()
         reference_prices_write(writes=writes, at=now)
         written_at = self._now()
