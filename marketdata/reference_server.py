@@ -102,6 +102,7 @@ MAX_KEYSET_LIMIT = 100
 MAX_CONDITION_IDS = 100
 MAX_BOOKS = 500
 DEPTH = 4
+WALK_TICK_SECONDS = 0.02  # the random walk wakes at most this often (its steps due are taken together)
 NO_ORDERBOOK = "No orderbook exists for the requested token id"
 OUTCOME_PRICES = {"yes": ["1", "0"], "no": ["0", "1"], "void": ["0.5", "0.5"]}
 RESOLUTION_STATUSES = ("resolved", "proposed", "disputed")
@@ -236,6 +237,7 @@ class ReferenceMarketDataServer:
         self._ws_loop: asyncio.AbstractEventLoop | None = None
         self._walk_thread: threading.Thread | None = None
         self._walk_stop: threading.Event | None = None
+        self._batch: list[list[dict]] | None = None  # the walk's current steps' events, sent together
         self._hash_counter = 0
         self.seed(seed)
         if markets is None:
@@ -476,7 +478,12 @@ class ReferenceMarketDataServer:
         return asyncio.run_coroutine_threadsafe(drop(), loop).result(timeout=15)
 
     def random_walk(self, events_per_second: float) -> None:
-        """Move random open markets' prices ``events_per_second`` times a second in a thread (0 stops)."""
+        """Move random open markets' prices ``events_per_second`` times a second in a thread (0 stops).
+
+        The thread wakes at most every WALK_TICK_SECONDS and takes the steps due since its last
+        wake, their events handed to the websocket loop in one hop: each step's events still go
+        out as that step's own frame(s), but a fast walk costs the machine a wake-up per tick, not
+        per step (the server stands in for a remote source; its CPU is not the house's)."""
         if self._walk_thread is not None:
             self._walk_stop.set()
             if self._walk_thread is not threading.current_thread():
@@ -485,20 +492,30 @@ class ReferenceMarketDataServer:
         if not events_per_second or events_per_second <= 0:
             return
         interval = 1.0 / float(events_per_second)
+        tick = max(interval, WALK_TICK_SECONDS)
         stop = threading.Event()
 
         def walk() -> None:
-            next_at = time.monotonic()
+            owed, last = 1.0, time.monotonic()
             while not stop.is_set():
-                try:
-                    self.step()
-                except Exception:  # a walk step must never kill the demo's prices
-                    logger.exception("random walk step failed")
-                next_at += interval
-                delay = next_at - time.monotonic()
-                if delay < 0:  # behind: do not try to catch up in a burst
-                    next_at, delay = time.monotonic(), 0
-                stop.wait(delay)
+                steps, owed = int(owed), owed - int(owed)
+                if steps:
+                    with self._lock:
+                        self._batch = []
+                    try:
+                        for _ in range(steps):
+                            self.step()
+                    except Exception:  # a walk step must never kill the demo's prices
+                        logger.exception("random walk step failed")
+                    finally:
+                        with self._lock:
+                            batch, self._batch = self._batch, None
+                        self._publish_groups(batch)
+                stop.wait(max(0.0, tick - (time.monotonic() - last)))
+                now = time.monotonic()
+                # Behind (a stalled machine): do not try to catch up in a burst.
+                owed = min(owed + (now - last) / interval, 2 * tick / interval + 1)
+                last = now
 
         self._walk_stop = stop
         self._walk_thread = threading.Thread(target=walk, name="reference-market-walk", daemon=True)
@@ -686,13 +703,26 @@ class ReferenceMarketDataServer:
         self._publish(events)
 
     def _publish(self, events: list[dict]) -> None:
+        """A step's or a switch's events (lock held): into the walk's batch when one is open, else sent at once."""
+        if not events:
+            return
+        if self._batch is not None:
+            self._batch.append(events)
+        else:
+            self._publish_groups([events])
+
+    def _publish_groups(self, groups: list[list[dict]]) -> None:
         loop = self._ws_loop
-        if loop is None or not events:
+        if loop is None or not groups:
             return
         try:
-            loop.call_soon_threadsafe(self._fan_out, events)
+            loop.call_soon_threadsafe(self._fan_out_groups, groups)
         except RuntimeError:  # the loop is closing: nobody is listening any more
             pass
+
+    def _fan_out_groups(self, groups: list[list[dict]]) -> None:
+        for events in groups:
+            self._fan_out(events)
 
     # --- HTTP ------------------------------------------------------------------------------
 
