@@ -478,15 +478,16 @@ class ReferenceMarketDataServer:
         return asyncio.run_coroutine_threadsafe(drop(), loop).result(timeout=15)
 
     def random_walk(self, events_per_second: float) -> None:
-        """Move random open markets' prices ``events_per_second`` times a second in a thread (0 stops).
+        """Move random open markets' prices ``events_per_second`` times a second (0 stops).
 
-        The thread wakes at most every WALK_TICK_SECONDS and takes the steps due since its last
-        wake, their events handed to the websocket loop in one hop: each step's events still go
-        out as that step's own frame(s), but a fast walk costs the machine a wake-up per tick, not
-        per step (the server stands in for a remote source; its CPU is not the house's)."""
-        if self._walk_thread is not None:
+        The walk runs on the websocket loop when there is one (else in a thread of its own). It
+        wakes at most every WALK_TICK_SECONDS and takes the steps due since its last wake, their
+        events fanned out together: each step's events still go out as that step's own frame(s),
+        but a fast walk costs a wake-up per tick, not per step, and no thread hand-off (the server
+        stands in for a remote source: its CPU is not the house's)."""
+        if self._walk_stop is not None:
             self._walk_stop.set()
-            if self._walk_thread is not threading.current_thread():
+            if self._walk_thread is not None and self._walk_thread is not threading.current_thread():
                 self._walk_thread.join(timeout=5)
             self._walk_thread = self._walk_stop = None
         if not events_per_second or events_per_second <= 0:
@@ -494,30 +495,48 @@ class ReferenceMarketDataServer:
         interval = 1.0 / float(events_per_second)
         tick = max(interval, WALK_TICK_SECONDS)
         stop = threading.Event()
+        owed, last = 0.0, time.monotonic() - interval  # the first wake takes a step at once
 
-        def walk() -> None:
-            owed, last = 1.0, time.monotonic()
-            while not stop.is_set():
-                steps, owed = int(owed), owed - int(owed)
-                if steps:
-                    with self._lock:
-                        self._batch = []
-                    try:
-                        for _ in range(steps):
-                            self.step()
-                    except Exception:  # a walk step must never kill the demo's prices
-                        logger.exception("random walk step failed")
-                    finally:
-                        with self._lock:
-                            batch, self._batch = self._batch, None
-                        self._publish_groups(batch)
-                stop.wait(max(0.0, tick - (time.monotonic() - last)))
-                now = time.monotonic()
-                # Behind (a stalled machine): do not try to catch up in a burst.
-                owed = min(owed + (now - last) / interval, 2 * tick / interval + 1)
-                last = now
+        def take_steps() -> list[list[dict]]:
+            """The steps due since the last call; their events, a list per step."""
+            nonlocal owed, last
+            now = time.monotonic()
+            # Behind (a stalled machine): do not try to catch up in a burst.
+            owed, last = min(owed + (now - last) / interval, 2 * tick / interval + 1), now
+            steps = int(owed)
+            owed -= steps
+            if not steps:
+                return []
+            with self._lock:
+                self._batch = []
+            try:
+                for _ in range(steps):
+                    self.step()
+            except Exception:  # a walk step must never kill the demo's prices
+                logger.exception("random walk step failed")
+            finally:
+                with self._lock:
+                    batch, self._batch = self._batch, None
+            return batch
 
         self._walk_stop = stop
+        loop = self._ws_loop
+        if loop is not None:
+
+            def on_loop() -> None:
+                if stop.is_set():
+                    return
+                self._fan_out_groups(take_steps())
+                loop.call_later(tick, on_loop)
+
+            loop.call_soon_threadsafe(on_loop)
+            return
+
+        def walk() -> None:
+            while not stop.is_set():
+                self._publish_groups(take_steps())
+                stop.wait(tick)
+
         self._walk_thread = threading.Thread(target=walk, name="reference-market-walk", daemon=True)
         self._walk_thread.start()
 
