@@ -4,8 +4,11 @@ Books arrive one at a time (a websocket event, a REST refresh); each is folded i
 market's state at once (the jump watch sees every mid). ``flush`` then writes, in one short
 transaction per kind, what changed since the last flush: the reference of every market seen
 (stamped even when unchanged), its tick when the mid moved, and the suspensions and
-resumptions that the rules of SPEC §11 now call for. The long-running feed flushes every
-few hundred milliseconds; the one-pass sync flushes once.
+resumptions that the rules of SPEC §11 now call for. A flush looks at the markets a book or
+the source touched since the last one; a sweep of every market, once a second (and at once
+after a change of the thresholds), catches what time alone changes: an end date passed, a
+cool-down over. The long-running feed flushes every few hundred milliseconds; the one-pass
+sync flushes once.
 
 Thread-safe: the websocket's event loop folds books in while a worker thread flushes.
 """

@@ -5,7 +5,8 @@
     stream       the market websocket: every book event folded into the board at once; a
                  silent socket is detected by the adapter's idle watchdog and reconnected
     flush        every ``flush_seconds``: what changed is written (references, ticks,
-                 suspensions and resumptions, including cool-downs that ended)
+                 suspensions and resumptions; cool-downs that ended and end dates that
+                 passed within a second, by the board's sweep)
     refresh      every ``refresh_seconds``: over REST, the book of every tracked market the
                  stream brought no book for in the last half interval (all of them while the
                  socket is down or silent): the safety net that stamps quiet markets and
