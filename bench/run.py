@@ -1211,9 +1211,9 @@ def render(
         failed = sum(h.failures + q.failures for h, q in feed_pairs)
         errors = sum(h.detail.get("feed", {}).get("errors", 0) for h, _ in feed_pairs)
         lines.append(
-            f"\nNon-200 / failed in the feed pairs: {failed}; feed errors: {errors}. Feed events/s: price events the feed applied "
-            "over the window and its warm-up. The feed's latency is the 30-s scenario's and bench/feed.py's: in these windows it "
-            "would count the books that waited out the frozen seconds."
+            f"\nNon-200 / failed in the feed pairs: {failed}; feed errors: {errors}. Feed events/s: books the feed folded in "
+            "(the stream's and the REST refresh's) over the window and its warm-up. The feed's latency is the 30-s scenario's "
+            "and bench/feed.py's: in these windows it would count the books that waited out the frozen seconds."
         )
     lines += ["", "## Raw tool output", ""]
     for name, r in results.items():
