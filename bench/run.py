@@ -872,58 +872,48 @@ def undisturbed(name: str, run, args) -> Result:
     return best
 
 
-def paired_windows(args, env: dict, workdir: Path, meta: dict, wrk: str | None) -> list[tuple[Result, Result]]:
+def paired_windows(args, env: dict, workdir: Path, meta: dict, wrk: str | None, *, with_feed: bool = False) -> list[tuple[Result, Result]]:
     """http-spread and sql-spread again, in short windows back to back, --pairs times. This VM's speed
     drifts by tens of percent within minutes (the raw-SQL ceiling alone measured 1,392 to 2,510 trades/s
     in one hour of the same SQL): two 30-second scenarios minutes apart give a ratio that moves with
     the drift. Each pair's two windows are seconds apart, so the drift cancels out of the pair's
     ratio, and the median of several pairs is the gate. Same server, load, data and tools as the
-    scenarios above; no re-runs of disturbed windows (a pair is kept whatever it measured)."""
+    scenarios above; no re-runs of disturbed windows (a pair is kept whatever it measured).
+
+    ``with_feed``: the feed's gate the same way. The market feed and the market-data server are started
+    once (their start, catalogue and first refresh, is not measured, as in http-spread-feed); each HTTP
+    window runs with them, each sql-spread window with both frozen (SIGSTOP: they take no CPU, as if
+    they were not there, and pick up where they were in the next pair's warm-up)."""
     short = argparse.Namespace(**{**vars(args), "warmup": PAIR_WARMUP, "duration": args.pair_seconds, "quiet_wait": 0.0, "pending": {}})
     short.deadline = float("inf")
+    tokens, markets = workdir / "tokens.txt", workdir / "markets.txt"
+    label = "feed pair" if with_feed else "pair"
     pairs = []
     server = Server(args, env, workdir)
+    feed = None
     try:
         server.wait_ready()
-        for i in range(args.pairs):
-            http = http_scenario("http-spread", server, workdir / "tokens.txt", workdir / "markets.txt", short, wrk)
-            sql = pgbench_run("sql-spread", meta, workdir, hot=False, args=short)
-            log(f"pair {i + 1}/{args.pairs}: HTTP {http.tps:.0f} trades/s, raw SQL {sql.tps:.0f} trades/s, {http.tps / sql.tps:.1%}")
-            pairs.append((http, sql))
-    finally:
-        server.stop()
-    return pairs
-
-
-def feed_paired_windows(args, env: dict, workdir: Path, meta: dict, wrk: str | None) -> list[tuple[Result, Result]]:
-    """The feed's gate the way the main gate is measured: --pairs pairs of an http-spread window with
-    the market feed running and a sql-spread window seconds later with the feed and the market-data
-    server frozen (SIGSTOP: they take no CPU, as if they were not there, and pick up where they were
-    in the next pair's warm-up). The feed is started once: its start (catalogue, first refresh) is not
-    measured, as in http-spread-feed."""
-    short = argparse.Namespace(**{**vars(args), "warmup": PAIR_WARMUP, "duration": args.pair_seconds, "quiet_wait": 0.0, "pending": {}})
-    short.deadline = float("inf")
-    pairs = []
-    server = Server(args, env, workdir)
-    try:
-        server.wait_ready()
-        feed = MarketFeedRun(args, env, workdir)
-        try:
+        if with_feed:
+            feed = MarketFeedRun(args, env, workdir)
             state = feed.wait_streaming()
             log(f"feed pairs: feed {state['holder']} streaming {args.feed_markets} markets at {args.feed_events_per_second} events/s")
-            for i in range(args.pairs):
-                fed = feed_window(server, workdir / "tokens.txt", workdir / "markets.txt", short, wrk)
+        for i in range(args.pairs):
+            if feed is None:
+                http = http_scenario("http-spread", server, tokens, markets, short, wrk)
+            else:
+                http = feed_window(server, tokens, markets, short, wrk)
                 feed.pause()
-                try:
-                    sql = pgbench_run("sql-spread", meta, workdir, hot=False, args=short)
-                finally:
+            try:
+                sql = pgbench_run("sql-spread", meta, workdir, hot=False, args=short)
+            finally:
+                if feed is not None:
                     feed.resume()
-                ratio = fed.tps / sql.tps if sql.tps else 0.0
-                log(f"feed pair {i + 1}/{args.pairs}: HTTP, feed running {fed.tps:.0f}/s, raw SQL {sql.tps:.0f}/s, {ratio:.1%}")
-                pairs.append((fed, sql))
-        finally:
-            feed.stop()
+            ratio = http.tps / sql.tps if sql.tps else 0.0
+            log(f"{label} {i + 1}/{args.pairs}: HTTP {http.tps:.0f} trades/s, raw SQL {sql.tps:.0f} trades/s, {ratio:.1%}")
+            pairs.append((http, sql))
     finally:
+        if feed is not None:
+            feed.stop()
         server.stop()
     return pairs
 
@@ -1427,7 +1417,7 @@ def main(argv: list[str]) -> int:
         pairs = paired_windows(args, env, workdir, meta, wrk)
     feed_pairs = []
     if args.pairs > 0 and {"http-spread-feed", "sql-spread"} <= set(scenarios):
-        feed_pairs = feed_paired_windows(args, env, workdir, meta, wrk)
+        feed_pairs = paired_windows(args, env, workdir, meta, wrk, with_feed=True)
     counts = db_counts()
     text = render(results, args, meta, counts, argv, started, code, pairs, feed_pairs)
     print(text.split("## Raw tool output")[0])

@@ -252,7 +252,7 @@ class PriceBoard:
                 state = self._markets.get(market_id)
                 if state is None or state.written_mid is None or state.written_mid == state.ticked_mid:
                     self._tick_pending.discard(market_id)
-                elif not state.seen and mono - state.ticked_at >= TICK_SECONDS:
+                elif mono - state.ticked_at >= TICK_SECONDS:  # a seen market was looked at above: not seen now
                     state.ticked_mid, state.ticked_at = state.written_mid, mono
                     writes.append(ReferenceWrite(state.market_id, state.written_mid, True))
                     received.append(None)
